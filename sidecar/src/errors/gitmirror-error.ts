@@ -1,0 +1,95 @@
+/**
+ * Every error the sidecar raises on purpose carries a stable `code` so callers, logs, metrics
+ * and the admin API can branch on it without parsing messages. Messages never include
+ * credentials: callers pass redacted URLs (see `redactUrl`).
+ */
+export type ErrorCode =
+  | 'BAD_REPO_PATH'
+  | 'HOST_NOT_ALLOWED'
+  | 'BAD_REQUEST'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UNAUTHORIZED'
+  | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'CONFIG_INVALID'
+  | 'GIT_FAILED'
+  | 'GIT_TIMEOUT'
+  | 'PROCESS_FAILED'
+  | 'PROCESS_TIMEOUT'
+  | 'UPSTREAM_FAILED'
+  | 'MIRROR_NOT_READY'
+  | 'FETCH_FAILED'
+  | 'SHUTTING_DOWN'
+  | 'SNAPSHOT_NOT_FOUND'
+  | 'SNAPSHOT_CORRUPT'
+  | 'SNAPSHOT_UNSAFE_ENTRY'
+  | 'SNAPSHOT_STORE_FAILED'
+  | 'SNAPSHOT_SKIPPED'
+  | 'RESTORE_FAILED'
+  | 'SANITY_CHECK_FAILED'
+  | 'ABORTED';
+
+export class GitMirrorError extends Error {
+  readonly code: ErrorCode;
+  /** HTTP status to answer with when this error reaches a client. */
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options: { status?: number; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GitMirrorError';
+    this.code = code;
+    this.status = options.status ?? defaultStatus(code);
+  }
+}
+
+function defaultStatus(code: ErrorCode): number {
+  switch (code) {
+    case 'BAD_REPO_PATH':
+    case 'BAD_REQUEST':
+    case 'CONFIG_INVALID':
+      return 400;
+    case 'UNAUTHORIZED':
+      return 401;
+    case 'HOST_NOT_ALLOWED':
+      return 403;
+    case 'NOT_FOUND':
+    case 'SNAPSHOT_NOT_FOUND':
+      return 404;
+    case 'CONFLICT':
+      return 409;
+    case 'PAYLOAD_TOO_LARGE':
+      return 413;
+    case 'UPSTREAM_FAILED':
+      return 502;
+    case 'MIRROR_NOT_READY':
+    case 'SHUTTING_DOWN':
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+export function isGitMirrorError(err: unknown, code?: ErrorCode): err is GitMirrorError {
+  return err instanceof GitMirrorError && (code === undefined || err.code === code);
+}
+
+/** A short, credential-free description of any thrown value, for logs and status fields. */
+export function describeError(err: unknown): string {
+  if (err instanceof GitMirrorError) return `${err.code}: ${err.message}`;
+  if (err instanceof Error) return err.message;
+  return String(err);
+}
+
+/** Drops userinfo from a URL so it can be logged or put in an error message. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username || u.password) {
+      u.username = '';
+      u.password = '';
+    }
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//');
+  }
+}

@@ -1,0 +1,62 @@
+import type { Readable } from 'node:stream';
+
+/** Format tag written into every manifest; readers refuse others. */
+export const SNAPSHOT_FORMAT = 'gitmirror-mirror-tar-zst/1';
+
+/**
+ * `latest.json`: names the newest complete archive of one repo. It is written only after
+ * the archive is fully stored, so a reader that trusts only manifests never sees a partial
+ * upload.
+ */
+export interface SnapshotManifest {
+  key: string;
+  commit: string;
+  createdAt: string;
+  sizeBytes: number;
+  sha256: string;
+  format: typeof SNAPSHOT_FORMAT;
+  /** Digest of the mirror's refs when archived, so an unchanged mirror is not re-published. */
+  refsDigest?: string;
+  /** Keys published before this one, newest first; pruning never removes `previous[0]`. */
+  previous?: string[];
+}
+
+export interface ObjectInfo {
+  key: string;
+  sizeBytes: number;
+  etag?: string;
+  lastModified?: Date;
+}
+
+export interface ReadRange {
+  start: number;
+  /** Inclusive end offset. */
+  end: number;
+}
+
+/**
+ * Object storage seen as a flat key space under the configured prefix. Keys passed in are
+ * relative (`github.com/org/repo/latest.json`); backends add their prefix. Two backends:
+ * filesystem (`file://`) and S3 (`s3://bucket/prefix`).
+ */
+export interface SnapshotStore {
+  /** Human-readable location, without credentials, for logs and status. */
+  readonly description: string;
+  /** Streams `body` to `key`. The object is visible only if the whole stream succeeds. */
+  put(
+    key: string,
+    body: Readable,
+    options?: { signal?: AbortSignal; contentType?: string },
+  ): Promise<ObjectInfo>;
+  /** Small objects (manifests): write whole, atomically. */
+  putBytes(key: string, body: Buffer, options?: { contentType?: string }): Promise<ObjectInfo>;
+  /** Returns undefined when the key does not exist. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** A stream of the object (or a byte range); throws SNAPSHOT_NOT_FOUND if missing. */
+  get(key: string, options?: { range?: ReadRange; signal?: AbortSignal }): Promise<Readable>;
+  /** Returns undefined when the key does not exist. */
+  getBytes(key: string): Promise<Buffer | undefined>;
+  /** Keys under a relative prefix (non-recursive not required; callers filter). */
+  list(prefix: string): Promise<ObjectInfo[]>;
+  delete(key: string): Promise<void>;
+}
