@@ -1,0 +1,74 @@
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { MirrorSpec, RestoreRequest } from './types.ts';
+
+function bad(message: string): never {
+  throw new GitMirrorError('BAD_REQUEST', message);
+}
+
+function optionalNumber(value: unknown, name: string, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    bad(`${name} must be a number between ${min} and ${max}`);
+  }
+  return value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Validates a `PUT /v1/mirrors/{id}` body field by field; unknown fields are refused so typos surface. */
+export function parseMirrorSpec(body: unknown): MirrorSpec {
+  if (!isObject(body)) bad('body must be a JSON object');
+  const known = new Set(['url', 'fetchIntervalSeconds', 'snapshot', 'access', 'credentials']);
+  for (const key of Object.keys(body)) if (!known.has(key)) bad(`unknown field "${key.slice(0, 40)}"`);
+  if (typeof body.url !== 'string' || body.url.length > 2048) bad('url must be a string');
+  const spec: MirrorSpec = { url: body.url };
+  spec.fetchIntervalSeconds = optionalNumber(
+    body.fetchIntervalSeconds,
+    'fetchIntervalSeconds',
+    10,
+    7 * 86400,
+  );
+  if (body.access !== undefined) {
+    if (body.access !== 'Public' && body.access !== 'Private') bad('access must be Public or Private');
+    spec.access = body.access;
+  }
+  if (body.snapshot !== undefined) spec.snapshot = parseSnapshot(body.snapshot);
+  if (body.credentials !== undefined) spec.credentials = parseCredentials(body.credentials);
+  return spec;
+}
+
+function parseSnapshot(value: unknown): NonNullable<MirrorSpec['snapshot']> {
+  if (!isObject(value) || typeof value.writer !== 'boolean')
+    bad('snapshot must be {writer: boolean, intervalSeconds?, retain?}');
+  return {
+    writer: value.writer,
+    intervalSeconds: optionalNumber(value.intervalSeconds, 'snapshot.intervalSeconds', 60, 30 * 86400),
+    retain: optionalNumber(value.retain, 'snapshot.retain', 2, 1000),
+  };
+}
+
+function parseCredentials(value: unknown): NonNullable<MirrorSpec['credentials']> {
+  if (
+    !isObject(value) ||
+    typeof value.password !== 'string' ||
+    value.password.length === 0 ||
+    value.password.length > 4096
+  ) {
+    bad('credentials must be {username?, password}');
+  }
+  if (value.username !== undefined && (typeof value.username !== 'string' || value.username.length > 256)) {
+    bad('credentials.username must be a string');
+  }
+  return { username: value.username as string | undefined, password: value.password };
+}
+
+export function parseRestoreRequest(body: unknown): RestoreRequest {
+  if (body === undefined || body === null || (isObject(body) && Object.keys(body).length === 0)) return {};
+  if (!isObject(body)) bad('body must be a JSON object');
+  if (body.key !== undefined && (typeof body.key !== 'string' || body.key.length > 1024))
+    bad('key must be a string');
+  if (body.force !== undefined && typeof body.force !== 'boolean') bad('force must be a boolean');
+  return { key: body.key as string | undefined, force: body.force as boolean | undefined };
+}

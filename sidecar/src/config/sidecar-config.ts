@@ -1,0 +1,103 @@
+import { resolve } from 'node:path';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import { parseDuration } from './duration.ts';
+
+/** Everything the sidecar reads from its environment, parsed and checked once at start. */
+export interface SidecarConfig {
+  listen: HostPort;
+  adminListen: HostPort;
+  dataDir: string;
+  snapshotStoreUrl: string;
+  /** Upstream URLs held from start (standalone mode). */
+  mirrors: string[];
+  /** Standalone: when set, this process publishes snapshots at this interval. */
+  snapshotIntervalMs?: number;
+  snapshotRetain: number;
+  httpHosts: Set<string>;
+  allowedHosts: Set<string>;
+  credentialsFile?: string;
+  adminTokenFile?: string;
+  fetchIntervalMs: number;
+  /** How often, at most, a client's ref request triggers an upstream ls-remote per mirror. */
+  refCheckIntervalMs: number;
+  /** How long a client request waits for a fetch it triggered before being served what we have. */
+  freshnessWaitMs: number;
+  repackIntervalMs: number;
+  fetchTimeoutMs: number;
+  cloneTimeoutMs: number;
+  jobConcurrency: number;
+  cloneConcurrency: number;
+  shutdownTimeoutMs: number;
+  /** Max bytes of an upload-pack request body head we buffer to read the wants. */
+  maxRequestHeadBytes: number;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+function parseHostPort(text: string, name: string): HostPort {
+  const match = /^(.*):(\d{1,5})$/.exec(text.trim());
+  const port = Number(match?.[2]);
+  if (!match || port > 65535)
+    throw new GitMirrorError('CONFIG_INVALID', `${name}: "${text}" is not host:port`);
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1') || '0.0.0.0', port };
+}
+
+function list(text: string | undefined): string[] {
+  return (text ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+function positiveInt(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new GitMirrorError('CONFIG_INVALID', `${name}: "${text}" is not a positive integer`);
+  return n;
+}
+
+function duration(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
+  return parseDuration(env[name] || fallback, name);
+}
+
+export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): SidecarConfig {
+  const dataDir = resolve(env.GITMIRROR_DATA_DIR || './.gitmirror');
+  const jobConcurrency = positiveInt(env.GITMIRROR_JOB_CONCURRENCY, 4, 'GITMIRROR_JOB_CONCURRENCY');
+  const snapshotInterval = env.GITMIRROR_SNAPSHOT_INTERVAL;
+  const snapshotOff = !snapshotInterval || snapshotInterval === 'off' || snapshotInterval === '0';
+  return {
+    listen: parseHostPort(env.GITMIRROR_LISTEN || '0.0.0.0:8080', 'GITMIRROR_LISTEN'),
+    adminListen: parseHostPort(env.GITMIRROR_ADMIN_LISTEN || '0.0.0.0:9090', 'GITMIRROR_ADMIN_LISTEN'),
+    dataDir,
+    snapshotStoreUrl: env.GITMIRROR_SNAPSHOT_STORE || `file://${dataDir}/snapshots`,
+    mirrors: list(env.GITMIRROR_MIRRORS),
+    snapshotIntervalMs: snapshotOff
+      ? undefined
+      : parseDuration(snapshotInterval, 'GITMIRROR_SNAPSHOT_INTERVAL'),
+    snapshotRetain: Math.max(2, positiveInt(env.GITMIRROR_SNAPSHOT_RETAIN, 3, 'GITMIRROR_SNAPSHOT_RETAIN')),
+    httpHosts: new Set(list(env.GITMIRROR_HTTP_HOSTS).map((h) => h.toLowerCase())),
+    allowedHosts: new Set(
+      list(env.GITMIRROR_ALLOWED_HOSTS ?? 'github.com,gitlab.com,bitbucket.org').map((h) => h.toLowerCase()),
+    ),
+    credentialsFile: env.GITMIRROR_CREDENTIALS_FILE || undefined,
+    adminTokenFile: env.GITMIRROR_ADMIN_TOKEN_FILE || undefined,
+    fetchIntervalMs: duration(env, 'GITMIRROR_FETCH_INTERVAL', '5m'),
+    refCheckIntervalMs: duration(env, 'GITMIRROR_REF_CHECK_INTERVAL', '5s'),
+    freshnessWaitMs: duration(env, 'GITMIRROR_FRESHNESS_WAIT', '30s'),
+    repackIntervalMs: duration(env, 'GITMIRROR_REPACK_INTERVAL', '6h'),
+    fetchTimeoutMs: duration(env, 'GITMIRROR_FETCH_TIMEOUT', '10m'),
+    cloneTimeoutMs: duration(env, 'GITMIRROR_CLONE_TIMEOUT', '1h'),
+    jobConcurrency,
+    cloneConcurrency: positiveInt(
+      env.GITMIRROR_CLONE_CONCURRENCY,
+      Math.max(1, Math.floor(jobConcurrency / 2)),
+      'GITMIRROR_CLONE_CONCURRENCY',
+    ),
+    shutdownTimeoutMs: duration(env, 'GITMIRROR_SHUTDOWN_TIMEOUT', '25s'),
+    maxRequestHeadBytes: 1024 * 1024,
+  };
+}

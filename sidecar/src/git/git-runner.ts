@@ -1,0 +1,89 @@
+import type { Readable } from 'node:stream';
+import { type RunResult, runProcess, type SpawnedProcess, spawnProcess } from '../process/child-process.ts';
+import type { Credentials } from './credentials.ts';
+
+export interface GitInvocation {
+  args: string[];
+  cwd?: string;
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Upstream credentials for this one process; handed over through its environment. */
+  credentials?: Credentials;
+  /** Extra variables, e.g. GIT_PROTOCOL for upload-pack. */
+  env?: Record<string, string>;
+  stdin?: string | Buffer | Readable;
+  maxStdoutBytes?: number;
+}
+
+/** The seam between the sidecar and git: tests can wrap it to count or fail invocations. */
+export interface GitRunner {
+  run(invocation: GitInvocation): Promise<RunResult>;
+  spawn(invocation: GitInvocation): SpawnedProcess;
+}
+
+/**
+ * The credential helper is a fixed string that reads the secret from this process's
+ * environment, so the secret never appears in argv, config files or logs.
+ */
+const CREDENTIAL_HELPER =
+  '!f() { test "$1" = get || exit 0; printf "username=%s\\npassword=%s\\n" "$GITMIRROR_GIT_USERNAME" "$GITMIRROR_GIT_PASSWORD"; }; f';
+
+/**
+ * Builds a minimal environment: no user or system git config (a host's own `insteadOf`
+ * rules pointing at this cache would make the mirror fetch from itself), no prompts.
+ */
+export function gitEnvironment(invocation: Pick<GitInvocation, 'credentials' | 'env'>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/tmp',
+    LANG: 'C',
+    LC_ALL: 'C',
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_ASKPASS: '/bin/false',
+    GIT_CONFIG_COUNT: '1',
+    // An empty helper resets any inherited list.
+    GIT_CONFIG_KEY_0: 'credential.helper',
+    GIT_CONFIG_VALUE_0: '',
+    ...invocation.env,
+  };
+  for (const proxyVar of ['HTTPS_PROXY', 'HTTP_PROXY', 'NO_PROXY', 'https_proxy', 'http_proxy', 'no_proxy']) {
+    if (process.env[proxyVar] !== undefined) env[proxyVar] = process.env[proxyVar];
+  }
+  if (invocation.credentials) {
+    env.GIT_CONFIG_COUNT = '2';
+    env.GIT_CONFIG_KEY_1 = 'credential.helper';
+    env.GIT_CONFIG_VALUE_1 = CREDENTIAL_HELPER;
+    env.GITMIRROR_GIT_USERNAME = invocation.credentials.username;
+    env.GITMIRROR_GIT_PASSWORD = invocation.credentials.password;
+  }
+  return env;
+}
+
+export class ProcessGitRunner implements GitRunner {
+  private readonly gitBinary: string;
+
+  constructor(gitBinary = 'git') {
+    this.gitBinary = gitBinary;
+  }
+
+  run(invocation: GitInvocation): Promise<RunResult> {
+    return runProcess(this.gitBinary, invocation.args, this.options(invocation));
+  }
+
+  spawn(invocation: GitInvocation): SpawnedProcess {
+    return spawnProcess(this.gitBinary, invocation.args, this.options(invocation));
+  }
+
+  private options(invocation: GitInvocation) {
+    return {
+      cwd: invocation.cwd,
+      env: gitEnvironment(invocation),
+      timeoutMs: invocation.timeoutMs,
+      signal: invocation.signal,
+      stdin: invocation.stdin,
+      maxStdoutBytes: invocation.maxStdoutBytes,
+    };
+  }
+}

@@ -1,0 +1,95 @@
+import { availableParallelism } from 'node:os';
+import type { GitRunner } from './git-runner.ts';
+
+interface ConfigSetting {
+  key: string;
+  value: string;
+  why: string;
+}
+
+/** Threads for pack work: bounded so several mirrors repacking at once cannot exhaust a node. */
+export function packThreads(): number {
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+/**
+ * Git configuration written into every mirror. Each key is here because serving many
+ * clones from one bare repository is a different workload from a developer's repo.
+ */
+export function mirrorConfigSettings(): ConfigSetting[] {
+  return [
+    { key: 'core.bare', value: 'true', why: 'a mirror has no work tree' },
+    {
+      key: 'remote.origin.fetch',
+      value: '+refs/*:refs/*',
+      why: 'mirror every ref exactly, force-pushes included',
+    },
+    { key: 'remote.origin.mirror', value: 'true', why: 'marks the repository as a mirror for git tooling' },
+    {
+      key: 'protocol.version',
+      value: '2',
+      why: 'v2 lets fetches from upstream ask only for the refs they need',
+    },
+    {
+      key: 'uploadpack.allowFilter',
+      value: 'true',
+      why: 'serve partial clones (--filter=blob:none, tree:0)',
+    },
+    {
+      key: 'uploadpack.allowAnySHA1InWant',
+      value: 'true',
+      why: 'serve any commit by id, even one orphaned by a force-push',
+    },
+    // uploadpack.allowRefInWant stays off: git 2.39's upload-pack then sends wanted-refs
+    // before shallow-info, and v2 clients fail shallow clones with "expected 'packfile'".
+    {
+      key: 'repack.writeBitmaps',
+      value: 'true',
+      why: 'bitmaps make counting objects for a clone near-instant',
+    },
+    { key: 'pack.useBitmaps', value: 'true', why: 'use those bitmaps when serving' },
+    {
+      key: 'pack.useBitmapBoundaryTraversal',
+      value: 'true',
+      why: 'faster bitmap walks for fetches with haves',
+    },
+    { key: 'pack.writeBitmapHashCache', value: 'true', why: 'better delta reuse when serving from bitmaps' },
+    { key: 'core.commitGraph', value: 'true', why: 'commit-graph speeds up negotiation and shallow walks' },
+    { key: 'fetch.writeCommitGraph', value: 'true', why: 'keep the commit-graph current after every fetch' },
+    { key: 'gc.writeCommitGraph', value: 'true', why: 'and after maintenance' },
+    { key: 'core.multiPackIndex', value: 'true', why: 'one index over many packs after geometric repacks' },
+    { key: 'fetch.unpackLimit', value: '1', why: 'keep fetched objects packed; loose objects slow serving' },
+    { key: 'transfer.unpackLimit', value: '1', why: 'same, for every transfer' },
+    {
+      key: 'gc.auto',
+      value: '0',
+      why: 'no surprise gc while serving; repack runs on our schedule and keeps orphans',
+    },
+    { key: 'receive.autogc', value: '0', why: 'never gc as a side effect of a transfer' },
+    { key: 'fetch.prune', value: 'true', why: 'deleted upstream branches disappear from the mirror too' },
+    { key: 'fetch.pruneTags', value: 'true', why: 'and deleted tags' },
+    { key: 'pack.threads', value: String(packThreads()), why: 'bound CPU per pack operation' },
+    { key: 'pack.windowMemory', value: '256m', why: 'bound memory per delta window thread during repack' },
+    { key: 'pack.deltaCacheSize', value: '128m', why: 'bound delta cache memory during repack' },
+    { key: 'core.packedGitLimit', value: '1g', why: 'bound mmapped pack memory per serving process' },
+    {
+      key: 'http.postBuffer',
+      value: '524288000',
+      why: 'large negotiation requests to upstream without chunked-encoding quirks',
+    },
+  ];
+}
+
+/**
+ * Writes the settings into a repository's own config file in one pass through `git config
+ * --file`, so a mirror restored from a snapshot made by an older version gets today's keys.
+ */
+export async function applyMirrorConfig(git: GitRunner, repoDir: string, upstream: string): Promise<void> {
+  const settings = [
+    { key: 'remote.origin.url', value: upstream, why: 'where fetches come from' },
+    ...mirrorConfigSettings(),
+  ];
+  for (const { key, value } of settings) {
+    await git.run({ args: ['config', '--file', `${repoDir}/config`, key, value], timeoutMs: 30_000 });
+  }
+}

@@ -1,0 +1,256 @@
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import type { Request, Response } from 'express';
+import type { SidecarConfig } from '../config/sidecar-config.ts';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { GitRunner } from '../git/git-runner.ts';
+import type { Logger } from '../log/logger.ts';
+import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import { missingObjects } from '../mirrors/git-mirror-ops.ts';
+import type { Mirror } from '../mirrors/mirror.ts';
+import type { MirrorManager } from '../mirrors/mirror-manager.ts';
+import { parseRepoId, type RepoId } from '../mirrors/repo-id.ts';
+import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import type { UpstreamAccessCheck } from './access-check.ts';
+import { type GitAction, parseGitPath } from './git-path.ts';
+import { serveLocalInfoRefs, serveLocalUploadPack } from './local-upload-pack.ts';
+import { parseUploadPackHead } from './pkt-line.ts';
+import { peekHead, readBody } from './request-head.ts';
+import type { SharedUpstreamResponses } from './shared-upstream-responses.ts';
+import { serveSnapshotDownload } from './snapshot-download.ts';
+import { forwardedHeaders, requestUpstream, writeUpstreamHead } from './upstream-proxy.ts';
+
+export interface GitHttpDeps {
+  config: SidecarConfig;
+  git: GitRunner;
+  mirrors: MirrorManager;
+  shared: SharedUpstreamResponses;
+  access: UpstreamAccessCheck;
+  snapshots?: SnapshotService;
+  logger: Logger;
+  metrics: SidecarMetrics;
+}
+
+const UPLOAD_PACK_TIMEOUT_MS = 2 * 60 * 60_000;
+const UPSTREAM_IDLE_TIMEOUT_MS = 10 * 60_000;
+
+/**
+ * Git smart HTTP under `/git/{host}/{path}`: served from the local mirror when it is
+ * ready, proxied to upstream (shared between identical requests) while it is cold, and
+ * always proxied for pushes.
+ */
+export class GitHttpService {
+  private readonly deps: GitHttpDeps;
+
+  constructor(deps: GitHttpDeps) {
+    this.deps = deps;
+  }
+
+  async handle(req: Request, res: Response): Promise<void> {
+    const { repo, action } = parseGitPath(req.path.replace(/^\/git(?=\/)/, ''));
+    res.locals.route = action;
+    res.locals.mirror = repo.id;
+    this.assertAllowedHost(repo);
+    if (action === 'receive-pack' || (action === 'info-refs' && req.query.service === 'git-receive-pack')) {
+      return this.proxyPush(repo, action, req, res);
+    }
+    if (action === 'info-refs' && req.query.service !== 'git-upload-pack') {
+      throw new GitMirrorError(
+        'BAD_REQUEST',
+        'only smart HTTP is served: use a git client (info/refs?service=git-upload-pack)',
+      );
+    }
+    const mirror = this.deps.mirrors.ensure(repo);
+    if (!mirror.ready) void this.deps.mirrors.warm(mirror).catch(() => {});
+    if (action === 'snapshot') return this.serveSnapshot(mirror, req, res);
+    if (!mirror.ready) return this.serveCold(mirror, action, req, res);
+    if (!(await this.authorize(mirror, req, res))) return;
+    if (action === 'info-refs') {
+      await this.deps.mirrors.ensureFresh(mirror);
+      res.locals.source = 'local';
+      return serveLocalInfoRefs(this.localDeps(), mirror, req, res);
+    }
+    return this.serveUploadPack(mirror, req, res);
+  }
+
+  /** GITMIRROR_ALLOWED_HOSTS plus the hosts of mirrors configured here; anything else is 403. */
+  private assertAllowedHost(repo: RepoId): void {
+    if (this.isAllowedHost(repo.host)) return;
+    throw new GitMirrorError('HOST_NOT_ALLOWED', `${repo.host} is not an allowed upstream host`);
+  }
+
+  isAllowedHost(host: string): boolean {
+    return (
+      this.deps.config.allowedHosts.has(host) || this.deps.mirrors.list().some((m) => m.repo.host === host)
+    );
+  }
+
+  private async authorize(mirror: Mirror, req: Request, res: Response): Promise<boolean> {
+    const decision = await this.deps.access.check(mirror, req.get('authorization'));
+    if (decision === 'allowed') return true;
+    res.locals.source = 'denied';
+    res.set('WWW-Authenticate', 'Basic realm="gitmirror"');
+    res.status(decision === 'needs-credentials' ? 401 : 403).json({
+      error: {
+        code: 'UNAUTHORIZED',
+        message:
+          decision === 'needs-credentials'
+            ? 'this repository needs credentials'
+            : 'upstream rejected these credentials',
+      },
+    });
+    return false;
+  }
+
+  /**
+   * Reads the wants from the head of the request; if the mirror lacks one (a commit pushed
+   * since our last fetch), fetch and look again, and if it is still missing let upstream
+   * answer rather than fail the client.
+   */
+  private async serveUploadPack(mirror: Mirror, req: Request, res: Response): Promise<void> {
+    const { head, replay } = await peekHead(
+      decodeBody(req),
+      (buf) => parseUploadPackHead(buf).complete,
+      this.deps.config.maxRequestHeadBytes,
+    ).catch((err: unknown) => {
+      if (err instanceof GitMirrorError) throw err;
+      throw new GitMirrorError('BAD_REQUEST', `unreadable request body: ${(err as Error).message}`);
+    });
+    const { wants } = parseUploadPackHead(head);
+    const ctx = mirror.gitContext(this.deps.git);
+    let missing = await missingObjects(ctx, wants);
+    if (missing.length > 0) {
+      await Promise.race([
+        this.deps.mirrors.fetch(mirror).catch(() => {}),
+        delay(this.deps.config.freshnessWaitMs),
+      ]);
+      missing = await missingObjects(ctx, wants);
+    }
+    if (missing.length > 0) {
+      res.locals.source = 'upstream';
+      const body = await readBody(replay, 64 * 1024 * 1024);
+      return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, body, { decoded: true });
+    }
+    res.locals.source = 'local';
+    return serveLocalUploadPack(this.localDeps(), mirror, req, res, replay);
+  }
+
+  /** Cold mirror: info/refs goes straight upstream; upload-pack bodies are shared when identical. */
+  private async serveCold(mirror: Mirror, action: GitAction, req: Request, res: Response): Promise<void> {
+    res.locals.source = 'upstream';
+    if (action === 'info-refs') return this.proxy(mirror.repo, mirror.upstream, '/info/refs', req, res);
+    const body = await readBody(req, this.deps.config.maxRequestHeadBytes).catch(() => undefined);
+    if (!body)
+      throw new GitMirrorError('PAYLOAD_TOO_LARGE', 'request too large to serve while the mirror is cold');
+    const key = createHash('sha256')
+      .update(
+        [
+          req.get('git-protocol') ?? '',
+          req.get('content-encoding') ?? '',
+          req.get('authorization') ?? '',
+        ].join('\0'),
+      )
+      .update('\0')
+      .update(body)
+      .digest('hex');
+    const url = `${mirror.upstream}/git-upload-pack`;
+    const headers = forwardedHeaders(req);
+    const role = await this.deps.shared.serve(
+      mirror.id,
+      key,
+      () => requestUpstream({ method: 'POST', url, headers, body, idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS }),
+      res,
+      (head, r) => writeUpstreamHead(head, r, (loc) => this.rewriteRedirect(loc)),
+    );
+    res.locals.source = role === 'leader' ? 'upstream' : 'shared';
+    this.deps.metrics.upstreamShared.inc({ role });
+  }
+
+  private async proxyPush(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
+    res.locals.route = 'receive-pack';
+    res.locals.source = 'upstream';
+    const mirror = this.deps.mirrors.get(repo.id);
+    const upstream = mirror?.upstream ?? this.deps.mirrors.ensure(repo).upstream;
+    await this.proxy(repo, upstream, action === 'info-refs' ? '/info/refs' : '/git-receive-pack', req, res);
+    // The mirror learns about the push now instead of at the next periodic fetch.
+    if (action === 'receive-pack' && mirror?.ready && res.statusCode < 300)
+      void this.deps.mirrors.fetch(mirror).catch(() => {});
+  }
+
+  private async proxy(
+    repo: RepoId,
+    upstream: string,
+    suffix: string,
+    req: Request,
+    res: Response,
+    body?: Buffer,
+    options: { decoded?: boolean } = {},
+  ): Promise<void> {
+    const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
+    const headers = forwardedHeaders(req);
+    if (options.decoded) delete headers['content-encoding'];
+    const upstreamRes = await requestUpstream({
+      method: req.method === 'POST' ? 'POST' : 'GET',
+      url: `${upstream}${suffix}${query}`,
+      headers,
+      body: body ?? (req.method === 'POST' ? (req as Readable) : undefined),
+      idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
+    });
+    if (!writeUpstreamHead(upstreamRes, res, (loc) => this.rewriteRedirect(loc))) {
+      upstreamRes.resume();
+      return;
+    }
+    this.deps.logger.debug({ mirror: repo.id, status: upstreamRes.statusCode }, 'proxied to upstream');
+    upstreamRes.pipe(res);
+    await new Promise<void>((resolve) => res.on('close', resolve));
+  }
+
+  /** Redirects to an allowed host are rewritten to the cache's own URL for that repository. */
+  private rewriteRedirect(location: string): string | undefined {
+    try {
+      const url = new URL(location);
+      if (!this.isAllowedHost(url.host.toLowerCase())) return undefined;
+      const suffix =
+        ['/info/refs', '/git-upload-pack', '/git-receive-pack'].find((s) => url.pathname.endsWith(s)) ?? '';
+      const repo = parseRepoId(`${url.host}${url.pathname.slice(0, url.pathname.length - suffix.length)}`);
+      return `/git/${repo.id}.git${suffix}${url.search}`;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private async serveSnapshot(mirror: Mirror, req: Request, res: Response): Promise<void> {
+    if (!this.deps.snapshots)
+      throw new GitMirrorError('SNAPSHOT_NOT_FOUND', 'this cache has no snapshot store');
+    if (!(await this.authorize(mirror, req, res))) return;
+    res.locals.source = 'store';
+    await serveSnapshotDownload(this.deps.snapshots, mirror.repo, req, res);
+  }
+
+  private localDeps() {
+    return {
+      git: this.deps.git,
+      logger: this.deps.logger,
+      metrics: this.deps.metrics,
+      timeoutMs: UPLOAD_PACK_TIMEOUT_MS,
+    };
+  }
+}
+
+/** Git gzips large negotiation bodies; decode them so the wants can be read and upload-pack fed plain bytes. */
+function decodeBody(req: Request): Readable {
+  const encoding = (req.get('content-encoding') ?? '').toLowerCase();
+  if (encoding === 'gzip' || encoding === 'x-gzip') {
+    const gunzip = createGunzip();
+    req.on('error', (err) => gunzip.destroy(err));
+    return req.pipe(gunzip).on('error', () => {});
+  }
+  if (encoding && encoding !== 'identity')
+    throw new GitMirrorError('BAD_REQUEST', `unsupported Content-Encoding ${encoding}`);
+  return req;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

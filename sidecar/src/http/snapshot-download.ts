@@ -1,0 +1,75 @@
+import { pipeline } from 'node:stream/promises';
+import type { Request, Response } from 'express';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { RepoId } from '../mirrors/repo-id.ts';
+import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+
+/**
+ * `GET /git/{repo}/snapshot.tar.zst`: the latest published snapshot, for CI jobs that
+ * bootstrap a checkout with `curl | zstd -d | tar -x` instead of a clone. The ETag is the
+ * archive's sha256, so it is stable for as long as the same snapshot is latest, and Range
+ * requests resume or parallelise downloads safely with If-Range.
+ */
+export async function serveSnapshotDownload(
+  snapshots: SnapshotService,
+  repo: RepoId,
+  req: Request,
+  res: Response,
+) {
+  const manifest = await snapshots.latest(repo);
+  if (!manifest)
+    throw new GitMirrorError('SNAPSHOT_NOT_FOUND', `no snapshot has been published for ${repo.id}`);
+  const etag = `"${manifest.sha256}"`;
+  res.set({
+    ETag: etag,
+    'Accept-Ranges': 'bytes',
+    'Content-Type': 'application/zstd',
+    'Content-Disposition': `attachment; filename="${repo.path.split('/').pop()}.tar.zst"`,
+    'Last-Modified': new Date(manifest.createdAt).toUTCString(),
+    'X-Gitmirror-Snapshot-Commit': manifest.commit,
+    'Cache-Control': 'no-cache',
+  });
+  if (req.fresh) {
+    res.status(304).end();
+    return;
+  }
+  const range = parseRange(req, manifest.sizeBytes, etag);
+  if (range === 'unsatisfiable') {
+    res.status(416).set('Content-Range', `bytes */${manifest.sizeBytes}`).end();
+    return;
+  }
+  const length = range ? range.end - range.start + 1 : manifest.sizeBytes;
+  res.status(range ? 206 : 200).set('Content-Length', String(length));
+  if (range) res.set('Content-Range', `bytes ${range.start}-${range.end}/${manifest.sizeBytes}`);
+  if (req.method === 'HEAD') {
+    res.end();
+    return;
+  }
+  const body = await snapshots.store.get(manifest.key, range ? { range } : {});
+  await pipeline(body, res);
+}
+
+/** One byte range (`bytes=a-b`, `a-`, `-n`); multi-range requests get the whole object. */
+function parseRange(
+  req: Request,
+  size: number,
+  etag: string,
+): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const header = req.get('range');
+  if (!header) return undefined;
+  const ifRange = req.get('if-range');
+  if (ifRange && ifRange !== etag) return undefined;
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!match || (match[1] === '' && match[2] === '')) return undefined;
+  let start: number;
+  let end: number;
+  if (match[1] === '') {
+    start = Math.max(0, size - Number(match[2]));
+    end = size - 1;
+  } else {
+    start = Number(match[1]);
+    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+  }
+  if (start >= size || start > end) return 'unsatisfiable';
+  return { start, end };
+}

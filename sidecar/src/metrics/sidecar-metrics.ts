@@ -1,0 +1,127 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
+const MIRROR_STATES = ['empty', 'restoring', 'cloning', 'ready', 'failed'] as const;
+
+/**
+ * Every Prometheus series the sidecar exports. Labels stay low-cardinality and
+ * credential-free: routes and outcomes, never URLs with user info or header values.
+ */
+export class SidecarMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'route' | 'outcome'>;
+  readonly bytesServed: Counter<'route' | 'source'>;
+  readonly uploadPackDuration: Histogram<'source'>;
+  readonly gitOperationDuration: Histogram<'operation' | 'outcome'>;
+  readonly gitOperations: Counter<'operation' | 'outcome'>;
+  readonly mirrorState: Gauge<'state'>;
+  readonly mirrorStaleness: Gauge<'mirror'>;
+  readonly queueDepth: Gauge;
+  readonly activeJobs: Gauge;
+  readonly upstreamShared: Counter<'role'>;
+  readonly restores: Counter<'outcome'>;
+  readonly snapshots: Counter<'outcome'>;
+  readonly snapshotBytes: Counter<'direction'>;
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
+
+  constructor() {
+    const r = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'gitmirror_' });
+    this.requests = new Counter({
+      name: 'gitmirror_http_requests_total',
+      help: 'Git HTTP requests by route and outcome',
+      labelNames: ['route', 'outcome'],
+      registers: r,
+    });
+    this.bytesServed = new Counter({
+      name: 'gitmirror_http_response_bytes_total',
+      help: 'Bytes sent to git clients',
+      labelNames: ['route', 'source'],
+      registers: r,
+    });
+    this.uploadPackDuration = new Histogram({
+      name: 'gitmirror_upload_pack_duration_seconds',
+      help: 'Duration of upload-pack requests',
+      labelNames: ['source'],
+      buckets: DURATION_BUCKETS,
+      registers: r,
+    });
+    this.gitOperationDuration = new Histogram({
+      name: 'gitmirror_git_operation_duration_seconds',
+      help: 'Duration of clone, fetch, repack, restore and snapshot jobs',
+      labelNames: ['operation', 'outcome'],
+      buckets: DURATION_BUCKETS,
+      registers: r,
+    });
+    this.gitOperations = new Counter({
+      name: 'gitmirror_git_operations_total',
+      help: 'Clone, fetch, repack, restore and snapshot jobs by outcome',
+      labelNames: ['operation', 'outcome'],
+      registers: r,
+    });
+    this.mirrorState = new Gauge({
+      name: 'gitmirror_mirrors',
+      help: 'Mirrors by state',
+      labelNames: ['state'],
+      registers: r,
+    });
+    this.mirrorStaleness = new Gauge({
+      name: 'gitmirror_mirror_staleness_seconds',
+      help: 'Seconds since the last successful fetch of each mirror',
+      labelNames: ['mirror'],
+      registers: r,
+    });
+    this.queueDepth = new Gauge({
+      name: 'gitmirror_scheduler_queue_depth',
+      help: 'Jobs waiting to run',
+      registers: r,
+    });
+    this.activeJobs = new Gauge({
+      name: 'gitmirror_scheduler_active_jobs',
+      help: 'Jobs running',
+      registers: r,
+    });
+    this.upstreamShared = new Counter({
+      name: 'gitmirror_cold_requests_total',
+      help: 'Cold-mirror upload-pack requests by role: leader (went upstream) or follower (shared its response)',
+      labelNames: ['role'],
+      registers: r,
+    });
+    this.restores = new Counter({
+      name: 'gitmirror_restores_total',
+      help: 'Mirror warm-ups by outcome: snapshot, clone_fallback, clone, failed',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.snapshots = new Counter({
+      name: 'gitmirror_snapshots_total',
+      help: 'Snapshot jobs by outcome: published, unchanged, failed',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.snapshotBytes = new Counter({
+      name: 'gitmirror_snapshot_bytes_total',
+      help: 'Snapshot bytes uploaded or downloaded',
+      labelNames: ['direction'],
+      registers: r,
+    });
+    this.loopDelay.enable();
+    const loopDelay = this.loopDelay;
+    new Gauge({
+      name: 'gitmirror_event_loop_delay_p99_seconds',
+      help: 'p99 event-loop delay since the previous scrape',
+      registers: r,
+      collect() {
+        this.set(loopDelay.percentile(99) / 1e9);
+        loopDelay.reset();
+      },
+    });
+  }
+
+  setMirrorStates(states: Iterable<string>): void {
+    const counts = new Map<string, number>(MIRROR_STATES.map((s) => [s, 0]));
+    for (const s of states) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const [state, n] of counts) this.mirrorState.set({ state }, n);
+  }
+}

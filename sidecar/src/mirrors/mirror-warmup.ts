@@ -1,0 +1,187 @@
+import { rm } from 'node:fs/promises';
+import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { GitRunner } from '../git/git-runner.ts';
+import { applyMirrorConfig } from '../git/mirror-config.ts';
+import type { Logger } from '../log/logger.ts';
+import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import type { DataLayout } from './data-layout.ts';
+import {
+  cloneInto,
+  fetchMirror,
+  headCommit,
+  installMirror,
+  type MirrorGitContext,
+  sanityCheck,
+  upstreamRefs,
+} from './git-mirror-ops.ts';
+import type { Mirror } from './mirror.ts';
+
+export interface WarmupDeps {
+  git: GitRunner;
+  layout: DataLayout;
+  snapshots?: SnapshotService;
+  logger: Logger;
+  metrics: SidecarMetrics;
+  cloneTimeoutMs: number;
+}
+
+/**
+ * Makes a mirror servable: restore the latest (or a given) snapshot, check it, install it
+ * by rename and catch up with upstream; when there is no snapshot or any step fails, clone
+ * instead. The previous mirror, if any, stays in place until a complete replacement exists.
+ */
+export async function restoreOrClone(
+  deps: WarmupDeps,
+  mirror: Mirror,
+  key: string | undefined,
+  signal: AbortSignal,
+) {
+  const started = new Date().toISOString();
+  mirror.restore = { phase: 'resolving', bytesDone: 0, startedAt: started, key };
+  if (!mirror.ready) mirror.state = 'restoring';
+  let fallbackReason: string | undefined;
+  if (deps.snapshots) {
+    try {
+      if (await restoreFromSnapshot(deps, deps.snapshots, mirror, key, signal)) return;
+      fallbackReason = 'no snapshot published yet';
+    } catch (err) {
+      if (signal.aborted) throw err;
+      fallbackReason = describeError(err);
+      deps.logger.warn(
+        { mirror: mirror.id, reason: fallbackReason },
+        'restore failed; falling back to clone',
+      );
+    }
+  } else {
+    fallbackReason = 'no snapshot store';
+  }
+  await cloneMirror(deps, mirror, signal, fallbackReason);
+}
+
+async function restoreFromSnapshot(
+  deps: WarmupDeps,
+  snapshots: SnapshotService,
+  mirror: Mirror,
+  key: string | undefined,
+  signal: AbortSignal,
+): Promise<boolean> {
+  if (!key && !(await snapshots.latest(mirror.repo))) return false;
+  mirror.restore.phase = 'downloading';
+  const downloaded = await snapshots.download(mirror.repo, {
+    key,
+    tempParent: deps.layout.tmpDir,
+    signal,
+    onProgress: (p) => Object.assign(mirror.restore, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }),
+  });
+  const { manifest } = downloaded;
+  mirror.restore.key = manifest.key;
+  deps.metrics.snapshotBytes.inc({ direction: 'download' }, manifest.sizeBytes);
+  try {
+    mirror.restore.phase = 'checking';
+    const tempCtx = { git: deps.git, dir: downloaded.dir, upstream: mirror.upstream };
+    await sanityCheck(tempCtx, manifest.commit);
+    await applyMirrorConfig(deps.git, downloaded.dir, mirror.upstream);
+    await install(deps, mirror, downloaded.dir);
+  } finally {
+    await downloaded.cleanup();
+  }
+  mirror.latestSnapshot = {
+    key: manifest.key,
+    commit: manifest.commit,
+    createdAt: manifest.createdAt,
+    sizeBytes: manifest.sizeBytes,
+  };
+  await catchUp(deps, mirror, signal);
+  return true;
+}
+
+/**
+ * The restored mirror is installed; bring it up to date. If the fetch fails while upstream
+ * answers ls-remote, the restored data is suspect and is thrown away (then cloned). If
+ * upstream is unreachable, a verified snapshot is the best data there is: serve it, stale,
+ * with the error visible, and let the periodic fetch catch up when upstream returns.
+ */
+async function catchUp(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal): Promise<void> {
+  mirror.restore.phase = 'catching-up';
+  const ctx = mirror.gitContext(deps.git);
+  try {
+    await fetchMirror(ctx, { timeoutMs: deps.cloneTimeoutMs, signal, lowSpeedAbort: false });
+    markReady(mirror, 'snapshot', await headCommit(ctx));
+    mirror.lastFetchOk = true;
+    mirror.lastFetchAt = Date.now();
+    deps.metrics.restores.inc({ outcome: 'snapshot' });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    const reachable = await upstreamRefs(ctx, 60_000).then(
+      () => true,
+      () => false,
+    );
+    if (reachable) {
+      await rm(mirror.dir, { recursive: true, force: true });
+      throw new GitMirrorError(
+        'RESTORE_FAILED',
+        `catch-up fetch failed on the restored mirror: ${describeError(err)}`,
+      );
+    }
+    mirror.lastFetchOk = false;
+    mirror.lastFetchError = describeError(err);
+    markReady(mirror, 'snapshot', await headCommit(ctx));
+    deps.metrics.restores.inc({ outcome: 'snapshot_stale' });
+    deps.logger.warn(
+      { mirror: mirror.id, err: mirror.lastFetchError },
+      'upstream unreachable; serving the restored snapshot',
+    );
+  }
+}
+
+async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal, fallbackReason?: string) {
+  if (!mirror.ready) mirror.state = 'cloning';
+  Object.assign(mirror.restore, { phase: 'cloning', error: fallbackReason });
+  const temp = await deps.layout.makeTempDir('clone');
+  try {
+    const ctx = mirror.gitContext(deps.git);
+    const prepared = await cloneInto(ctx, temp, deps.cloneTimeoutMs, signal);
+    await install(deps, mirror, prepared);
+    markReady(mirror, 'clone', await headCommit(ctx));
+    mirror.lastFetchOk = true;
+    mirror.lastFetchAt = Date.now();
+    mirror.lastFetchError = undefined;
+    deps.metrics.restores.inc({
+      outcome: fallbackReason === 'no snapshot published yet' || !deps.snapshots ? 'clone' : 'clone_fallback',
+    });
+  } catch (err) {
+    if (!mirror.ready) mirror.state = 'failed';
+    Object.assign(mirror.restore, {
+      phase: 'failed',
+      error: describeError(err),
+      finishedAt: new Date().toISOString(),
+    });
+    deps.metrics.restores.inc({ outcome: 'failed' });
+    throw err;
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
+}
+
+async function install(deps: WarmupDeps, mirror: Mirror, prepared: string): Promise<void> {
+  const retired = await installMirror(prepared, mirror.dir, deps.layout.retiredName(mirror.repo));
+  if (retired) void removeWhenIdle(mirror, retired);
+}
+
+/** A replaced mirror may still be read by clones in flight; delete it once they finish. */
+async function removeWhenIdle(mirror: Mirror, dir: string): Promise<void> {
+  const deadline = Date.now() + 30 * 60_000;
+  while (mirror.activeServes > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+  await rm(dir, { recursive: true, force: true });
+}
+
+function markReady(mirror: Mirror, source: 'snapshot' | 'clone', head: string | undefined): void {
+  mirror.state = 'ready';
+  mirror.head = head;
+  mirror.lastUpstreamCheckAt = Date.now();
+  Object.assign(mirror.restore, { phase: 'done', source, finishedAt: new Date().toISOString() });
+  if (source === 'snapshot') mirror.restore.error = undefined;
+}
+
+export type { MirrorGitContext };

@@ -1,0 +1,90 @@
+import type {
+  Access,
+  MirrorState,
+  MirrorStatus,
+  RestoreStatus,
+  SnapshotJobStatus,
+  SnapshotRef,
+} from '../admin/types.ts';
+import type { Credentials } from '../git/credentials.ts';
+import type { MirrorGitContext } from './git-mirror-ops.ts';
+import type { RepoId } from './repo-id.ts';
+
+export interface MirrorSettings {
+  fetchIntervalMs: number;
+  snapshot: { writer: boolean; intervalMs?: number; retain: number };
+  access: Access;
+  credentials?: Credentials;
+}
+
+/**
+ * One mirror's identity, desired settings and observed state. It holds no locks: its jobs
+ * are serialized by the scheduler, and serving never locks (a clone must not hold up a fetch).
+ */
+export class Mirror {
+  readonly repo: RepoId;
+  readonly upstream: string;
+  readonly dir: string;
+  settings: MirrorSettings;
+  state: MirrorState = 'empty';
+  head?: string;
+  lastFetchAt?: number;
+  lastFetchError?: string;
+  /** Whether the most recent fetch succeeded; a snapshot is never taken after a failed one. */
+  lastFetchOk = false;
+  lastUpstreamCheckAt = 0;
+  restore: RestoreStatus = { phase: 'idle', bytesDone: 0 };
+  snapshot: Omit<SnapshotJobStatus, 'writer' | 'intervalSeconds' | 'retain'> = { running: false };
+  latestSnapshot?: SnapshotRef;
+  /** Digest of the refs in the last published snapshot, to skip unchanged mirrors. */
+  publishedRefsDigest?: string;
+  /** In-flight local serves; a replaced mirror dir is deleted only once they finish. */
+  activeServes = 0;
+  /** Single-flight handle for the ls-remote freshness check. */
+  freshnessCheck?: Promise<void>;
+  /** Single-flight handle for warm-up (restore or clone). */
+  warming?: Promise<void>;
+  removed = false;
+
+  constructor(repo: RepoId, upstream: string, dir: string, settings: MirrorSettings) {
+    this.repo = repo;
+    this.upstream = upstream;
+    this.dir = dir;
+    this.settings = settings;
+  }
+
+  get id(): string {
+    return this.repo.id;
+  }
+
+  get ready(): boolean {
+    return this.state === 'ready';
+  }
+
+  gitContext(git: MirrorGitContext['git']): MirrorGitContext {
+    return { git, dir: this.dir, upstream: this.upstream, credentials: this.settings.credentials };
+  }
+
+  status(now = Date.now()): MirrorStatus {
+    const { snapshot } = this.settings;
+    return {
+      id: this.id,
+      url: this.upstream,
+      state: this.state,
+      ready: this.ready,
+      access: this.settings.access,
+      head: this.head,
+      lastFetchTime: this.lastFetchAt ? new Date(this.lastFetchAt).toISOString() : undefined,
+      lastFetchError: this.lastFetchError,
+      stalenessSeconds: this.lastFetchAt ? Math.round((now - this.lastFetchAt) / 1000) : undefined,
+      restore: { ...this.restore },
+      snapshot: {
+        ...this.snapshot,
+        writer: snapshot.writer,
+        intervalSeconds: snapshot.intervalMs ? snapshot.intervalMs / 1000 : undefined,
+        retain: snapshot.retain,
+      },
+      latestSnapshot: this.latestSnapshot,
+    };
+  }
+}

@@ -1,0 +1,209 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type Express } from 'express';
+import { adminAuth } from '../admin/admin-auth.ts';
+import { adminRouter } from '../admin/admin-router.ts';
+import type { SidecarConfig } from '../config/sidecar-config.ts';
+import { CredentialsFile } from '../git/credentials.ts';
+import { type GitRunner, ProcessGitRunner } from '../git/git-runner.ts';
+import { UpstreamAccessCheck } from '../http/access-check.ts';
+import { GitHttpService } from '../http/git-http-service.ts';
+import { SharedUpstreamResponses } from '../http/shared-upstream-responses.ts';
+import { JobScheduler } from '../jobs/job-scheduler.ts';
+import { createLogger, type Logger } from '../log/logger.ts';
+import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import { DataLayout } from '../mirrors/data-layout.ts';
+import { MirrorManager } from '../mirrors/mirror-manager.ts';
+import { killAllChildren } from '../process/child-process.ts';
+import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import { errorHandler } from './error-handler.ts';
+import { requestLog } from './request-log.ts';
+
+export interface SidecarOverrides {
+  git?: GitRunner;
+  logger?: Logger;
+  /** Builds the snapshot layer; undefined disables snapshots (restores fall back to clone). */
+  snapshots?: (config: SidecarConfig) => Promise<SnapshotService | undefined>;
+}
+
+export interface RunningSidecar {
+  config: SidecarConfig;
+  mirrors: MirrorManager;
+  metrics: SidecarMetrics;
+  gitUrl: string;
+  adminUrl: string;
+  /** True once every mirror listed in GITMIRROR_MIRRORS is ready, until shutdown starts. */
+  isReady(): boolean;
+  shutdown(): Promise<void>;
+}
+
+/** Starts a sidecar: sweeps leftovers, loads mirrors on disk, starts both listeners. */
+export async function startSidecar(
+  config: SidecarConfig,
+  overrides: SidecarOverrides = {},
+): Promise<RunningSidecar> {
+  const logger = overrides.logger ?? createLogger();
+  const git = overrides.git ?? new ProcessGitRunner();
+  const metrics = new SidecarMetrics();
+  const layout = new DataLayout(config.dataDir);
+  await layout.prepare();
+  const swept = await layout.sweep();
+  if (swept.removed || swept.recovered) logger.info(swept, 'swept leftovers of a previous run');
+  const snapshots = await overrides.snapshots?.(config);
+  const scheduler = new JobScheduler({
+    concurrency: config.jobConcurrency,
+    cloneConcurrency: config.cloneConcurrency,
+    logger,
+    onJobFinished: (kind, outcome, seconds) => {
+      metrics.gitOperations.inc({ operation: kind, outcome });
+      metrics.gitOperationDuration.observe({ operation: kind, outcome }, seconds);
+    },
+  });
+  const credentials = config.credentialsFile
+    ? await CredentialsFile.load(config.credentialsFile)
+    : CredentialsFile.empty();
+  const mirrors = new MirrorManager({
+    config,
+    git,
+    layout,
+    scheduler,
+    snapshots,
+    credentials,
+    logger,
+    metrics,
+  });
+  const shared = new SharedUpstreamResponses(layout.spoolDir, logger);
+  mirrors.on('ready', (mirror) => shared.dropMirror(mirror.id));
+  await mirrors.discoverExisting();
+  const standalone = config.mirrors.map((url) => mirrors.adopt(url));
+  for (const mirror of standalone) void mirrors.warm(mirror).catch(() => {});
+
+  let shuttingDown = false;
+  const isReady = () => !shuttingDown && standalone.every((m) => m.ready);
+  const service = new GitHttpService({
+    config,
+    git,
+    mirrors,
+    shared,
+    access: new UpstreamAccessCheck(logger),
+    snapshots,
+    logger,
+    metrics,
+  });
+  const gitApp = buildGitApp(service, isReady, logger, metrics);
+  const adminApp = buildAdminApp(mirrors, metrics, scheduler, await adminAuth(config.adminTokenFile), logger);
+  const gitServer = await listen(gitApp, config.listen);
+  const adminServer = await listen(adminApp, config.adminListen);
+  logger.info(
+    {
+      git: address(gitServer),
+      admin: address(adminServer),
+      mirrors: config.mirrors.length,
+      store: snapshots?.store.description,
+    },
+    'sidecar started',
+  );
+
+  const shutdown = async () => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info('shutting down: readiness off, draining requests');
+    mirrors.stop();
+    await closeServer(gitServer, config.shutdownTimeoutMs);
+    await scheduler.stop(5_000);
+    killAllChildren();
+    shared.close();
+    await closeServer(adminServer, 1_000);
+    logger.info('shutdown complete');
+  };
+  return {
+    config,
+    mirrors,
+    metrics,
+    gitUrl: `http://${address(gitServer)}`,
+    adminUrl: `http://${address(adminServer)}`,
+    isReady,
+    shutdown,
+  };
+}
+
+function buildGitApp(
+  service: GitHttpService,
+  isReady: () => boolean,
+  logger: Logger,
+  metrics: SidecarMetrics,
+): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    res.status(isReady() ? 200 : 503).json({ ready: isReady() });
+  });
+  app.use('/git', requestLog(logger, metrics));
+  app.all('/git/*path', async (req, res) => {
+    if (!['GET', 'HEAD', 'POST'].includes(req.method)) {
+      res
+        .status(405)
+        .set('Allow', 'GET, HEAD, POST')
+        .json({ error: { code: 'BAD_REQUEST', message: 'method not allowed' } });
+      return;
+    }
+    await service.handle(req, res);
+  });
+  app.use(errorHandler(logger));
+  return app;
+}
+
+function buildAdminApp(
+  mirrors: MirrorManager,
+  metrics: SidecarMetrics,
+  scheduler: JobScheduler,
+  auth: express.RequestHandler,
+  logger: Logger,
+): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/metrics', async (_req, res) => {
+    metrics.setMirrorStates(mirrors.list().map((m) => m.state));
+    for (const m of mirrors.list()) {
+      if (m.lastFetchAt) metrics.mirrorStaleness.set({ mirror: m.id }, (Date.now() - m.lastFetchAt) / 1000);
+    }
+    metrics.queueDepth.set(scheduler.queueDepth);
+    metrics.activeJobs.set(scheduler.activeCount);
+    res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.use('/v1', auth);
+  app.use(adminRouter(mirrors));
+  app.use(errorHandler(logger));
+  return app;
+}
+
+function listen(app: Express, at: { host: string; port: number }): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(at.port, at.host, (err?: Error) => (err ? reject(err) : resolve(server)));
+    // Clones of big repositories stream for a long time; only idle keep-alive sockets time out.
+    server.requestTimeout = 0;
+    server.keepAliveTimeout = 65_000;
+  });
+}
+
+function address(server: Server): string {
+  const info = server.address() as AddressInfo;
+  const host = info.family === 'IPv6' ? `[${info.address}]` : info.address;
+  return `${host === '0.0.0.0' ? '127.0.0.1' : host}:${info.port}`;
+}
+
+/** Stops accepting, lets in-flight requests finish up to the bound, then cuts the rest. */
+function closeServer(server: Server, boundMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), boundMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}

@@ -1,0 +1,176 @@
+import { spawn } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface UpstreamRequestRecord {
+  method: string;
+  path: string;
+  service?: string;
+  /** v2 command or, for v0 POSTs, 'fetch'. */
+  command?: string;
+  viaCache: boolean;
+  authorized: boolean;
+}
+
+export interface GitUpstream {
+  /** `127.0.0.1:port`, the host part of repository ids. */
+  host: string;
+  url(repo: string): string;
+  requests: UpstreamRequestRecord[];
+  /** Number of upload-pack POSTs that sent a pack (fetch command), split by whether the cache proxied them. */
+  packResponses(options: { viaCache: boolean }): number;
+  /** Make every request fail with this status (simulates an outage); undefined restores service. */
+  failWith(status: number | undefined): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A real git smart-HTTP upstream: `git http-backend` behind a Node HTTP server (the CGI
+ * glue is ours, the protocol handling is git's). Optional basic auth, and a record of every
+ * request so tests can count what reached upstream.
+ */
+export async function startGitUpstream(
+  root: string,
+  options: { basicAuth?: { user: string; password: string } } = {},
+): Promise<GitUpstream> {
+  const requests: UpstreamRequestRecord[] = [];
+  let failure: number | undefined;
+  const server: Server = createServer((req, res) => {
+    handle(root, req, res, options.basicAuth, requests, failure).catch(() => {
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    host,
+    url: (repo) => `http://${host}/${repo}`,
+    requests,
+    packResponses: ({ viaCache }) =>
+      requests.filter(
+        (r) =>
+          r.method === 'POST' &&
+          r.path.endsWith('/git-upload-pack') &&
+          r.command === 'fetch' &&
+          r.viaCache === viaCache &&
+          r.authorized,
+      ).length,
+    failWith: (status) => {
+      failure = status;
+    },
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+async function handle(
+  root: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  auth: { user: string; password: string } | undefined,
+  requests: UpstreamRequestRecord[],
+  failure: number | undefined,
+): Promise<void> {
+  const body = await readAll(req);
+  const url = new URL(req.url ?? '/', 'http://upstream');
+  const authorized =
+    !auth ||
+    req.headers.authorization === `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
+  requests.push({
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    service: url.searchParams.get('service') ?? undefined,
+    command: commandOf(req, body),
+    viaCache: req.headers.via === '1.1 gitmirror',
+    authorized,
+  });
+  if (failure) {
+    res.writeHead(failure).end('upstream outage');
+    return;
+  }
+  if (!authorized) {
+    res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="upstream"' }).end();
+    return;
+  }
+  await runBackend(root, req, res, url, body, auth?.user);
+}
+
+function commandOf(req: IncomingMessage, body: Buffer): string | undefined {
+  if (req.method !== 'POST') return undefined;
+  const text = req.headers['content-encoding'] === 'gzip' ? '' : body.toString('latin1');
+  const match = /command=([a-z-]+)/.exec(text);
+  if (match) return match[1];
+  return text.includes('want ') || req.headers['content-encoding'] === 'gzip' ? 'fetch' : undefined;
+}
+
+function runBackend(
+  root: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  url: URL,
+  body: Buffer,
+  user?: string,
+): Promise<void> {
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    GIT_PROJECT_ROOT: root,
+    GIT_HTTP_EXPORT_ALL: '1',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    PATH_INFO: url.pathname,
+    QUERY_STRING: url.search.slice(1),
+    REQUEST_METHOD: req.method ?? 'GET',
+    CONTENT_TYPE: req.headers['content-type'] ?? '',
+    CONTENT_LENGTH: String(body.length),
+    REMOTE_ADDR: '127.0.0.1',
+    REMOTE_USER: user ?? 'anonymous',
+    HTTP_GIT_PROTOCOL: String(req.headers['git-protocol'] ?? ''),
+    HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
+  };
+  const child = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+  child.stdin.end(body);
+  return new Promise((resolve) => {
+    let head = Buffer.alloc(0);
+    let headDone = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (headDone) {
+        res.write(chunk);
+        return;
+      }
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      headDone = true;
+      writeCgiHead(res, head.subarray(0, end).toString('latin1'));
+      res.write(head.subarray(end + 4));
+    });
+    child.on('close', () => {
+      if (!headDone) res.writeHead(500);
+      res.end();
+      resolve();
+    });
+  });
+}
+
+function writeCgiHead(res: ServerResponse, text: string): void {
+  let status = 200;
+  const headers: Record<string, string> = {};
+  for (const line of text.split('\r\n')) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, colon).trim();
+    const value = line.slice(colon + 1).trim();
+    if (name.toLowerCase() === 'status') status = Number.parseInt(value, 10);
+    else headers[name] = value;
+  }
+  res.writeHead(status, headers);
+}
+
+async function readAll(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
