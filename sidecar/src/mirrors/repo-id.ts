@@ -32,7 +32,8 @@ export function parseRepoId(raw: string): RepoId {
   if (raw.length > 512) reject('repository path is too long');
   if (raw.includes('%')) reject('percent-encoded repository paths are not accepted');
   if (raw.includes('\\') || raw.includes('\0')) reject('repository path contains a forbidden character');
-  const parts = raw.replace(/^\/+/, '').replace(/\/+$/, '').split('/');
+  const parts = (raw.startsWith('/') ? raw.slice(1) : raw).replace(/\/$/, '').split('/');
+  if (parts.some((p) => p === '')) reject('repository path has an empty segment');
   const host = (parts.shift() ?? '').toLowerCase();
   if (!HOST.test(host)) reject(`"${host.slice(0, 80)}" is not a valid host name`);
   const port = host.split(':')[1];

@@ -21,6 +21,8 @@ export interface GitUpstream {
   packResponses(options: { viaCache: boolean }): number;
   /** Make every request fail with this status (simulates an outage); undefined restores service. */
   failWith(status: number | undefined): void;
+  /** Hold every upload-pack response this long before git starts answering (a slow upstream). */
+  delayUploadPack(ms: number): void;
   close(): Promise<void>;
 }
 
@@ -35,8 +37,9 @@ export async function startGitUpstream(
 ): Promise<GitUpstream> {
   const requests: UpstreamRequestRecord[] = [];
   let failure: number | undefined;
+  let delayMs = 0;
   const server: Server = createServer((req, res) => {
-    handle(root, req, res, options.basicAuth, requests, failure).catch(() => {
+    handle(root, req, res, options.basicAuth, requests, failure, delayMs).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
@@ -59,6 +62,9 @@ export async function startGitUpstream(
     failWith: (status) => {
       failure = status;
     },
+    delayUploadPack: (ms) => {
+      delayMs = ms;
+    },
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
@@ -74,6 +80,7 @@ async function handle(
   auth: { user: string; password: string } | undefined,
   requests: UpstreamRequestRecord[],
   failure: number | undefined,
+  delayMs: number,
 ): Promise<void> {
   const body = await readAll(req);
   const url = new URL(req.url ?? '/', 'http://upstream');
@@ -96,6 +103,8 @@ async function handle(
     res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="upstream"' }).end();
     return;
   }
+  if (delayMs > 0 && url.pathname.endsWith('/git-upload-pack'))
+    await new Promise((r) => setTimeout(r, delayMs));
   await runBackend(root, req, res, url, body, auth?.user);
 }
 
