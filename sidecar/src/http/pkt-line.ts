@@ -18,7 +18,7 @@ export interface UploadPackRequestHead {
 
 const OID = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
 
-type Packet = { kind: 'flush' | 'delim' } | { kind: 'data'; line: string } | { kind: 'partial' };
+type Packet = { kind: 'flush' } | { kind: 'delim' } | { kind: 'data'; line: string } | { kind: 'partial' };
 
 /** Reads the pkt-line at `offset`: a special packet, a data line, or `partial` if not all bytes are here. */
 function readPacket(buf: Buffer, offset: number): { packet: Packet; next: number } {
