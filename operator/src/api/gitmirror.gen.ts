@@ -1,0 +1,80 @@
+// Generated from crds/gitmirror.yaml by operator/scripts/generate-crd-types.ts: do not edit.
+// Fields with a schema default are required here because the API server always fills them.
+
+export interface GitMirrorSpec {
+  /**
+   * Upstream repository URL, http or https, without credentials (they belong in
+   * credentialsSecretRef). Immutable.
+   */
+  url: string;
+  /**
+   * The fleet that carries this mirror: pods labelled gitmirror.dev/cache=<cache> in this
+   * namespace. Immutable.
+   */
+  cache: string;
+  /** How often each replica fetches from upstream, e.g. 5m or 1h30m (at least 30s). */
+  fetchInterval: string;
+  /** How often the writer replica publishes a snapshot, and how many are kept. */
+  snapshot: {
+    /** Time between snapshots, e.g. 1h (at least 5m). */
+    interval: string;
+    /** Snapshots kept in the store (at least 2, so a reader never loses the one it restores). */
+    retain: number;
+  };
+  /**
+   * Secret in this namespace with the upstream credentials: key password (or token) and,
+   * optionally, username.
+   */
+  credentialsSecretRef?: {
+    name: string;
+  };
+  /**
+   * Private: a client is served only once upstream accepts its credentials. Public: anyone who
+   * reaches the cache. Unset: Private with credentialsSecretRef, else Public.
+   */
+  access?: 'Private' | 'Public';
+  /** How long a new replica may take to restore this mirror before it takes traffic. */
+  warmup: {
+    /** Time from pod start after which onTimeout applies, e.g. 10m (at least 30s). */
+    timeout: string;
+    /**
+     * Open: the replica takes traffic anyway (reason WarmupTimeout) and keeps warming. Closed: it
+     * stays out of service until the mirror is ready.
+     */
+    onTimeout: 'Open' | 'Closed';
+  };
+}
+
+export interface GitMirrorStatus {
+  /** The spec generation this status describes. */
+  observedGeneration?: number;
+  /** Ready, Reconciling and Stalled, each with the generation it describes. */
+  conditions?: Array<{
+    type: string;
+    status: 'True' | 'False' | 'Unknown';
+    observedGeneration?: number;
+    lastTransitionTime: string;
+    reason: string;
+    message: string;
+  }>;
+  /** The mirror's id in the cache, host/path as in the clone URL. */
+  repository?: string;
+  /** Commit of HEAD in the freshest replica. */
+  head?: string;
+  /** Newest successful fetch from upstream among the replicas. */
+  lastFetchTime?: string;
+  /** The newest snapshot published for this repository. */
+  latestSnapshot?: {
+    key: string;
+    commit: string;
+    createdAt: string;
+    sizeBytes: number;
+  };
+  /** Fleet pods that should carry this mirror, and those that serve it from local data. */
+  replicas?: {
+    total: number;
+    warm: number;
+  };
+  /** The pod that publishes this mirror's snapshots; empty while no replica is warm. */
+  writer?: string;
+}
