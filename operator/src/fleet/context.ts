@@ -1,0 +1,19 @@
+import type { KubeApi, Stores } from '../kube/api.ts';
+import type { Logger } from '../log.ts';
+import type { Clock } from '../runtime/clock.ts';
+import type { EventRecorder } from '../runtime/events.ts';
+import type { SidecarClient } from '../sidecar/admin-client.ts';
+import type { AdminTokens } from '../sidecar/admin-token.ts';
+import type { AppliedSpecs } from './mirror-sync.ts';
+
+/** What both reconcilers are built from: the seams to Kubernetes, the sidecars and time. */
+export interface FleetContext {
+  api: KubeApi;
+  stores: Stores;
+  sidecars: SidecarClient;
+  tokens: AdminTokens;
+  applied: AppliedSpecs;
+  events: EventRecorder;
+  clock: Clock;
+  logger: Logger;
+}

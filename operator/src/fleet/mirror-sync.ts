@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import { specApplied } from '../gitmirror/spec.ts';
+import type { MirrorSpec, MirrorStatus, SidecarClient, SidecarTarget } from '../sidecar/admin-client.ts';
+
+/**
+ * Remembers a fingerprint of the last spec PUT to each (pod, mirror), because the sidecar never
+ * echoes credentials back: without it a rotated password would go unnoticed, or every reconcile
+ * would PUT. Only an optimisation: a new leader starts empty and PUTs once more.
+ */
+export class AppliedSpecs {
+  readonly #fingerprints = new Map<string, string>();
+
+  matches(podUid: string, id: string, spec: MirrorSpec): boolean {
+    return this.#fingerprints.get(`${podUid}|${id}`) === fingerprint(spec);
+  }
+
+  record(podUid: string, id: string, spec: MirrorSpec): void {
+    this.#fingerprints.set(`${podUid}|${id}`, fingerprint(spec));
+  }
+
+  forget(podUid: string, id: string): void {
+    this.#fingerprints.delete(`${podUid}|${id}`);
+  }
+}
+
+function fingerprint(spec: MirrorSpec): string {
+  return createHash('sha256').update(JSON.stringify(spec)).digest('hex');
+}
+
+export interface SyncTarget {
+  target: SidecarTarget;
+  podUid: string;
+}
+
+/** PUTs the desired spec unless the sidecar already runs it; returns the mirror's status after. */
+export async function ensureMirrorSpec(
+  sidecars: SidecarClient,
+  applied: AppliedSpecs,
+  { target, podUid }: SyncTarget,
+  id: string,
+  desired: MirrorSpec,
+  current: MirrorStatus | undefined,
+): Promise<MirrorStatus> {
+  if (current && specApplied(desired, current) && applied.matches(podUid, id, desired)) return current;
+  const status = await sidecars.putMirror(target, id, desired);
+  applied.record(podUid, id, desired);
+  return status;
+}
+
+/**
+ * A mirror needs a restore when nothing was ever started (`empty`), or when the last attempt
+ * failed long enough ago: the sidecar falls back to clone itself, so `failed` means upstream or
+ * the store had trouble, and retrying at a slow pace is the useful answer.
+ */
+export function needsRestore(status: MirrorStatus, nowMs: number, retryAfterMs: number): boolean {
+  if (status.state === 'empty') return true;
+  if (status.state !== 'failed') return false;
+  const finished = Date.parse(status.restore.finishedAt ?? '');
+  return Number.isNaN(finished) || nowMs - finished >= retryAfterMs;
+}
+
+/**
+ * Starts a restore where one is needed. The body names no key: the sidecar then restores the
+ * newest snapshot its store's latest.json names, which is never older than what status shows.
+ */
+export async function ensureRestoring(
+  sidecars: SidecarClient,
+  target: SidecarTarget,
+  id: string,
+  status: MirrorStatus,
+  nowMs: number,
+  retryAfterMs: number,
+): Promise<MirrorStatus> {
+  if (!needsRestore(status, nowMs, retryAfterMs)) return status;
+  return sidecars.restore(target, id, {});
+}

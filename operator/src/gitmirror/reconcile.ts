@@ -1,0 +1,322 @@
+import { isDeepStrictEqual } from 'node:util';
+import { parseDuration } from '../api/duration.ts';
+import { type GitMirror, type GitMirrorStatus, KIND, splitKey } from '../api/gitmirror.ts';
+import { describeError, OperatorError, type OperatorErrorCode } from '../errors.ts';
+import type { FleetContext } from '../fleet/context.ts';
+import { fleetPods, isFleetMember, isReachable, sidecarTarget } from '../fleet/members.ts';
+import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
+import type { ObjectRef, Pod } from '../kube/types.ts';
+import { rfc3339 } from '../runtime/clock.ts';
+import type { ReconcileResult } from '../runtime/controller.ts';
+import type { MirrorStatus, SidecarTarget } from '../sidecar/admin-client.ts';
+import { findCondition } from './conditions.ts';
+import { type Credentials, readCredentials } from './credentials.ts';
+import { ensureFinalizer, hasFinalizer, removeFinalizer } from './finalizer.ts';
+import { mirrorSpecFor, repositoryOf } from './spec.ts';
+import { buildStatus, type MemberObservation, readiness, statusPatch, summarize } from './status.ts';
+import { chooseWriter } from './writer-selection.ts';
+
+export interface ReconcileSettings {
+  adminPort: number;
+  /** Poll interval while some replica is still warming. */
+  warmingRequeueMs: number;
+  /** Upper bound of the steady-state poll (status follows the sidecars' fetches). */
+  maxSteadyRequeueMs: number;
+  /** Pause before a failed restore is started again. */
+  restoreRetryMs: number;
+  /** How long a delete waits for unreachable sidecars before dropping the finalizer anyway. */
+  cleanupGraceMs: number;
+}
+
+export interface GitMirrorReconcilerDeps extends FleetContext {
+  settings: ReconcileSettings;
+}
+
+/** Errors that only a change by a person resolves: reported as Stalled, polled slowly. */
+const STALLING: Partial<Record<OperatorErrorCode, string>> = {
+  CREDENTIALS_NOT_FOUND: 'CredentialsNotFound',
+  CREDENTIALS_INVALID: 'CredentialsInvalid',
+  SPEC_INVALID: 'InvalidSpec',
+};
+
+interface Plan {
+  gm: GitMirror;
+  id: string;
+  credentials: Credentials | undefined;
+  token: string;
+}
+
+/** One reachable fleet pod and what its sidecar says about the mirror. */
+interface Observation {
+  pod: Pod;
+  member: boolean;
+  target: SidecarTarget;
+  status?: MirrorStatus;
+  error?: string;
+}
+
+/**
+ * Reconciles one GitMirror: hands it to every member of its fleet, keeps exactly one snapshot
+ * writer, and reports what the sidecars say in status. Level-triggered: everything is derived
+ * from the object, the pod cache and the sidecars on each pass.
+ */
+export class GitMirrorReconciler {
+  readonly #d: GitMirrorReconcilerDeps;
+
+  constructor(deps: GitMirrorReconcilerDeps) {
+    this.#d = deps;
+  }
+
+  readonly reconcile = async (key: string): Promise<ReconcileResult> => {
+    const { namespace, name } = splitKey(key);
+    const gm = this.#d.stores.gitMirrors.get(namespace, name);
+    if (!gm) return {};
+    if (gm.metadata.deletionTimestamp) return this.#finalize(gm);
+    const live = await ensureFinalizer(this.#d.api, gm);
+    let plan: Plan;
+    try {
+      plan = await this.#plan(live);
+    } catch (err) {
+      if (err instanceof OperatorError && STALLING[err.code]) return this.#stall(live, err);
+      throw err;
+    }
+    return this.#sync(plan);
+  };
+
+  async #plan(gm: GitMirror): Promise<Plan> {
+    const id = repositoryOf(gm);
+    parseDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
+    parseDuration(gm.spec.snapshot.interval, 'spec.snapshot.interval');
+    const credentials = await readCredentials(this.#d.api, gm);
+    const token = await this.#d.tokens.ensure(gm.metadata.namespace ?? '');
+    return { gm, id, credentials, token };
+  }
+
+  async #sync(plan: Plan): Promise<ReconcileResult> {
+    const { gm } = plan;
+    const observations = await this.#observe(plan);
+    const members = observations.filter((o) => o.member);
+    const recorded = gm.status?.writer || undefined;
+    const writer = chooseWriter(
+      recorded,
+      members.map((o) => ({
+        name: o.pod.metadata.name,
+        createdMs: Date.parse(o.pod.metadata.creationTimestamp ?? '') || 0,
+        // An unanswering recorded writer keeps the role: it may still be writing.
+        ready: Boolean(o.status?.ready) || (o.error !== undefined && o.pod.metadata.name === recorded),
+        writing: o.status?.snapshot.writer === true,
+      })),
+    );
+    const outcome = await this.#apply(plan, observations, writer, recorded);
+    const memberObservations: MemberObservation[] = members.map((o) => ({
+      pod: o.pod.metadata.name,
+      status: o.status,
+      error: o.error,
+    }));
+    const summary = summarize(memberObservations, gm.status?.latestSnapshot);
+    const { ready, reconciling } = readiness(memberObservations, summary, gm.metadata.generation ?? 0);
+    const stalled = { type: 'Stalled', status: 'False' as const, reason: 'NoError', message: '' };
+    const status = buildStatus({
+      previous: gm.status,
+      generation: gm.metadata.generation ?? 0,
+      repository: plan.id,
+      summary,
+      writer: outcome.writer,
+      conditions: [ready, reconciling, { ...stalled, observedGeneration: gm.metadata.generation ?? 0 }],
+      now: this.#now(),
+    });
+    await this.#writeStatus(gm, status);
+    if (outcome.failure) throw outcome.failure;
+    return { requeueAfterMs: this.#requeueAfter(gm, summary.warm < summary.total) };
+  }
+
+  async #observe(plan: Plan): Promise<Observation[]> {
+    const { gm, id, token } = plan;
+    const pods = fleetPods(this.#d.stores.pods, gm.metadata.namespace ?? '', gm.spec.cache).filter(
+      isReachable,
+    );
+    return Promise.all(
+      pods.map(async (pod): Promise<Observation> => {
+        const target = sidecarTarget(pod, this.#d.settings.adminPort, token);
+        const observation: Observation = { pod, member: isFleetMember(pod), target };
+        try {
+          observation.status = await this.#d.sidecars.getMirror(target, id);
+        } catch (err) {
+          observation.error = describeError(err);
+        }
+        return observation;
+      }),
+    );
+  }
+
+  /**
+   * Demotes every pod that may be writing, then promotes the chosen writer only if all of
+   * those demotions succeeded: at no moment do two sidecars hold the writer role.
+   */
+  async #apply(
+    plan: Plan,
+    observations: Observation[],
+    writer: string | undefined,
+    recorded: string | undefined,
+  ) {
+    const mayWrite = (o: Observation) =>
+      o.status?.snapshot.writer === true ||
+      (o.status === undefined && o.error !== undefined && o.pod.metadata.name === recorded);
+    const others = observations.filter((o) => o.pod.metadata.name !== writer && (o.member || mayWrite(o)));
+    const results = await Promise.all(others.map((o) => this.#syncPod(plan, o, false)));
+    let failure = results.find((r) => r !== undefined);
+    const blocked = others.some((o, i) => results[i] !== undefined && mayWrite(o));
+    const chosen = observations.find((o) => o.pod.metadata.name === writer);
+    if (chosen && !blocked) failure = (await this.#syncPod(plan, chosen, true)) ?? failure;
+    if (blocked) {
+      const message = `snapshot writer hand-over to ${writer} waits until the previous writer is demoted`;
+      failure = new OperatorError('WRITER_HANDOVER_BLOCKED', message, { cause: failure });
+    }
+    // Unconfirmed (the writer did not answer) keeps the record: that pod may still be writing.
+    const confirmed = chosen?.status?.snapshot.writer === true || writer === recorded;
+    return { writer: blocked ? recorded : confirmed ? writer : undefined, failure };
+  }
+
+  /** Brings one pod's mirror to the desired spec and starts its restore; returns the error, if any. */
+  async #syncPod(plan: Plan, o: Observation, writer: boolean): Promise<Error | undefined> {
+    const { sidecars, applied, clock, settings } = this.#d;
+    const desired = mirrorSpecFor(plan.gm, plan.credentials, writer);
+    const sync = { target: o.target, podUid: o.pod.metadata.uid ?? '' };
+    try {
+      o.status = await ensureMirrorSpec(sidecars, applied, sync, plan.id, desired, o.status);
+      if (o.member) {
+        o.status = await ensureRestoring(
+          sidecars,
+          o.target,
+          plan.id,
+          o.status,
+          clock.now(),
+          settings.restoreRetryMs,
+        );
+      }
+      o.error = undefined;
+      return undefined;
+    } catch (err) {
+      o.error = describeError(err);
+      return err instanceof Error ? err : new Error(String(err));
+    }
+  }
+
+  async #stall(gm: GitMirror, err: OperatorError): Promise<ReconcileResult> {
+    const generation = gm.metadata.generation ?? 0;
+    const reason = STALLING[err.code]!;
+    const message = err.message;
+    const status = buildStatus({
+      previous: gm.status,
+      generation,
+      repository: gm.status?.repository,
+      summary: undefined,
+      writer: gm.status?.writer,
+      conditions: [
+        { type: 'Ready', status: 'False', reason, message, observedGeneration: generation },
+        { type: 'Stalled', status: 'True', reason, message, observedGeneration: generation },
+        { type: 'Reconciling', status: 'False', reason, message, observedGeneration: generation },
+      ],
+      now: this.#now(),
+    });
+    await this.#writeStatus(gm, status);
+    // Secrets are not watched, so a fixed Secret is noticed by this poll.
+    return { requeueAfterMs: this.#d.settings.maxSteadyRequeueMs };
+  }
+
+  async #finalize(gm: GitMirror): Promise<ReconcileResult> {
+    if (!hasFinalizer(gm)) return {};
+    const failures = await this.#removeFromSidecars(gm);
+    if (failures.length > 0) {
+      const waitedMs = this.#d.clock.now() - Date.parse(gm.metadata.deletionTimestamp ?? '');
+      if (waitedMs < this.#d.settings.cleanupGraceMs) throw failures[0];
+      await this.#event(
+        gm,
+        'Warning',
+        'CleanupIncomplete',
+        'Delete',
+        `gave up removing the mirror from ${failures.length} unreachable sidecar(s): ${describeError(failures[0])}`,
+      );
+    }
+    await removeFinalizer(this.#d.api, gm);
+    return {};
+  }
+
+  async #removeFromSidecars(gm: GitMirror): Promise<unknown[]> {
+    let id: string;
+    try {
+      id = repositoryOf(gm);
+    } catch {
+      return []; // an invalid URL was never handed to a sidecar
+    }
+    const namespace = gm.metadata.namespace ?? '';
+    const token = await this.#d.tokens.ensure(namespace);
+    const pods = fleetPods(this.#d.stores.pods, namespace, gm.spec.cache).filter(isReachable);
+    const failures: unknown[] = [];
+    await Promise.all(
+      pods.map(async (pod) => {
+        try {
+          await this.#d.sidecars.deleteMirror(sidecarTarget(pod, this.#d.settings.adminPort, token), id);
+          this.#d.applied.forget(pod.metadata.uid ?? '', id);
+        } catch (err) {
+          failures.push(err);
+        }
+      }),
+    );
+    return failures;
+  }
+
+  async #writeStatus(gm: GitMirror, next: GitMirrorStatus): Promise<void> {
+    const previous = gm.status;
+    if (isDeepStrictEqual(previous ?? {}, next)) return;
+    await this.#d.api.patchGitMirrorStatus(
+      gm.metadata.namespace ?? '',
+      gm.metadata.name,
+      statusPatch(previous, next),
+    );
+    await this.#recordTransitions(gm, previous, next);
+  }
+
+  async #recordTransitions(gm: GitMirror, previous: GitMirrorStatus | undefined, next: GitMirrorStatus) {
+    const before = findCondition(previous?.conditions, 'Ready');
+    const after = findCondition(next.conditions, 'Ready');
+    if (after && (before?.status !== after.status || before.reason !== after.reason)) {
+      const type =
+        after.status === 'True' || after.reason === 'WarmingUp' || after.reason === 'NoReplicas'
+          ? 'Normal'
+          : 'Warning';
+      await this.#event(gm, type, after.reason, 'Reconcile', after.message);
+    }
+    if (next.writer && next.writer !== previous?.writer) {
+      await this.#event(
+        gm,
+        'Normal',
+        'WriterElected',
+        'ElectWriter',
+        `pod ${next.writer} now publishes snapshots`,
+      );
+    }
+  }
+
+  #event(gm: GitMirror, type: 'Normal' | 'Warning', reason: string, action: string, note: string) {
+    const regarding: ObjectRef = {
+      apiVersion: gm.apiVersion,
+      kind: KIND,
+      namespace: gm.metadata.namespace ?? '',
+      name: gm.metadata.name,
+      uid: gm.metadata.uid,
+    };
+    return this.#d.events.record({ regarding, type, reason, action, note });
+  }
+
+  #requeueAfter(gm: GitMirror, warming: boolean): number {
+    const { warmingRequeueMs, maxSteadyRequeueMs } = this.#d.settings;
+    if (warming) return warmingRequeueMs;
+    const fetchMs = parseDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
+    return Math.min(Math.max(fetchMs, 60_000), maxSteadyRequeueMs);
+  }
+
+  #now(): string {
+    return rfc3339(this.#d.clock.now());
+  }
+}

@@ -1,0 +1,60 @@
+import { isGitMirrorError } from '../../../sidecar/src/errors/gitmirror-error.ts';
+import { repoIdFromUrl } from '../../../sidecar/src/mirrors/repo-id.ts';
+import { parseDuration } from '../api/duration.ts';
+import type { GitMirror, GitMirrorSpec } from '../api/gitmirror.ts';
+import { OperatorError } from '../errors.ts';
+import type { MirrorSpec, MirrorStatus } from '../sidecar/admin-client.ts';
+import type { Credentials } from './credentials.ts';
+
+/**
+ * The mirror id the sidecar uses for this GitMirror (`host/path`), from the same parser the
+ * sidecar applies, so both sides always agree on it.
+ */
+export function repositoryOf(gm: GitMirror): string {
+  try {
+    return repoIdFromUrl(gm.spec.url).id;
+  } catch (err) {
+    if (!isGitMirrorError(err)) throw err;
+    throw new OperatorError('SPEC_INVALID', `spec.url: ${err.message}`);
+  }
+}
+
+/** Unset access means Private when credentials are configured, else Public. */
+export function effectiveAccess(spec: GitMirrorSpec): 'Private' | 'Public' {
+  return spec.access ?? (spec.credentialsSecretRef ? 'Private' : 'Public');
+}
+
+/** The PUT body for one sidecar: the GitMirror's config plus whether that pod is the writer. */
+export function mirrorSpecFor(
+  gm: GitMirror,
+  credentials: Credentials | undefined,
+  writer: boolean,
+): MirrorSpec {
+  const { spec } = gm;
+  return {
+    url: spec.url,
+    fetchIntervalSeconds: parseDuration(spec.fetchInterval, 'spec.fetchInterval') / 1000,
+    snapshot: {
+      writer,
+      intervalSeconds: parseDuration(spec.snapshot.interval, 'spec.snapshot.interval') / 1000,
+      retain: spec.snapshot.retain,
+    },
+    access: effectiveAccess(spec),
+    ...(credentials ? { credentials } : {}),
+  };
+}
+
+/**
+ * Whether the sidecar already runs with the desired config, as far as its status shows. The
+ * credentials are never echoed back, so callers also compare a fingerprint of what they sent.
+ */
+export function specApplied(desired: MirrorSpec, actual: MirrorStatus): boolean {
+  return (
+    actual.url === desired.url &&
+    actual.access === desired.access &&
+    actual.snapshot.writer === desired.snapshot?.writer &&
+    (actual.snapshot.intervalSeconds === undefined ||
+      actual.snapshot.intervalSeconds === desired.snapshot?.intervalSeconds) &&
+    (actual.snapshot.retain === undefined || actual.snapshot.retain === desired.snapshot?.retain)
+  );
+}

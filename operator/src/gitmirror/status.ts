@@ -1,0 +1,150 @@
+import type { GitMirrorStatus, SnapshotRef } from '../api/gitmirror.ts';
+import type { MirrorStatus } from '../sidecar/admin-client.ts';
+import { type ConditionInput, setCondition } from './conditions.ts';
+
+/** What one fleet member's sidecar said about the mirror in this reconcile. */
+export interface MemberObservation {
+  pod: string;
+  status?: MirrorStatus;
+  /** Set when the sidecar could not be asked or refused a call. */
+  error?: string;
+}
+
+export interface Summary {
+  total: number;
+  warm: number;
+  head?: string;
+  lastFetchTime?: string;
+  latestSnapshot?: SnapshotRef;
+}
+
+/** Replica counts, HEAD of the freshest warm replica and the newest snapshot any sidecar saw. */
+export function summarize(members: MemberObservation[], previous: SnapshotRef | undefined): Summary {
+  const warm = members.filter((m) => m.status?.ready);
+  const freshest = warm
+    .map((m) => m.status!)
+    .filter((s) => s.lastFetchTime)
+    .sort((a, b) => Date.parse(b.lastFetchTime!) - Date.parse(a.lastFetchTime!))[0];
+  let latestSnapshot = previous;
+  for (const m of members) {
+    const seen = m.status?.latestSnapshot;
+    if (seen && (!latestSnapshot || Date.parse(seen.createdAt) > Date.parse(latestSnapshot.createdAt))) {
+      latestSnapshot = {
+        key: seen.key,
+        commit: seen.commit,
+        createdAt: seen.createdAt,
+        sizeBytes: seen.sizeBytes,
+      };
+    }
+  }
+  return {
+    total: members.length,
+    warm: warm.length,
+    head: freshest?.head ?? warm.find((m) => m.status?.head)?.status?.head,
+    lastFetchTime: freshest?.lastFetchTime,
+    latestSnapshot,
+  };
+}
+
+export interface Readiness {
+  ready: ConditionInput;
+  reconciling: ConditionInput;
+}
+
+/**
+ * Ready means the fleet serves the mirror from local data on at least one replica; Reconciling
+ * stays True while some members are still warming, so `kubectl wait --for=condition=Ready`
+ * returns as soon as clones are served from the cache.
+ */
+export function readiness(members: MemberObservation[], summary: Summary, generation: number): Readiness {
+  const of = `${summary.warm}/${summary.total} replicas warm`;
+  const c = (type: string, status: 'True' | 'False', reason: string, message: string): ConditionInput => ({
+    type,
+    status,
+    reason,
+    message,
+    observedGeneration: generation,
+  });
+  if (summary.total === 0) {
+    const msg = 'no running pod of the fleet; the mirror is handed out when one starts';
+    return {
+      ready: c('Ready', 'False', 'NoReplicas', msg),
+      reconciling: c('Reconciling', 'False', 'NoReplicas', msg),
+    };
+  }
+  const problems = describeProblems(members);
+  const message = problems ? `${of}; ${problems}` : of;
+  const done = summary.warm === summary.total;
+  const reconciling = done
+    ? c('Reconciling', 'False', 'Reconciled', message)
+    : c('Reconciling', 'True', 'WarmingUp', message);
+  if (summary.warm > 0) return { ready: c('Ready', 'True', 'Warm', message), reconciling };
+  return { ready: c('Ready', 'False', notReadyReason(members), message), reconciling };
+}
+
+function notReadyReason(members: MemberObservation[]): string {
+  if (members.some((m) => m.status?.state === 'failed')) return 'MirrorFailed';
+  if (members.every((m) => m.error)) return 'SidecarUnavailable';
+  return 'WarmingUp';
+}
+
+function describeProblems(members: MemberObservation[]): string {
+  const failed = members.find((m) => m.status?.state === 'failed');
+  const unreachable = members.filter((m) => m.error);
+  const parts: string[] = [];
+  if (failed)
+    parts.push(`pod ${failed.pod}: ${(failed.status?.restore.error ?? 'restore failed').slice(0, 300)}`);
+  if (unreachable.length > 0)
+    parts.push(`${unreachable.length} sidecar(s) not answering: ${unreachable[0]!.error}`);
+  return parts.join('; ');
+}
+
+export interface StatusInput {
+  previous: GitMirrorStatus | undefined;
+  generation: number;
+  repository: string | undefined;
+  summary: Summary | undefined;
+  writer: string | undefined;
+  conditions: ConditionInput[];
+  now: string;
+}
+
+/** The complete desired status. Conditions not listed keep their previous value. */
+export function buildStatus(input: StatusInput): GitMirrorStatus {
+  let conditions = input.previous?.conditions;
+  for (const c of input.conditions) conditions = setCondition(conditions, c, input.now);
+  const s = input.summary;
+  const status: GitMirrorStatus = {
+    ...(s ? {} : input.previous),
+    observedGeneration: input.generation,
+    conditions,
+    repository: input.repository,
+  };
+  if (s) {
+    Object.assign(status, {
+      head: s.head,
+      lastFetchTime: s.lastFetchTime,
+      latestSnapshot: s.latestSnapshot,
+      replicas: { total: s.total, warm: s.warm },
+      writer: input.writer,
+    });
+  }
+  return dropUndefined(status);
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * A JSON merge patch turning `previous` into `next`: top-level fields that disappeared are sent
+ * as null, the rest replace whole values (conditions is a list, so it is always sent whole).
+ */
+export function statusPatch(
+  previous: GitMirrorStatus | undefined,
+  next: GitMirrorStatus,
+): Record<string, unknown> {
+  const patch: Record<string, unknown> = { ...next };
+  for (const key of Object.keys(previous ?? {})) if (!(key in next)) patch[key] = null;
+  return patch;
+}

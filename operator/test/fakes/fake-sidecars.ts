@@ -1,0 +1,169 @@
+import { OperatorError, type OperatorErrorCode } from '../../src/errors.ts';
+import type {
+  MirrorSpec,
+  MirrorStatus,
+  RestoreRequest,
+  SidecarClient,
+  SidecarTarget,
+} from '../../src/sidecar/admin-client.ts';
+
+type Method = 'list' | 'get' | 'put' | 'restore' | 'delete';
+
+export interface SidecarCall {
+  pod: string;
+  method: Method;
+  id?: string;
+  spec?: MirrorSpec;
+}
+
+/** One fake sidecar: the mirrors it holds and the failures it is told to produce. */
+export class FakeSidecar {
+  readonly mirrors = new Map<string, MirrorStatus>();
+  readonly specs = new Map<string, MirrorSpec>();
+  /** Every call fails as unreachable while true. */
+  down = false;
+  /** Errors to throw from the next calls of a method, once each. */
+  readonly failures = new Map<Method, OperatorError[]>();
+  /** A started restore turns ready by itself after this many status reads; Infinity: only finish(). */
+  readyAfterReads = Number.POSITIVE_INFINITY;
+  readonly #reads = new Map<string, number>();
+
+  failNext(method: Method, code: OperatorErrorCode): void {
+    const list = this.failures.get(method) ?? [];
+    list.push(new OperatorError(code, `injected ${code}`));
+    this.failures.set(method, list);
+  }
+
+  /** The restore (or clone) of a mirror completes: ready, with a HEAD and a fetch time. */
+  finish(id: string, at = '2026-01-01T00:05:00Z'): void {
+    const m = this.mirrors.get(id);
+    if (!m) throw new Error(`sidecar holds no ${id}`);
+    this.mirrors.set(id, {
+      ...m,
+      state: 'ready',
+      ready: true,
+      head: 'c0ffee',
+      lastFetchTime: at,
+      restore: { ...m.restore, phase: 'done', finishedAt: at, source: 'snapshot' },
+    });
+  }
+
+  fail(id: string, error: string, at = '2026-01-01T00:05:00Z'): void {
+    const m = this.mirrors.get(id)!;
+    this.mirrors.set(id, {
+      ...m,
+      state: 'failed',
+      restore: { ...m.restore, phase: 'failed', error, finishedAt: at },
+    });
+  }
+
+  /** The sidecar process restarted: it holds nothing. */
+  restart(): void {
+    this.mirrors.clear();
+    this.specs.clear();
+  }
+
+  read(id: string): MirrorStatus | undefined {
+    const m = this.mirrors.get(id);
+    if (!m || m.state !== 'restoring') return m;
+    const reads = (this.#reads.get(id) ?? 0) + 1;
+    this.#reads.set(id, reads);
+    if (reads >= this.readyAfterReads) this.finish(id);
+    return this.mirrors.get(id);
+  }
+
+  put(id: string, spec: MirrorSpec): MirrorStatus {
+    this.specs.set(id, spec);
+    const existing = this.mirrors.get(id);
+    const status: MirrorStatus = {
+      id,
+      url: spec.url,
+      state: existing?.state ?? 'empty',
+      ready: existing?.ready ?? false,
+      access: spec.access ?? 'Public',
+      head: existing?.head,
+      lastFetchTime: existing?.lastFetchTime,
+      restore: existing?.restore ?? { phase: 'idle', bytesDone: 0 },
+      snapshot: { ...spec.snapshot, writer: spec.snapshot?.writer ?? false, running: false },
+      latestSnapshot: existing?.latestSnapshot,
+    };
+    this.mirrors.set(id, status);
+    return status;
+  }
+
+  restore(id: string, request: RestoreRequest): MirrorStatus {
+    const m = this.mirrors.get(id);
+    if (!m) throw new OperatorError('SIDECAR_NOT_FOUND', `no mirror ${id}`, { status: 404 });
+    if (m.ready && !request.force) return m;
+    const next: MirrorStatus = {
+      ...m,
+      state: 'restoring',
+      restore: { phase: 'downloading', bytesDone: 0, startedAt: '2026-01-01T00:00:10Z' },
+    };
+    this.mirrors.set(id, next);
+    this.#reads.set(id, 0);
+    return next;
+  }
+}
+
+/** SidecarClient over FakeSidecars keyed by pod name, checking the bearer token. */
+export class FakeSidecars implements SidecarClient {
+  readonly #sidecars = new Map<string, FakeSidecar>();
+  readonly calls: SidecarCall[] = [];
+  /** Token each namespace's sidecars expect; unset: any. */
+  readonly tokens = new Map<string, string>();
+
+  /** The sidecar of pod `namespace/name` (created on first use). */
+  of(pod: string): FakeSidecar {
+    let sidecar = this.#sidecars.get(pod);
+    if (!sidecar) {
+      sidecar = new FakeSidecar();
+      this.#sidecars.set(pod, sidecar);
+    }
+    return sidecar;
+  }
+
+  #enter(target: SidecarTarget, method: Method, id?: string, spec?: MirrorSpec): FakeSidecar {
+    this.calls.push({ pod: target.pod, method, id, spec });
+    const sidecar = this.of(target.pod);
+    if (sidecar.down)
+      throw new OperatorError('SIDECAR_UNREACHABLE', `${method} on pod ${target.pod}: ECONNREFUSED`);
+    const injected = sidecar.failures.get(method)?.shift();
+    if (injected) throw injected;
+    const expected = this.tokens.get(target.pod.split('/')[0]!);
+    if (expected && target.token !== expected) {
+      throw new OperatorError('SIDECAR_UNAUTHORIZED', `${method} on pod ${target.pod}: 401`, { status: 401 });
+    }
+    return sidecar;
+  }
+
+  async listMirrors(target: SidecarTarget): Promise<MirrorStatus[]> {
+    const sidecar = this.#enter(target, 'list');
+    return [...sidecar.mirrors.keys()].map((id) => sidecar.read(id)!);
+  }
+
+  async getMirror(target: SidecarTarget, id: string): Promise<MirrorStatus | undefined> {
+    return this.#enter(target, 'get', id).read(id);
+  }
+
+  async putMirror(target: SidecarTarget, id: string, spec: MirrorSpec): Promise<MirrorStatus> {
+    return this.#enter(target, 'put', id, spec).put(id, spec);
+  }
+
+  async restore(target: SidecarTarget, id: string, request: RestoreRequest): Promise<MirrorStatus> {
+    return this.#enter(target, 'restore', id).restore(id, request);
+  }
+
+  async deleteMirror(target: SidecarTarget, id: string): Promise<void> {
+    const sidecar = this.#enter(target, 'delete', id);
+    sidecar.mirrors.delete(id);
+    sidecar.specs.delete(id);
+  }
+
+  /** Pods whose sidecar currently holds the writer role for `id`. */
+  writersOf(id: string): string[] {
+    return [...this.#sidecars.entries()]
+      .filter(([, s]) => s.mirrors.get(id)?.snapshot.writer === true)
+      .map(([pod]) => pod);
+  }
+}
