@@ -128,7 +128,10 @@ export class JobScheduler {
       this.pump();
     };
     Promise.resolve()
-      .then(() => job.run(controller.signal))
+      .then(() => {
+        if (controller.signal.aborted) throw new GitMirrorError('ABORTED', `${job.kind} of ${job.mirrorId} cancelled`);
+        return job.run(controller.signal);
+      })
       .then(
         (value) => {
           finish('success');

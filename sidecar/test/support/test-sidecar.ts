@@ -1,10 +1,11 @@
 import { loadSidecarConfig } from '../../src/config/sidecar-config.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { type RunningSidecar, type SidecarOverrides, startSidecar } from '../../src/server/sidecar.ts';
+import { openSnapshotService } from '../../src/snapshot/snapshot-service-impl.ts';
 
 /**
  * An in-process sidecar on loopback with ephemeral ports, configured through the same
- * environment variables as production.
+ * environment variables as production, with the real snapshot layer.
  */
 export async function startTestSidecar(
   env: Record<string, string>,
@@ -16,7 +17,8 @@ export async function startTestSidecar(
     GITMIRROR_SHUTDOWN_TIMEOUT: '2s',
     ...env,
   });
-  return startSidecar(config, { logger: silentLogger(), ...overrides });
+  const logger = overrides.logger ?? silentLogger();
+  return startSidecar(config, { logger, snapshots: (c) => openSnapshotService(c, logger), ...overrides });
 }
 
 /** Polls until `check` returns true, or fails with `what` after `timeoutMs`. */

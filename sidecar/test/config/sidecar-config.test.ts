@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { parseDuration } from '../../src/config/duration.ts';
+import { loadSidecarConfig } from '../../src/config/sidecar-config.ts';
+import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
+
+describe('sidecar configuration', () => {
+  it('has the documented defaults', () => {
+    const config = loadSidecarConfig({ GITMIRROR_DATA_DIR: '/data' });
+    assert.deepEqual(config.listen, { host: '0.0.0.0', port: 8080 });
+    assert.deepEqual(config.adminListen, { host: '0.0.0.0', port: 9090 });
+    assert.equal(config.snapshotStoreUrl, 'file:///data/snapshots');
+    assert.deepEqual([...config.allowedHosts], ['github.com', 'gitlab.com', 'bitbucket.org']);
+    assert.equal(config.snapshotIntervalMs, undefined);
+    assert.deepEqual(config.mirrors, []);
+  });
+
+  it('parses lists, durations and listen addresses', () => {
+    const config = loadSidecarConfig({
+      GITMIRROR_MIRRORS: 'https://github.com/a/b, https://gitlab.com/c/d.git',
+      GITMIRROR_SNAPSHOT_INTERVAL: '1h30m',
+      GITMIRROR_LISTEN: '[::1]:8081',
+      GITMIRROR_ALLOWED_HOSTS: 'Git.Example.com',
+    });
+    assert.deepEqual(config.mirrors, ['https://github.com/a/b', 'https://gitlab.com/c/d.git']);
+    assert.equal(config.snapshotIntervalMs, 5_400_000);
+    assert.deepEqual(config.listen, { host: '::1', port: 8081 });
+    assert.ok(config.allowedHosts.has('git.example.com'));
+  });
+
+  it('explains what is wrong with a bad value', () => {
+    assert.throws(
+      () => loadSidecarConfig({ GITMIRROR_LISTEN: 'nope' }),
+      (e) => isGitMirrorError(e, 'CONFIG_INVALID') && e.message.includes('GITMIRROR_LISTEN'),
+    );
+    assert.throws(
+      () => loadSidecarConfig({ GITMIRROR_FETCH_INTERVAL: '5 minutes' }),
+      (e) => isGitMirrorError(e, 'CONFIG_INVALID') && e.message.includes('GITMIRROR_FETCH_INTERVAL'),
+    );
+    assert.throws(
+      () => loadSidecarConfig({ GITMIRROR_JOB_CONCURRENCY: '0' }),
+      (e) => isGitMirrorError(e, 'CONFIG_INVALID'),
+    );
+  });
+
+  it('parses durations like Go and the CRD do', () => {
+    assert.equal(parseDuration('90s'), 90_000);
+    assert.equal(parseDuration('1h5m'), 3_900_000);
+    assert.equal(parseDuration('250ms'), 250);
+    assert.equal(parseDuration('30'), 30_000);
+    assert.throws(() => parseDuration('5x'));
+    assert.throws(() => parseDuration('m5'));
+  });
+});
