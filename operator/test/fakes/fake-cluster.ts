@@ -12,6 +12,8 @@ import type { Lease, Pod, PodCondition } from '../../src/kube/types.ts';
 /** An informer cache stand-in: objects are replaced, never mutated, as with a real watch. */
 export class MemoryStore<T extends { metadata: { name: string; namespace?: string } }> implements Store<T> {
   readonly #objects = new Map<string, T>();
+  /** Told of every put and delete, as a watch would be. */
+  readonly listeners: ((obj: T) => void)[] = [];
 
   get(namespace: string, name: string): T | undefined {
     return this.#objects.get(`${namespace}/${name}`);
@@ -25,10 +27,13 @@ export class MemoryStore<T extends { metadata: { name: string; namespace?: strin
 
   put(obj: T): void {
     this.#objects.set(keyOf(obj.metadata), obj);
+    for (const listener of this.listeners) listener(obj);
   }
 
   delete(namespace: string, name: string): void {
+    const obj = this.get(namespace, name);
     this.#objects.delete(`${namespace}/${name}`);
+    if (obj) for (const listener of this.listeners) listener(obj);
   }
 }
 

@@ -1,0 +1,134 @@
+import { type GitMirror, keyOf } from './api/gitmirror.ts';
+import { fleetOf, fleetPods } from './fleet/members.ts';
+import { AppliedSpecs } from './fleet/mirror-sync.ts';
+import { GitMirrorReconciler, type ReconcileSettings } from './gitmirror/reconcile.ts';
+import type { KubeApi } from './kube/api.ts';
+import type { Pod } from './kube/types.ts';
+import type { Logger } from './log.ts';
+import type { Clock } from './runtime/clock.ts';
+import { Controller } from './runtime/controller.ts';
+import { EventRecorder } from './runtime/events.ts';
+import type { InformerSet } from './runtime/informer.ts';
+import type { OperatorMetrics } from './runtime/metrics.ts';
+import { defaultRateLimiter, WorkQueue } from './runtime/workqueue.ts';
+import type { SidecarClient } from './sidecar/admin-client.ts';
+import { AdminTokens } from './sidecar/admin-token.ts';
+import { PodReconciler } from './warmup/pod-reconcile.ts';
+
+export interface OperatorSettings extends ReconcileSettings {
+  workers: number;
+  warmupPollMs: number;
+  adminTokenSecret: string;
+  /** This replica's name, the reportingInstance of its Events. */
+  identity: string;
+}
+
+export interface OperatorDeps {
+  api: KubeApi;
+  gitMirrors: InformerSet<GitMirror>;
+  pods: InformerSet<Pod>;
+  sidecars: SidecarClient;
+  clock: Clock;
+  logger: Logger;
+  metrics: OperatorMetrics;
+  settings: OperatorSettings;
+}
+
+/**
+ * Wires the two controllers to the informers. Informer events only enqueue keys: a GitMirror
+ * change enqueues it and the pods of its fleet (a warming pod waits on the fleet's mirrors); a
+ * pod change enqueues the pod and the GitMirrors of its fleet (replica counts, writer).
+ */
+export class Operator {
+  readonly gitMirrorQueue: WorkQueue;
+  readonly podQueue: WorkQueue;
+  readonly #deps: OperatorDeps;
+  readonly #controllers: Controller[];
+  #started = false;
+
+  constructor(deps: OperatorDeps) {
+    this.#deps = deps;
+    const { metrics, logger, settings } = deps;
+    this.gitMirrorQueue = new WorkQueue(defaultRateLimiter(), metrics.queueObserver('gitmirror'));
+    this.podQueue = new WorkQueue(defaultRateLimiter(), metrics.queueObserver('pod'));
+    const shared = {
+      api: deps.api,
+      stores: { gitMirrors: deps.gitMirrors, pods: deps.pods },
+      sidecars: deps.sidecars,
+      tokens: new AdminTokens(deps.api, settings.adminTokenSecret),
+      applied: new AppliedSpecs(),
+      events: new EventRecorder({
+        api: deps.api,
+        controller: 'gitmirror.dev/operator',
+        instance: settings.identity,
+        clock: deps.clock,
+        logger,
+      }),
+      clock: deps.clock,
+    };
+    const gitMirrors = new GitMirrorReconciler({
+      ...shared,
+      logger: logger.child({ controller: 'gitmirror' }),
+      settings,
+    });
+    const pods = new PodReconciler({
+      ...shared,
+      metrics,
+      logger: logger.child({ controller: 'pod-warmup' }),
+      settings: {
+        adminPort: settings.adminPort,
+        pollMs: settings.warmupPollMs,
+        restoreRetryMs: settings.restoreRetryMs,
+      },
+    });
+    const common = { workers: settings.workers, logger, metrics };
+    this.#controllers = [
+      new Controller({
+        ...common,
+        name: 'gitmirror',
+        queue: this.gitMirrorQueue,
+        reconcile: gitMirrors.reconcile,
+      }),
+      new Controller({ ...common, name: 'pod-warmup', queue: this.podQueue, reconcile: pods.reconcile }),
+    ];
+    deps.gitMirrors.onChange((gm) => this.#onGitMirror(gm));
+    deps.pods.onChange((pod) => this.#onPod(pod));
+  }
+
+  /** Informers run on every replica, so a standby is ready to lead at once. */
+  async startInformers(): Promise<void> {
+    await Promise.all([...this.#deps.gitMirrors.all, ...this.#deps.pods.all].map((i) => i.start()));
+  }
+
+  /** Only the leader reconciles. */
+  startControllers(): void {
+    if (this.#started) return;
+    this.#started = true;
+    for (const controller of this.#controllers) controller.start();
+  }
+
+  informersSynced(): boolean {
+    return this.#deps.gitMirrors.hasSynced() && this.#deps.pods.hasSynced();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.#controllers.map((c) => c.stop()));
+    await Promise.all([...this.#deps.gitMirrors.all, ...this.#deps.pods.all].map((i) => i.stop()));
+  }
+
+  #onGitMirror(gm: GitMirror): void {
+    this.gitMirrorQueue.add(keyOf(gm.metadata));
+    const namespace = gm.metadata.namespace ?? '';
+    for (const pod of fleetPods(this.#deps.pods, namespace, gm.spec.cache))
+      this.podQueue.add(keyOf(pod.metadata));
+  }
+
+  #onPod(pod: Pod): void {
+    this.podQueue.add(keyOf(pod.metadata));
+    const cache = fleetOf(pod);
+    const namespace = pod.metadata.namespace ?? '';
+    for (const gm of this.#deps.gitMirrors.list(namespace)) {
+      if (gm.spec.cache === cache) this.gitMirrorQueue.add(keyOf(gm.metadata));
+    }
+  }
+}
