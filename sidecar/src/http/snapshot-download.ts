@@ -29,7 +29,7 @@ export async function serveSnapshotDownload(
     'X-Gitmirror-Snapshot-Commit': manifest.commit,
     'Cache-Control': 'no-cache',
   });
-  if (req.fresh) {
+  if (matchesEtag(req.get('if-none-match'), etag)) {
     res.status(304).end();
     return;
   }
@@ -72,4 +72,12 @@ function parseRange(
   }
   if (start >= size || start > end) return 'unsatisfiable';
   return { start, end };
+}
+
+function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.split(',').some((tag) => {
+    const t = tag.trim();
+    return t === '*' || t === etag || t === `W/${etag}`;
+  });
 }
