@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { GitMirror } from '../src/api/gitmirror.ts';
 import { warmCondition } from '../src/fleet/members.ts';
 import type { Pod } from '../src/kube/types.ts';
@@ -8,6 +7,7 @@ import { silentLogger } from '../src/log.ts';
 import { Operator } from '../src/operator.ts';
 import { type InformerLike, InformerSet, ResilientInformer } from '../src/runtime/informer.ts';
 import { OperatorMetrics } from '../src/runtime/metrics.ts';
+import { eventually } from './fakes/eventually.ts';
 import { FakeCluster, type MemoryStore } from './fakes/fake-cluster.ts';
 import { FakeSidecars } from './fakes/fake-sidecars.ts';
 import { ManualClock, REPO_ID, REPO_URL, SETTINGS } from './fakes/harness.ts';
@@ -29,11 +29,6 @@ function informerOver<T extends { metadata: { name: string; namespace?: string }
     get: (name, namespace) => store.get(namespace ?? '', name),
     list: (namespace) => store.list(namespace),
   };
-}
-
-async function until(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) await sleep(10);
-  assert.ok(check(), `timed out waiting for ${what}`);
 }
 
 describe('Operator wiring', () => {
@@ -71,8 +66,11 @@ describe('Operator wiring', () => {
     );
     operator.startControllers();
     try {
-      await until(() => warmCondition(cluster.pods.get('ns', 'p1')!)?.status === 'True', 'the warm gate');
-      await until(() => cluster.gitMirrors.get('ns', 'repo')?.status?.writer === 'p1', 'the writer');
+      await eventually(
+        () => warmCondition(cluster.pods.get('ns', 'p1')!)?.status === 'True',
+        'the warm gate',
+      );
+      await eventually(() => cluster.gitMirrors.get('ns', 'repo')?.status?.writer === 'p1', 'the writer');
       const status = cluster.gitMirrors.get('ns', 'repo')?.status;
       assert.equal(status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
       assert.deepEqual(sidecars.writersOf(REPO_ID), ['ns/p1']);

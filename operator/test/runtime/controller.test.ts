@@ -5,6 +5,7 @@ import { silentLogger } from '../../src/log.ts';
 import { Controller, type ReconcileResult } from '../../src/runtime/controller.ts';
 import { OperatorMetrics } from '../../src/runtime/metrics.ts';
 import { ItemBackoffRateLimiter, WorkQueue } from '../../src/runtime/workqueue.ts';
+import { eventually } from '../fakes/eventually.ts';
 
 function controller(reconcile: (key: string) => Promise<ReconcileResult>, workers = 4) {
   const metrics = new OperatorMetrics();
@@ -36,7 +37,8 @@ describe('Controller', () => {
     await sleep(5);
     queue.add('k');
     queue.add('k');
-    await sleep(100);
+    await eventually(() => runs === 2, 'the second run');
+    await sleep(30);
     await c.stop();
     assert.equal(maxRunning, 1);
     assert.equal(runs, 2, 'the change during the first run is seen by exactly one more run');
@@ -45,16 +47,18 @@ describe('Controller', () => {
   test('runs different keys in parallel up to the worker count', async () => {
     let running = 0;
     let maxRunning = 0;
+    let finished = 0;
     const { c, queue } = controller(async () => {
       running++;
       maxRunning = Math.max(maxRunning, running);
       await sleep(20);
       running--;
+      finished++;
       return {};
     }, 2);
     c.start();
     for (const k of ['a', 'b', 'c', 'd']) queue.add(k);
-    await sleep(70);
+    await eventually(() => finished === 4, 'all four keys');
     await c.stop();
     assert.equal(maxRunning, 2);
   });
@@ -68,7 +72,7 @@ describe('Controller', () => {
     });
     c.start();
     queue.add('k');
-    await sleep(300);
+    await eventually(() => at.length === 4 && !queue.isProcessing('k'), 'the fourth attempt');
     await c.stop();
     assert.equal(at.length, 4);
     const gaps = at.slice(1).map((t, i) => t - at[i]!);
@@ -83,7 +87,8 @@ describe('Controller', () => {
     const { c, queue, metrics } = controller(async () => (++runs < 3 ? { requeueAfterMs: 10 } : {}));
     c.start();
     queue.add('k');
-    await sleep(150);
+    await eventually(() => runs === 3 && !queue.isProcessing('k'), 'the third run');
+    await sleep(30);
     await c.stop();
     assert.equal(runs, 3);
     assert.equal(await counter(metrics, 'requeue_after'), 2);

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../src/log.ts';
 import { type InformerLike, InformerSet, ResilientInformer } from '../../src/runtime/informer.ts';
+import { eventually } from '../fakes/eventually.ts';
 
 interface Obj {
   metadata: { name: string; namespace: string };
@@ -53,9 +54,8 @@ describe('ResilientInformer', () => {
     const informer = wrap(inner);
     await informer.start();
     assert.equal(informer.hasSynced(), false);
-    await sleep(80);
+    await eventually(() => informer.hasSynced(), 'a successful list');
     assert.equal(inner.starts, 3);
-    assert.equal(informer.hasSynced(), true);
     await informer.stop();
   });
 
@@ -64,8 +64,7 @@ describe('ResilientInformer', () => {
     const informer = wrap(inner);
     await informer.start();
     inner.emit('error', new Error('socket hang up'));
-    await sleep(40);
-    assert.equal(inner.starts, 2);
+    await eventually(() => inner.starts === 2, 'a restart');
     await informer.stop();
     inner.emit('error', new Error('after stop'));
     await sleep(40);
@@ -82,7 +81,7 @@ describe('ResilientInformer', () => {
     await informer.start();
     inner.emit('add', { metadata: { name: 'b', namespace: 'ns' } });
     inner.emit('delete', a);
-    await sleep(45);
+    await eventually(() => seen.length >= 3, 'a resync');
     await informer.stop();
     assert.deepEqual(seen.slice(0, 3), ['b', 'a', 'a']);
   });

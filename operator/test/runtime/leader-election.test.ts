@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../src/log.ts';
 import { LeaderElector } from '../../src/runtime/leader-election.ts';
+import { eventually } from '../fakes/eventually.ts';
 import { FakeCluster } from '../fakes/fake-cluster.ts';
 import { ManualClock } from '../fakes/harness.ts';
 
@@ -29,7 +30,7 @@ describe('LeaderElector', () => {
     const cluster = new FakeCluster();
     const a = elector(cluster, 'a');
     const run = a.e.run();
-    await sleep(20);
+    await eventually(() => a.e.isLeader(), 'leadership');
     assert.deepEqual(a.events, ['started']);
     const lease = cluster.leases.get('ops/gitmirror-operator');
     assert.equal(lease?.spec.holderIdentity, 'a');
@@ -44,14 +45,14 @@ describe('LeaderElector', () => {
     const a = elector(cluster, 'a');
     const b = elector(cluster, 'b');
     const runA = a.e.run();
-    await sleep(20);
+    await eventually(() => a.e.isLeader(), 'a leading');
     const runB = b.e.run();
     await sleep(30);
     assert.deepEqual(b.events, []);
     assert.equal(b.e.isLeader(), false);
     await a.e.release();
     await runA;
-    await sleep(30);
+    await eventually(() => b.e.isLeader(), 'b taking over');
     assert.deepEqual(b.events, ['started']);
     assert.equal(cluster.leases.get('ops/gitmirror-operator')?.spec.leaseTransitions, 1);
     await b.e.release();
@@ -74,7 +75,7 @@ describe('LeaderElector', () => {
       'a renewTime in the future (skewed clock) does not matter; observed time does',
     );
     b.clock.advance(15_000);
-    await sleep(20);
+    await eventually(() => b.e.isLeader(), 'b taking over');
     assert.deepEqual(b.events, ['started']);
     await b.e.release();
     await run;
@@ -84,7 +85,7 @@ describe('LeaderElector', () => {
     const cluster = new FakeCluster();
     const a = elector(cluster, 'a');
     const run = a.e.run();
-    await sleep(20);
+    await eventually(() => a.e.isLeader(), 'leadership');
     for (let i = 0; i < 50; i++) cluster.failNext('readLease', 'KUBE_UNAVAILABLE');
     a.clock.advance(10_000);
     await run;
@@ -97,6 +98,7 @@ describe('LeaderElector', () => {
     const a = elector(cluster, 'a');
     const b = elector(cluster, 'b');
     const runs = [a.e.run(), b.e.run()];
+    await eventually(() => a.e.isLeader() || b.e.isLeader(), 'a leader');
     await sleep(30);
     assert.equal([a.e.isLeader(), b.e.isLeader()].filter(Boolean).length, 1);
     await Promise.all([a.e.release(), b.e.release()]);
