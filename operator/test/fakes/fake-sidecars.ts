@@ -65,7 +65,7 @@ export class FakeSidecar {
 
   read(id: string): MirrorStatus | undefined {
     const m = this.mirrors.get(id);
-    if (!m || m.state !== 'restoring') return m;
+    if (m?.state !== 'restoring') return m;
     const reads = (this.#reads.get(id) ?? 0) + 1;
     this.#reads.set(id, reads);
     if (reads >= this.readyAfterReads) this.finish(id);
