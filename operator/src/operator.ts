@@ -42,6 +42,8 @@ export interface OperatorDeps {
 export class Operator {
   readonly gitMirrorQueue: WorkQueue;
   readonly podQueue: WorkQueue;
+  /** What was PUT to which pod, shared by both controllers; forgotten when a pod goes. */
+  readonly applied = new AppliedSpecs();
   readonly #deps: OperatorDeps;
   readonly #controllers: Controller[];
   #started = false;
@@ -56,7 +58,7 @@ export class Operator {
       stores: { gitMirrors: deps.gitMirrors, pods: deps.pods },
       sidecars: deps.sidecars,
       tokens: new AdminTokens(deps.api, settings.adminTokenSecret),
-      applied: new AppliedSpecs(),
+      applied: this.applied,
       events: new EventRecorder({
         api: deps.api,
         controller: 'gitmirror.dev/operator',
@@ -127,6 +129,9 @@ export class Operator {
     this.podQueue.add(keyOf(pod.metadata));
     const cache = fleetOf(pod);
     const namespace = pod.metadata.namespace ?? '';
+    // Informers drop a deleted object from the cache before telling us about it.
+    const { uid = '', name } = pod.metadata;
+    if (this.#deps.pods.get(namespace, name)?.metadata.uid !== uid) this.applied.forgetPod(uid);
     for (const gm of this.#deps.gitMirrors.list(namespace)) {
       if (gm.spec.cache === cache) this.gitMirrorQueue.add(keyOf(gm.metadata));
     }

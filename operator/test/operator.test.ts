@@ -76,6 +76,9 @@ describe('Operator wiring', () => {
       assert.deepEqual(sidecars.writersOf(REPO_ID), ['ns/p1']);
       assert.equal(warmCondition(cluster.pods.get('ns', 'p1')!)?.reason, 'Warm');
       assert.equal(pod.metadata.uid, cluster.podPatches[0]?.uid);
+      assert.equal(operator.applied.size, 1);
+      cluster.pods.delete('ns', 'p1');
+      assert.equal(operator.applied.size, 0, 'a deleted pod leaves nothing behind in memory');
     } finally {
       await operator.stop();
     }

@@ -21,6 +21,16 @@ export class AppliedSpecs {
   forget(podUid: string, id: string): void {
     this.#fingerprints.delete(`${podUid}|${id}`);
   }
+
+  /** Drops everything remembered for a pod that is gone. */
+  forgetPod(podUid: string): void {
+    for (const key of this.#fingerprints.keys())
+      if (key.startsWith(`${podUid}|`)) this.#fingerprints.delete(key);
+  }
+
+  get size(): number {
+    return this.#fingerprints.size;
+  }
 }
 
 function fingerprint(spec: MirrorSpec): string {
