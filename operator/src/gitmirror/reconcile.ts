@@ -113,16 +113,23 @@ export class GitMirrorReconciler {
       status: o.status,
       error: o.error,
     }));
+    const generation = gm.metadata.generation ?? 0;
     const summary = summarize(memberObservations, gm.status?.latestSnapshot);
-    const { ready, reconciling } = readiness(memberObservations, summary, gm.metadata.generation ?? 0);
-    const stalled = { type: 'Stalled', status: 'False' as const, reason: 'NoError', message: '' };
+    const { ready, reconciling } = readiness(memberObservations, summary, generation);
+    const stalled = {
+      type: 'Stalled',
+      status: 'False' as const,
+      reason: 'NoError',
+      message: '',
+      observedGeneration: generation,
+    };
     const status = buildStatus({
       previous: gm.status,
-      generation: gm.metadata.generation ?? 0,
+      generation,
       repository: plan.id,
       summary,
       writer: outcome.writer,
-      conditions: [ready, reconciling, { ...stalled, observedGeneration: gm.metadata.generation ?? 0 }],
+      conditions: [ready, reconciling, stalled],
       now: this.#now(),
     });
     await this.#writeStatus(gm, status);
@@ -162,10 +169,13 @@ export class GitMirrorReconciler {
     const mayWrite = (o: Observation) =>
       o.status?.snapshot.writer === true ||
       (o.status === undefined && o.error !== undefined && o.pod.metadata.name === recorded);
-    const others = observations.filter((o) => o.pod.metadata.name !== writer && (o.member || mayWrite(o)));
+    const suspects = new Set(observations.filter((o) => o.pod.metadata.name !== writer && mayWrite(o)));
+    const others = observations.filter(
+      (o) => o.pod.metadata.name !== writer && (o.member || suspects.has(o)),
+    );
     const results = await Promise.all(others.map((o) => this.#syncPod(plan, o, false)));
     let failure = results.find((r) => r !== undefined);
-    const blocked = others.some((o, i) => results[i] !== undefined && mayWrite(o));
+    const blocked = others.some((o, i) => results[i] !== undefined && suspects.has(o));
     const chosen = observations.find((o) => o.pod.metadata.name === writer);
     if (chosen && !blocked) failure = (await this.#syncPod(plan, chosen, true)) ?? failure;
     if (blocked) {
