@@ -22,8 +22,14 @@ const exec = promisify(execFile);
 const { values: args } = parseArgs({
   options: { commits: { type: 'string', default: '4000' }, keep: { type: 'boolean', default: false } },
 });
-const gitEnv = { ...process.env, GIT_CONFIG_GLOBAL: '/dev/null', GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0' };
-const git = (gitArgs: string[], cwd?: string) => exec('git', gitArgs, { cwd, env: gitEnv, maxBuffer: 1 << 28 }).then((r) => r.stdout);
+const gitEnv = {
+  ...process.env,
+  GIT_CONFIG_GLOBAL: '/dev/null',
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_TERMINAL_PROMPT: '0',
+};
+const git = (gitArgs: string[], cwd?: string) =>
+  exec('git', gitArgs, { cwd, env: gitEnv, maxBuffer: 1 << 28 }).then((r) => r.stdout);
 
 async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
   const start = performance.now();
@@ -54,37 +60,57 @@ async function main(): Promise<void> {
   const commits = Number(args.commits);
   console.log(`gitmirror demo in ${root}`);
   const [, generateSeconds] = await timed(() =>
-    createSyntheticRepo(join(root, 'upstream', 'demo', 'app.git'), { commits, filesPerCommit: 3, files: 400, fileBytes: 2048, refs: 60 }),
+    createSyntheticRepo(join(root, 'upstream', 'demo', 'app.git'), {
+      commits,
+      filesPerCommit: 3,
+      files: 400,
+      fileBytes: 2048,
+      refs: 60,
+    }),
   );
   const upstream = await startGitUpstream(join(root, 'upstream'));
   const upstreamUrl = upstream.url('demo/app.git');
   const store = join(root, 'snapshots');
   const sidecars: RunningSidecar[] = [];
   try {
-    const [, directSeconds] = await timed(() => git(['clone', '--quiet', '--mirror', upstreamUrl, join(root, 'direct.git')]));
+    const [, directSeconds] = await timed(() =>
+      git(['clone', '--quiet', '--mirror', upstreamUrl, join(root, 'direct.git')]),
+    );
     const a = await startNamed('sidecar-a', join(root, 'a'), upstreamUrl, upstream.host, store);
     sidecars.push(a);
     const [, aReadySeconds] = await timed(() => waitReady(a));
     const repoId = `${upstream.host}/demo/app`;
-    const [, clientSeconds] = await timed(() => git(['clone', '--quiet', `${a.gitUrl}/git/${repoId}.git`, join(root, 'client')]));
+    const [, clientSeconds] = await timed(() =>
+      git(['clone', '--quiet', `${a.gitUrl}/git/${repoId}.git`, join(root, 'client')]),
+    );
     const [outcome, snapshotSeconds] = await timed(() => a.mirrors.snapshot(a.mirrors.get(repoId)!));
     const b = await startNamed('sidecar-b', join(root, 'b'), upstreamUrl, upstream.host, store);
     sidecars.push(b);
     const [, bReadySeconds] = await timed(() => waitReady(b));
     const source = b.mirrors.get(repoId)!.restore.source;
-    const [refsA, refsB] = await Promise.all([a, b].map((s) => git(['ls-remote', `${s.gitUrl}/git/${repoId}.git`])));
+    const [refsA, refsB] = await Promise.all(
+      [a, b].map((s) => git(['ls-remote', `${s.gitUrl}/git/${repoId}.git`])),
+    );
     const same = refsA === refsB && refsA!.length > 0;
     const rows: [string, string][] = [
-      [`generate upstream (${commits} commits, ${refsA!.trim().split('\n').length} refs)`, fmt(generateSeconds)],
+      [
+        `generate upstream (${commits} commits, ${refsA!.trim().split('\n').length} refs)`,
+        fmt(generateSeconds),
+      ],
       ['git clone --mirror straight from upstream', fmt(directSeconds)],
       ['sidecar A: cold start, clone from upstream → ready', fmt(aReadySeconds)],
       ['client clone through sidecar A', fmt(clientSeconds)],
-      [`sidecar A: publish snapshot (${(outcome.manifest.sizeBytes / 2 ** 20).toFixed(1)} MiB tar.zst)`, fmt(snapshotSeconds)],
+      [
+        `sidecar A: publish snapshot (${(outcome.manifest.sizeBytes / 2 ** 20).toFixed(1)} MiB tar.zst)`,
+        fmt(snapshotSeconds),
+      ],
       [`sidecar B: empty data dir, restore → ready (from ${source})`, fmt(bReadySeconds)],
       ['A and B serve identical refs', same ? 'yes' : 'NO'],
     ];
     printTable(rows);
-    console.log(`\nrestore-to-ready is ${(aReadySeconds / bReadySeconds).toFixed(1)}x faster than clone-to-ready on this machine.`);
+    console.log(
+      `\nrestore-to-ready is ${(aReadySeconds / bReadySeconds).toFixed(1)}x faster than clone-to-ready on this machine.`,
+    );
     if (!same || source !== 'snapshot') process.exitCode = 1;
   } finally {
     for (const s of sidecars) await s.shutdown();

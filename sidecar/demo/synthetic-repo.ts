@@ -34,7 +34,10 @@ function prng(seed: number): () => number {
 export async function createSyntheticRepo(bareDir: string, options: SyntheticRepoOptions): Promise<void> {
   await mkdir(bareDir, { recursive: true });
   await run('git', ['init', '--quiet', '--bare', '--initial-branch=main', bareDir]);
-  const child = spawn('git', ['fast-import', '--quiet', '--done'], { cwd: bareDir, stdio: ['pipe', 'ignore', 'inherit'] });
+  const child = spawn('git', ['fast-import', '--quiet', '--done'], {
+    cwd: bareDir,
+    stdio: ['pipe', 'ignore', 'inherit'],
+  });
   const random = prng(options.seed ?? 42);
   const refEvery = Math.max(1, Math.floor(options.commits / Math.max(1, options.refs)));
   const write = async (text: string | Buffer) => {
@@ -44,7 +47,9 @@ export async function createSyntheticRepo(bareDir: string, options: SyntheticRep
     await write(commitCommand(i, options, random));
     if (i % refEvery === 0 && i / refEvery <= options.refs) {
       const n = i / refEvery;
-      await write(n % 2 ? `reset refs/heads/branch-${n}\nfrom :${i}\n\n` : `reset refs/tags/v0.${n}\nfrom :${i}\n\n`);
+      await write(
+        n % 2 ? `reset refs/heads/branch-${n}\nfrom :${i}\n\n` : `reset refs/tags/v0.${n}\nfrom :${i}\n\n`,
+      );
     }
   }
   await write('done\n');
@@ -54,14 +59,22 @@ export async function createSyntheticRepo(bareDir: string, options: SyntheticRep
 }
 
 function commitCommand(i: number, o: SyntheticRepoOptions, random: () => number): string {
-  const lines = [`commit refs/heads/main`, `mark :${i}`, `committer Demo <demo@example.com> ${1_700_000_000 + i * 60} +0000`];
+  const lines = [
+    `commit refs/heads/main`,
+    `mark :${i}`,
+    `committer Demo <demo@example.com> ${1_700_000_000 + i * 60} +0000`,
+  ];
   const message = `commit ${i}\n`;
   lines.push(`data ${Buffer.byteLength(message)}`, message.trimEnd());
   if (i > 1) lines.push(`from :${i - 1}`);
   for (let f = 0; f < o.filesPerCommit; f++) {
     const file = Math.floor(random() * o.files);
     const content = fileContent(i, file, o.fileBytes, random);
-    lines.push(`M 100644 inline dir-${file % 32}/file-${file}.txt`, `data ${Buffer.byteLength(content)}`, content);
+    lines.push(
+      `M 100644 inline dir-${file % 32}/file-${file}.txt`,
+      `data ${Buffer.byteLength(content)}`,
+      content,
+    );
   }
   return `${lines.join('\n')}\n\n`;
 }
@@ -69,9 +82,14 @@ function commitCommand(i: number, o: SyntheticRepoOptions, random: () => number)
 /** Half repeated text (deltas well), half pseudo-random hex (does not). */
 function fileContent(commit: number, file: number, bytes: number, random: () => number): string {
   const head = `file ${file} at commit ${commit}\n`;
-  const text = 'the quick brown fox jumps over the lazy dog\n'.repeat(Math.ceil(bytes / 2 / 44)).slice(0, bytes / 2);
+  const text = 'the quick brown fox jumps over the lazy dog\n'
+    .repeat(Math.ceil(bytes / 2 / 44))
+    .slice(0, bytes / 2);
   let noise = '';
-  while (noise.length < bytes / 2) noise += Math.floor(random() * 2 ** 32).toString(16).padStart(8, '0');
+  while (noise.length < bytes / 2)
+    noise += Math.floor(random() * 2 ** 32)
+      .toString(16)
+      .padStart(8, '0');
   return `${head}${text}${noise.slice(0, bytes / 2)}\n`;
 }
 

@@ -156,7 +156,7 @@ export class GitHttpService {
       .digest('hex');
     const url = `${mirror.upstream}/git-upload-pack`;
     const headers = forwardedHeaders(req);
-    const role = await this.deps.shared.serve(
+    const { role, bytes } = await this.deps.shared.serve(
       mirror.id,
       key,
       () => requestUpstream({ method: 'POST', url, headers, body, idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS }),
@@ -165,6 +165,7 @@ export class GitHttpService {
     );
     res.locals.source = role === 'leader' ? 'upstream' : 'shared';
     this.deps.metrics.upstreamShared.inc({ role });
+    this.deps.metrics.bytesServed.inc({ route: 'upload_pack', source: 'shared_upstream' }, bytes);
   }
 
   private async proxyPush(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
@@ -202,8 +203,13 @@ export class GitHttpService {
       return;
     }
     this.deps.logger.debug({ mirror: repo.id, status: upstreamRes.statusCode }, 'proxied to upstream');
+    let bytes = 0;
+    upstreamRes.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+    });
     upstreamRes.pipe(res);
     await new Promise<void>((resolve) => res.on('close', resolve));
+    this.deps.metrics.bytesServed.inc({ route: res.locals.route ?? 'other', source: 'upstream' }, bytes);
   }
 
   /** Redirects to an allowed host are rewritten to the cache's own URL for that repository. */

@@ -59,19 +59,20 @@ export class SharedUpstreamResponses {
     start: () => Promise<IncomingMessage>,
     res: Response,
     writeHead: (head: ResponseHead, res: Response) => boolean,
-  ): Promise<'leader' | 'follower'> {
+  ): Promise<{ role: 'leader' | 'follower'; bytes: number }> {
     let download = this.downloads.get(key);
     const role = download ? 'follower' : 'leader';
     if (!download) download = this.begin(mirrorId, key, start);
     download.readers++;
+    let bytes = 0;
     try {
       await download.headReady;
-      if (writeHead(download.head!, res)) await this.stream(download, res);
+      if (writeHead(download.head!, res)) bytes = await this.stream(download, res);
     } finally {
       download.readers--;
       this.release(download);
     }
-    return role;
+    return { role, bytes };
   }
 
   /** The mirror is ready: new requests are served locally, so spools of it can go. */
@@ -151,7 +152,8 @@ export class SharedUpstreamResponses {
     });
   }
 
-  private async stream(download: SharedDownload, res: Response): Promise<void> {
+  /** Streams the spool to the client, following the download; returns the bytes sent. */
+  private async stream(download: SharedDownload, res: Response): Promise<number> {
     let file: FileHandle | undefined;
     try {
       file = await open(download.path, 'r');
@@ -169,14 +171,15 @@ export class SharedUpstreamResponses {
           if (!res.write(Buffer.from(buffer.subarray(0, bytesRead)))) await waitForDrain(res);
         } else if (download.error) {
           res.destroy(download.error);
-          return;
+          return position;
         } else if (download.done) {
           res.end();
-          return;
+          return position;
         } else {
           await new Promise((r) => download.progress.once('progress', r));
         }
       }
+      return position;
     } finally {
       await file?.close();
     }

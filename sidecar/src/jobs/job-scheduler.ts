@@ -1,5 +1,4 @@
-import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Logger } from '../log/logger.ts';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
 export type JobKind = 'clone' | 'restore' | 'fetch' | 'repack' | 'snapshot';
 
@@ -24,8 +23,12 @@ export interface JobSchedulerOptions {
   concurrency: number;
   /** Clones and restores move the most data; a burst of them must not starve fetches. */
   cloneConcurrency: number;
-  logger: Logger;
-  onJobFinished?: (kind: JobKind, outcome: 'success' | 'error', seconds: number) => void;
+  onJobFinished?: (
+    job: { mirrorId: string; kind: JobKind },
+    outcome: 'success' | 'error',
+    seconds: number,
+    err?: unknown,
+  ) => void;
 }
 
 const CLONE_KINDS = new Set<JobKind>(['clone', 'restore']);
@@ -121,15 +124,16 @@ export class JobScheduler {
     this.activeMirrors.set(job.mirrorId, { kind: job.kind, controller });
     if (isClone) this.activeClones++;
     const started = performance.now();
-    const finish = (outcome: 'success' | 'error') => {
+    const finish = (outcome: 'success' | 'error', err?: unknown) => {
       this.activeMirrors.delete(job.mirrorId);
       if (isClone) this.activeClones--;
-      this.options.onJobFinished?.(job.kind, outcome, (performance.now() - started) / 1000);
+      this.options.onJobFinished?.(job, outcome, (performance.now() - started) / 1000, err);
       this.pump();
     };
     Promise.resolve()
       .then(() => {
-        if (controller.signal.aborted) throw new GitMirrorError('ABORTED', `${job.kind} of ${job.mirrorId} cancelled`);
+        if (controller.signal.aborted)
+          throw new GitMirrorError('ABORTED', `${job.kind} of ${job.mirrorId} cancelled`);
         return job.run(controller.signal);
       })
       .then(
@@ -138,11 +142,7 @@ export class JobScheduler {
           job.resolve(value);
         },
         (err: unknown) => {
-          this.options.logger.debug(
-            { mirror: job.mirrorId, job: job.kind, err: describeError(err) },
-            'job failed',
-          );
-          finish('error');
+          finish('error', err);
           job.reject(err);
         },
       );

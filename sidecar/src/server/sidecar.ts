@@ -4,6 +4,7 @@ import express, { type Express } from 'express';
 import { adminAuth } from '../admin/admin-auth.ts';
 import { adminRouter } from '../admin/admin-router.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
+import { describeError } from '../errors/gitmirror-error.ts';
 import { CredentialsFile } from '../git/credentials.ts';
 import { type GitRunner, ProcessGitRunner } from '../git/git-runner.ts';
 import { UpstreamAccessCheck } from '../http/access-check.ts';
@@ -53,10 +54,17 @@ export async function startSidecar(
   const scheduler = new JobScheduler({
     concurrency: config.jobConcurrency,
     cloneConcurrency: config.cloneConcurrency,
-    logger,
-    onJobFinished: (kind, outcome, seconds) => {
+    onJobFinished: ({ mirrorId, kind }, outcome, seconds, err) => {
       metrics.gitOperations.inc({ operation: kind, outcome });
       metrics.gitOperationDuration.observe({ operation: kind, outcome }, seconds);
+      const line = {
+        mirror: mirrorId,
+        job: kind,
+        outcome,
+        seconds: Number(seconds.toFixed(3)),
+        err: err && describeError(err),
+      };
+      logger[outcome === 'success' ? 'info' : 'warn'](line, 'job');
     },
   });
   const credentials = config.credentialsFile

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MirrorList, MirrorStatus } from '../../src/admin/types.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
+import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { startTestSidecar } from '../support/test-sidecar.ts';
 
 const TOKEN = 'admin-token-for-tests';

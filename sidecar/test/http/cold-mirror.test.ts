@@ -3,8 +3,8 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
+import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('a cold mirror', () => {

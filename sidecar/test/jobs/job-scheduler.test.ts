@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import { type JobKind, JobScheduler } from '../../src/jobs/job-scheduler.ts';
-import { silentLogger } from '../../src/log/logger.ts';
 
 function gate() {
   let open!: () => void;
@@ -11,7 +10,7 @@ function gate() {
 }
 
 function scheduler(concurrency = 4, cloneConcurrency = 2) {
-  return new JobScheduler({ concurrency, cloneConcurrency, logger: silentLogger() });
+  return new JobScheduler({ concurrency, cloneConcurrency });
 }
 
 describe('job scheduler', () => {

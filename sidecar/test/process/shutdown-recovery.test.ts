@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
+import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { startSidecarProcess } from '../support/sidecar-process.ts';
 import { waitFor } from '../support/test-sidecar.ts';
 

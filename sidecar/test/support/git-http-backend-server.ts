@@ -141,6 +141,8 @@ function runBackend(
     HTTP_CONTENT_ENCODING: req.headers['content-encoding'] ?? '',
   };
   const child = spawn('git', ['http-backend'], { env, stdio: ['pipe', 'pipe', 'ignore'] });
+  // http-backend may exit without reading its input (a GET, an error); that is not our failure.
+  child.stdin.on('error', () => {});
   child.stdin.end(body);
   return new Promise((resolve) => {
     let head = Buffer.alloc(0);
