@@ -1,0 +1,99 @@
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { RepoId } from '../mirrors/repo-id.ts';
+import { manifestKey, parseArchiveKey } from './layout.ts';
+import { SNAPSHOT_FORMAT, type SnapshotManifest, type SnapshotRecord, type SnapshotStore } from './store.ts';
+
+/**
+ * `latest.json` is read from shared storage that other processes write, so it is treated
+ * as untrusted input: anything that does not validate is SNAPSHOT_CORRUPT and never used
+ * to pick, verify or prune an archive.
+ */
+
+/** A real manifest is a few KiB; refusing big ones keeps a hostile object from costing memory. */
+const MAX_MANIFEST_BYTES = 1024 * 1024;
+const MAX_PREVIOUS = 100;
+const SHA256 = /^[0-9a-f]{64}$/;
+const REFS_DIGEST = /^[0-9A-Za-z:_-]{1,128}$/;
+
+function corrupt(repo: RepoId, detail: string): never {
+  throw new GitMirrorError('SNAPSHOT_CORRUPT', `snapshot manifest of ${repo.id} is invalid: ${detail}`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function validateRecord(value: unknown, repo: RepoId, where: string): SnapshotRecord {
+  if (!isObject(value)) corrupt(repo, `${where} is not an object`);
+  const { key, commit, createdAt, sizeBytes, sha256 } = value;
+  if (typeof key !== 'string') corrupt(repo, `${where}.key is missing`);
+  const parts = parseArchiveKey(repo, key);
+  if (!parts) corrupt(repo, `${where}.key "${key.slice(0, 200)}" is not an archive key of this repo`);
+  if (commit !== parts.commit) corrupt(repo, `${where}.commit does not match its key`);
+  if (typeof createdAt !== 'string' || Number.isNaN(Date.parse(createdAt)))
+    corrupt(repo, `${where}.createdAt is not a timestamp`);
+  if (typeof sizeBytes !== 'number' || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0)
+    corrupt(repo, `${where}.sizeBytes is not a non-negative integer`);
+  if (typeof sha256 !== 'string' || !SHA256.test(sha256))
+    corrupt(repo, `${where}.sha256 is not a sha256 hex digest`);
+  return { key, commit: parts.commit, createdAt, sizeBytes, sha256 };
+}
+
+/** Checks shape and that every key lies under this repo's prefix; returns a clean copy. */
+export function validateManifest(value: unknown, repo: RepoId): SnapshotManifest {
+  if (!isObject(value)) corrupt(repo, 'not a JSON object');
+  if (value.format !== SNAPSHOT_FORMAT) corrupt(repo, `unknown format ${JSON.stringify(value.format)}`);
+  const manifest: SnapshotManifest = { ...validateRecord(value, repo, 'manifest'), format: SNAPSHOT_FORMAT };
+  if (value.refsDigest !== undefined) {
+    if (typeof value.refsDigest !== 'string' || !REFS_DIGEST.test(value.refsDigest))
+      corrupt(repo, 'refsDigest is malformed');
+    manifest.refsDigest = value.refsDigest;
+  }
+  if (value.previous !== undefined) {
+    if (!Array.isArray(value.previous) || value.previous.length > MAX_PREVIOUS)
+      corrupt(repo, `previous must be an array of at most ${MAX_PREVIOUS} entries`);
+    manifest.previous = value.previous.map((p, i) => validateRecord(p, repo, `previous[${i}]`));
+    if (manifest.previous.some((p) => p.key === manifest.key))
+      corrupt(repo, 'previous repeats the latest key');
+  }
+  return manifest;
+}
+
+/** The repo's manifest, or undefined when none was ever published. */
+export async function readManifest(
+  store: SnapshotStore,
+  repo: RepoId,
+): Promise<SnapshotManifest | undefined> {
+  const bytes = await store.getBytes(manifestKey(repo));
+  if (bytes === undefined) return undefined;
+  if (bytes.length > MAX_MANIFEST_BYTES) corrupt(repo, `larger than ${MAX_MANIFEST_BYTES} bytes`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'));
+  } catch {
+    corrupt(repo, 'not valid JSON');
+  }
+  return validateManifest(parsed, repo);
+}
+
+/** Validates before writing, so this process never publishes what it would refuse to read. */
+export async function writeManifest(
+  store: SnapshotStore,
+  repo: RepoId,
+  manifest: SnapshotManifest,
+): Promise<void> {
+  const clean = validateManifest(manifest, repo);
+  const body = Buffer.from(`${JSON.stringify(clean, null, 2)}\n`, 'utf8');
+  await store.putBytes(manifestKey(repo), body, { contentType: 'application/json' });
+}
+
+/** The record of `key` if the manifest vouches for it (latest or a retained previous one). */
+export function findRecord(manifest: SnapshotManifest, key: string): SnapshotRecord | undefined {
+  if (manifest.key === key) return recordOf(manifest);
+  return manifest.previous?.find((p) => p.key === key);
+}
+
+export function recordOf(manifest: SnapshotManifest): SnapshotRecord {
+  const { key, commit, createdAt, sizeBytes, sha256 } = manifest;
+  return { key, commit, createdAt, sizeBytes, sha256 };
+}

@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { parseRepoId } from '../../src/mirrors/repo-id.ts';
+import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
+import { archiveKey, formatStamp, manifestKey, parseArchiveKey } from '../../src/snapshot/layout.ts';
+import { findRecord, readManifest, validateManifest, writeManifest } from '../../src/snapshot/manifest.ts';
+import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/store.ts';
+
+const repo = parseRepoId('github.com/org/repo');
+const commit = 'a'.repeat(40);
+const when = new Date('2026-11-24T01:55:36.789Z');
+
+function manifest(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    key: archiveKey(repo, when, commit),
+    commit,
+    createdAt: when.toISOString(),
+    sizeBytes: 1234,
+    sha256: 'b'.repeat(64),
+    format: SNAPSHOT_FORMAT,
+    ...overrides,
+  };
+}
+
+describe('snapshot layout', () => {
+  it('names archives by UTC second and commit, so lexical order is time order', () => {
+    assert.equal(formatStamp(when), '20261124T015536Z');
+    assert.equal(archiveKey(repo, when, commit), `github.com/org/repo/20261124T015536Z-${commit}.tar.zst`);
+    assert.equal(manifestKey(repo), 'github.com/org/repo/latest.json');
+    const keys = ['2026-12-01T00:00:00Z', '2026-01-31T23:59:59Z', '2027-01-01T00:00:00Z'].map((d) =>
+      archiveKey(repo, new Date(d), commit),
+    );
+    assert.deepEqual([...keys].sort(), [keys[1], keys[0], keys[2]]);
+  });
+
+  it('parses its own keys back and nothing else', () => {
+    const parts = parseArchiveKey(repo, archiveKey(repo, when, commit));
+    assert.equal(parts?.commit, commit);
+    assert.equal(parts?.createdAt.toISOString(), '2026-11-24T01:55:36.000Z');
+    assert.equal(parts?.stamp, '20261124T015536Z');
+    const sha256Commit = 'c'.repeat(64);
+    assert.equal(parseArchiveKey(repo, archiveKey(repo, when, sha256Commit))?.commit, sha256Commit);
+    for (const key of [
+      manifestKey(repo),
+      `github.com/org/repo/sub/20261124T015536Z-${commit}.tar.zst`,
+      `github.com/org/other/20261124T015536Z-${commit}.tar.zst`,
+      `github.com/org/repo/20261324T015536Z-${commit}.tar.zst`,
+      `github.com/org/repo/20261124T015536Z-${'A'.repeat(40)}.tar.zst`,
+      `github.com/org/repo/20261124T015536Z-${commit}.tar.gz`,
+    ]) {
+      assert.equal(parseArchiveKey(repo, key), undefined, key);
+    }
+    assert.throws(() => archiveKey(repo, when, 'HEAD'));
+  });
+});
+
+describe('snapshot manifest', () => {
+  it('accepts a well-formed manifest with previous records', () => {
+    const older = manifest({ key: archiveKey(repo, new Date('2026-11-23T00:00:00Z'), commit) });
+    const m = validateManifest(manifest({ refsDigest: 'd'.repeat(64), previous: [older] }), repo);
+    assert.equal(m.previous?.length, 1);
+    assert.equal(findRecord(m, String(older.key))?.sizeBytes, 1234);
+    assert.equal(findRecord(m, m.key)?.key, m.key);
+    assert.equal(findRecord(m, 'github.com/org/repo/other.tar.zst'), undefined);
+  });
+
+  const invalid: [string, Record<string, unknown>][] = [
+    ['wrong format', { format: 'something/2' }],
+    ['key of another repo', { key: archiveKey(parseRepoId('github.com/org/other'), when, commit) }],
+    ['key outside any repo', { key: `../../etc/20261124T015536Z-${commit}.tar.zst` }],
+    ['commit not matching the key', { commit: 'f'.repeat(40) }],
+    ['bad sha256', { sha256: 'xyz' }],
+    ['upper-case sha256', { sha256: 'B'.repeat(64) }],
+    ['negative size', { sizeBytes: -1 }],
+    ['fractional size', { sizeBytes: 1.5 }],
+    ['size as string', { sizeBytes: '10' }],
+    ['bad createdAt', { createdAt: 'yesterday' }],
+    ['bad refsDigest', { refsDigest: 'has spaces and / slashes' }],
+    ['previous not an array', { previous: 'x' }],
+    ['previous with a bad record', { previous: [{ key: 'x' }] }],
+  ];
+  for (const [name, overrides] of invalid) {
+    it(`rejects ${name} as SNAPSHOT_CORRUPT`, () => {
+      assert.throws(
+        () => validateManifest(manifest(overrides), repo),
+        (err: { code?: string }) => err.code === 'SNAPSHOT_CORRUPT',
+      );
+    });
+  }
+
+  it('reads what it writes, and reports unreadable manifests as corrupt', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'gm-manifest-'));
+    try {
+      const store = new FileSnapshotStore(root);
+      assert.equal(await readManifest(store, repo), undefined);
+      const m = validateManifest(manifest(), repo);
+      await writeManifest(store, repo, m);
+      assert.deepEqual(await readManifest(store, repo), m);
+      await assert.rejects(
+        writeManifest(store, repo, { ...m, sizeBytes: -5 } as SnapshotManifest),
+        (err: { code?: string }) => err.code === 'SNAPSHOT_CORRUPT',
+      );
+      await store.putBytes(manifestKey(repo), Buffer.from('{not json'));
+      await assert.rejects(readManifest(store, repo), /not valid JSON/);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+});
