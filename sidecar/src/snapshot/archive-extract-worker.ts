@@ -1,0 +1,131 @@
+import { constants } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Parser, type ReadEntry } from 'tar';
+import { DecompressStream } from 'zstd-napi';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import {
+  classifyEntry,
+  type ExtractLimits,
+  safeSegments,
+  sanitizedMode,
+  unsafe,
+} from './tar-entry-policy.ts';
+import { type AckMessage, type ChunkMessage, type EndMessage, errorMessage } from './worker-protocol.ts';
+
+/**
+ * Worker thread: zstd-decompress the chunks the main thread sends and unpack the tar into
+ * the target directory, judging every entry before writing it. Files are created with
+ * O_EXCL | O_NOFOLLOW inside a directory the caller just made, and no link is ever created,
+ * so nothing can be written outside it.
+ */
+
+export interface ExtractJob {
+  targetDir: string;
+  limits: ExtractLimits;
+}
+
+type Inbound = ChunkMessage | EndMessage | { type: 'abort' };
+
+const port = parentPort!;
+const job = workerData as ExtractJob;
+const FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/** fs errors that mean two entries collide (a duplicate, a file where a directory is). */
+const CONFLICTS = new Set(['EEXIST', 'ENOTDIR', 'EISDIR', 'ELOOP']);
+
+const decompress = new DecompressStream();
+const parser = new Parser({ strict: true, zstd: false, brotli: false, maxMetaEntrySize: 1024 * 1024 });
+const pending = new Set<Promise<void>>();
+let entries = 0;
+let totalBytes = 0;
+let stopped = false;
+
+function corrupt(err: unknown): GitMirrorError {
+  const detail = err instanceof Error ? err.message : String(err);
+  return new GitMirrorError('SNAPSHOT_CORRUPT', `archive is not a valid tar.zst: ${detail}`);
+}
+
+/** Stops reading, lets writes in progress finish, then reports; later errors are echoes. */
+async function stop(err: unknown, reply: 'error' | 'closed'): Promise<void> {
+  if (stopped) return;
+  stopped = true;
+  decompress.destroy();
+  await Promise.allSettled([...pending]);
+  port.postMessage(reply === 'error' ? errorMessage(err, 'RESTORE_FAILED') : { type: 'closed' });
+}
+
+function checkLimits(entry: ReadEntry): void {
+  const { maxEntries, maxEntryBytes, maxTotalBytes } = job.limits;
+  if (++entries > maxEntries) throw unsafe(entry.path, `archive has more than ${maxEntries} entries`);
+  if (entry.size > maxEntryBytes) throw unsafe(entry.path, `larger than ${maxEntryBytes} bytes`);
+  totalBytes += entry.size;
+  if (totalBytes > maxTotalBytes) throw unsafe(entry.path, `archive expands beyond ${maxTotalBytes} bytes`);
+}
+
+async function writeEntry(entry: ReadEntry): Promise<void> {
+  const kind = classifyEntry(entry.path, entry.type);
+  const segments = safeSegments(entry.path);
+  checkLimits(entry);
+  if (segments.length === 0 && kind === 'file')
+    throw unsafe(entry.path, 'a file cannot replace the archive root');
+  const path = join(job.targetDir, ...segments);
+  const mode = sanitizedMode(kind, entry.mode);
+  try {
+    if (kind === 'directory') {
+      await mkdir(path, { recursive: true, mode });
+      entry.resume();
+      return;
+    }
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    const handle = await open(path, FILE_FLAGS, mode);
+    try {
+      for await (const chunk of entry) await handle.write(chunk as Buffer);
+    } finally {
+      await handle.close();
+    }
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code && CONFLICTS.has(code)) throw unsafe(entry.path, `conflicts with an earlier entry (${code})`);
+    throw err;
+  }
+}
+
+parser.on('entry', (entry: ReadEntry) => {
+  if (stopped) {
+    entry.resume();
+    return;
+  }
+  // Not awaiting stop(): it waits for pending tasks, this one included.
+  const task = writeEntry(entry).catch((err: unknown) => {
+    entry.resume();
+    void stop(err, 'error');
+  });
+  pending.add(task);
+  void task.finally(() => pending.delete(task));
+});
+parser.on(
+  'ignoredEntry',
+  (entry: ReadEntry) => void stop(unsafe(entry.path, 'oversized metadata header'), 'error'),
+);
+parser.on('error', (err: unknown) => void stop(corrupt(err), 'error'));
+decompress.on('error', (err: unknown) => void stop(corrupt(err), 'error'));
+parser.on('end', () => {
+  void Promise.all([...pending]).then(() => {
+    if (!stopped) port.postMessage({ type: 'done', entries, bytes: totalBytes });
+  });
+});
+decompress.pipe(parser as unknown as NodeJS.WritableStream);
+
+port.on('message', (message: Inbound) => {
+  if (message.type === 'chunk') {
+    // Acknowledged once the decompressor takes it, which waits while the tar side is busy.
+    decompress.write(Buffer.from(message.data), () =>
+      port.postMessage({ type: 'ack', count: 1 } satisfies AckMessage),
+    );
+  } else if (message.type === 'end') {
+    decompress.end();
+  } else {
+    void stop(undefined, 'closed');
+  }
+});

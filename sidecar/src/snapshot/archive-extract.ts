@@ -1,0 +1,150 @@
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Worker } from 'node:worker_threads';
+import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
+import type { ExtractJob } from './archive-extract-worker.ts';
+import { DigestStream } from './digest-stream.ts';
+import { DEFAULT_EXTRACT_LIMITS, type ExtractLimits } from './tar-entry-policy.ts';
+import {
+  type ErrorMessage,
+  errorFromMessage,
+  MAX_CHUNKS_IN_FLIGHT,
+  toTransferable,
+} from './worker-protocol.ts';
+
+const WORKER_URL = new URL('./archive-extract-worker.ts', import.meta.url);
+/** How long a stopping worker may take to finish the writes it has started. */
+const STOP_GRACE_MS = 10_000;
+
+export interface ExtractOptions {
+  expectedSize: number;
+  expectedSha256: string;
+  signal?: AbortSignal;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  limits?: Partial<ExtractLimits>;
+  /** Names the archive in error messages. */
+  label?: string;
+}
+
+export interface ExtractResult {
+  entries: number;
+  /** Uncompressed bytes of the files written. */
+  bytes: number;
+}
+
+type WorkerMessage =
+  | ErrorMessage
+  | { type: 'ack'; count: number }
+  | { type: 'done'; entries: number; bytes: number }
+  | { type: 'closed' };
+
+/**
+ * The writable end of the extraction: hands compressed chunks to the worker and holds the
+ * write callback while too many are unacknowledged. It finishes only when the worker has
+ * written every entry, and when destroyed it waits for the worker to stop writing, so the
+ * caller can delete the target directory without racing a late write.
+ */
+class ExtractSink extends Writable {
+  result: ExtractResult | undefined;
+  private readonly worker: Worker;
+  private inFlight = 0;
+  private heldWrite: (() => void) | undefined;
+  private settle: ((err?: Error) => void) | undefined;
+  private readonly exited: Promise<void>;
+
+  constructor(job: ExtractJob) {
+    super({ highWaterMark: 1024 * 1024 });
+    this.worker = new Worker(WORKER_URL, { workerData: job });
+    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
+    this.worker.on('message', (message: WorkerMessage) => this.onMessage(message));
+    this.worker.on('error', (err) => this.finishWith(new GitMirrorError('RESTORE_FAILED', err.message)));
+    this.worker.once('exit', () =>
+      this.finishWith(new GitMirrorError('RESTORE_FAILED', 'extract worker exited')),
+    );
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const data = toTransferable(chunk);
+    this.worker.postMessage({ type: 'chunk', data }, [data]);
+    if (++this.inFlight < MAX_CHUNKS_IN_FLIGHT) callback();
+    else this.heldWrite = () => callback();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.settle = (err) => callback(err);
+    this.worker.postMessage({ type: 'end' });
+  }
+
+  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
+    this.worker.postMessage({ type: 'abort' });
+    const timer = setTimeout(() => void this.worker.terminate(), STOP_GRACE_MS);
+    this.exited.then(() => {
+      clearTimeout(timer);
+      callback(err);
+    });
+    if (this.result) void this.worker.terminate();
+  }
+
+  private onMessage(message: WorkerMessage): void {
+    if (message.type === 'ack') {
+      this.inFlight -= message.count;
+      const held = this.heldWrite;
+      this.heldWrite = undefined;
+      held?.();
+    } else if (message.type === 'done') {
+      this.result = { entries: message.entries, bytes: message.bytes };
+      void this.worker.terminate();
+      this.finishWith(undefined);
+    } else if (message.type === 'closed') {
+      void this.worker.terminate();
+    } else {
+      void this.worker.terminate();
+      this.finishWith(errorFromMessage(message));
+    }
+  }
+
+  /** Reports the outcome through `_final` if it is waiting, else by destroying the sink. */
+  private finishWith(err: GitMirrorError | undefined): void {
+    const settle = this.settle;
+    this.settle = undefined;
+    if (settle) settle(err);
+    else if (err && !this.destroyed && !this.result) this.destroy(err);
+  }
+}
+
+/**
+ * Verifies and unpacks a snapshot archive into `targetDir`, a fresh empty directory the
+ * caller made. Size and sha256 are checked as bytes arrive (too many bytes fail at once);
+ * decompression and unpacking run in a worker. The result counts only if this resolves:
+ * on any error the directory holds a partial tree and the caller must remove it.
+ */
+export async function extractArchive(
+  source: Readable,
+  targetDir: string,
+  options: ExtractOptions,
+): Promise<ExtractResult> {
+  const label = options.label ?? 'snapshot archive';
+  const digest = new DigestStream({
+    label,
+    expectedSize: options.expectedSize,
+    expectedSha256: options.expectedSha256,
+    onProgress: options.onProgress && ((done) => options.onProgress?.(done, options.expectedSize)),
+  });
+  const sink = new ExtractSink({ targetDir, limits: { ...DEFAULT_EXTRACT_LIMITS, ...options.limits } });
+  try {
+    await pipeline(source, digest, sink, { signal: options.signal });
+  } catch (err) {
+    if (!sink.destroyed) sink.destroy();
+    await new Promise((resolve) => (sink.closed ? resolve(undefined) : sink.once('close', resolve)));
+    throw extractFailure(err, label, options.signal);
+  }
+  if (!sink.result) throw new GitMirrorError('RESTORE_FAILED', `extracting ${label} ended without a result`);
+  return sink.result;
+}
+
+function extractFailure(err: unknown, label: string, signal: AbortSignal | undefined): GitMirrorError {
+  if (signal?.aborted) return new GitMirrorError('ABORTED', `extracting ${label} was cancelled`);
+  if (isGitMirrorError(err)) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new GitMirrorError('RESTORE_FAILED', `extracting ${label} failed: ${detail}`, { cause: err });
+}

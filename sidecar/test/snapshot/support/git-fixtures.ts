@@ -1,0 +1,100 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { runProcess } from '../../../src/process/child-process.ts';
+
+/** Real git repositories for snapshot tests, isolated from the machine's git config. */
+
+const GIT_TIMEOUT_MS = 120_000;
+
+export function gitEnv(): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    GIT_CONFIG_GLOBAL: '/dev/null',
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_AUTHOR_NAME: 'Snapshot Test',
+    GIT_AUTHOR_EMAIL: 'snapshot@example.invalid',
+    GIT_COMMITTER_NAME: 'Snapshot Test',
+    GIT_COMMITTER_EMAIL: 'snapshot@example.invalid',
+  };
+}
+
+export async function git(args: string[], cwd?: string, stdin?: string | Buffer): Promise<string> {
+  const result = await runProcess('git', args, { cwd, env: gitEnv(), timeoutMs: GIT_TIMEOUT_MS, stdin });
+  return result.stdout;
+}
+
+/**
+ * A bare mirror made the way the sidecar makes one: an upstream with a few commits on two
+ * branches and a tag, then `git clone --mirror`. Returns the mirror's path.
+ */
+export async function makeMirror(root: string, commits = 5): Promise<string> {
+  const upstream = join(root, 'upstream.git');
+  const work = join(root, 'work');
+  const mirror = join(root, 'mirror.git');
+  await git(['init', '--bare', '--initial-branch=main', upstream]);
+  await git(['clone', upstream, work]);
+  for (let i = 0; i < commits; i++) {
+    await mkdir(join(work, 'dir', `sub${i % 3}`), { recursive: true });
+    await writeFile(join(work, 'dir', `sub${i % 3}`, `file${i}.txt`), `content ${i}\n`.repeat(100 + i));
+    await git(['add', '-A'], work);
+    await git(['commit', '-q', '-m', `commit ${i}`], work);
+  }
+  await git(['tag', '-a', 'v1', '-m', 'release 1'], work);
+  await git(['checkout', '-q', '-b', 'feature'], work);
+  await writeFile(join(work, 'feature.txt'), 'feature\n');
+  await git(['add', '-A'], work);
+  await git(['commit', '-q', '-m', 'feature'], work);
+  await git(['push', '-q', 'origin', 'main', 'feature', 'v1'], work);
+  await git(['clone', '-q', '--mirror', upstream, mirror]);
+  return mirror;
+}
+
+export async function forEachRef(repo: string): Promise<string> {
+  return git(['for-each-ref', '--format=%(objectname) %(objecttype) %(refname)'], repo);
+}
+
+export async function headCommit(repo: string): Promise<string> {
+  return (await git(['rev-parse', 'HEAD'], repo)).trim();
+}
+
+/** Throws (PROCESS_FAILED) unless `git fsck --full --strict` is clean. */
+export async function fsck(repo: string): Promise<void> {
+  await git(['fsck', '--full', '--strict', '--no-dangling'], repo);
+}
+
+/**
+ * A bare repo with `commits` commits of `blobsPerCommit` new small files each, written by
+ * `git fast-import` in one pass: ~(blobs + 2) objects per commit, no work tree, seconds for
+ * 100k+ objects.
+ */
+export async function makeLargeRepo(dir: string, commits: number, blobsPerCommit: number): Promise<string> {
+  await git(['init', '--bare', '--initial-branch=main', dir]);
+  const parts: string[] = [];
+  let mark = 0;
+  for (let c = 0; c < commits; c++) {
+    const blobMarks: number[] = [];
+    for (let b = 0; b < blobsPerCommit; b++) {
+      const data = `commit ${c} blob ${b} ${'x'.repeat((c * 7 + b) % 50)}\n`;
+      parts.push(`blob\nmark :${++mark}\ndata ${Buffer.byteLength(data)}\n${data}\n`);
+      blobMarks.push(mark);
+    }
+    const message = `commit ${c}\n`;
+    parts.push(
+      `commit refs/heads/main\nmark :${++mark}\ncommitter Snapshot Test <snapshot@example.invalid> ${1_700_000_000 + c} +0000\n` +
+        `data ${Buffer.byteLength(message)}\n${message}`,
+    );
+    for (const [b, m] of blobMarks.entries()) parts.push(`M 100644 :${m} d${c % 64}/f${c}-${b}.txt\n`);
+    parts.push('\n');
+  }
+  parts.push(`reset refs/tags/big\nfrom refs/heads/main\n\n`);
+  await git(['fast-import', '--quiet'], dir, Buffer.from(parts.join('')));
+  return dir;
+}
+
+export async function countObjects(repo: string): Promise<number> {
+  const out = await git(['count-objects', '-v'], repo);
+  const get = (name: string) =>
+    Number(/^(\S+): (\d+)$/m.exec(out.split('\n').find((l) => l.startsWith(`${name}:`)) ?? '')?.[2] ?? 0);
+  return get('count') + get('in-pack');
+}
