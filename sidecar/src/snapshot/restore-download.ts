@@ -1,0 +1,83 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
+import type { RepoId } from '../mirrors/repo-id.ts';
+import { extractArchive } from './archive-extract.ts';
+import { findRecord, readManifest, recordOf } from './manifest.ts';
+import type { SnapshotManifest, SnapshotRecord, SnapshotStore } from './store.ts';
+import type { ExtractLimits } from './tar-entry-policy.ts';
+
+export interface DownloadOptions {
+  store: SnapshotStore;
+  repo: RepoId;
+  /**
+   * A specific archive instead of the latest. It must be one the current manifest vouches
+   * for (latest or a retained previous one): only then are its size and sha256 known, and
+   * an archive nobody can verify is never restored.
+   */
+  key?: string;
+  /** Where the temp dir goes; on the data dir's filesystem so the caller can rename it. */
+  tempParent: string;
+  /** Name prefix of the temp dir, for the caller's sweep of leftovers. */
+  tempPrefix?: string;
+  signal?: AbortSignal;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  limits?: Partial<ExtractLimits>;
+}
+
+export interface RestoredSnapshot {
+  /** The extracted mirror: a fresh temp dir the caller checks, configures and renames. */
+  dir: string;
+  /** The manifest that vouched for the archive. */
+  manifest: SnapshotManifest;
+  /** The archive actually restored (the manifest itself, or one of its `previous`). */
+  snapshot: SnapshotRecord;
+}
+
+/**
+ * Resolve → download → verify and extract into a new temp dir. On any failure the temp
+ * dir is removed and a typed error says why: SNAPSHOT_NOT_FOUND (no manifest, unknown key,
+ * archive missing), SNAPSHOT_CORRUPT (size, checksum, zstd or tar damage),
+ * SNAPSHOT_UNSAFE_ENTRY, SNAPSHOT_STORE_FAILED, ABORTED or RESTORE_FAILED.
+ */
+export async function downloadAndExtract(options: DownloadOptions): Promise<RestoredSnapshot> {
+  const { store, repo, signal } = options;
+  const manifest = await readManifest(store, repo);
+  if (!manifest)
+    throw new GitMirrorError('SNAPSHOT_NOT_FOUND', `no snapshot has been published for ${repo.id}`);
+  const snapshot = options.key ? findRecord(manifest, options.key) : recordOf(manifest);
+  if (!snapshot)
+    throw new GitMirrorError(
+      'SNAPSHOT_NOT_FOUND',
+      `snapshot ${options.key} of ${repo.id} is not named by its manifest, so it cannot be verified`,
+    );
+  const dir = await mkdtemp(join(options.tempParent, options.tempPrefix ?? 'restore-'));
+  try {
+    const source = await openArchive(store, snapshot, signal);
+    await extractArchive(source, dir, {
+      expectedSize: snapshot.sizeBytes,
+      expectedSha256: snapshot.sha256,
+      signal,
+      onProgress: options.onProgress,
+      limits: options.limits,
+      label: snapshot.key,
+    });
+    return { dir, manifest, snapshot };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function openArchive(store: SnapshotStore, snapshot: SnapshotRecord, signal: AbortSignal | undefined) {
+  try {
+    return await store.get(snapshot.key, { signal });
+  } catch (err) {
+    if (isGitMirrorError(err, 'SNAPSHOT_NOT_FOUND'))
+      throw new GitMirrorError(
+        'SNAPSHOT_NOT_FOUND',
+        `the manifest names ${snapshot.key} but ${store.description} does not have it`,
+      );
+    throw err;
+  }
+}
