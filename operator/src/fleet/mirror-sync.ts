@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
+import { mirrorSpecDigest } from '../../../sidecar/src/admin/spec-digest.ts';
 import { specApplied } from '../gitmirror/spec.ts';
 import type { MirrorSpec, MirrorStatus, SidecarClient, SidecarTarget } from '../sidecar/admin-client.ts';
 
 /**
- * Remembers a fingerprint of the last spec PUT to each (pod, mirror), because the sidecar never
- * echoes credentials back: without it a rotated password would go unnoticed, or every reconcile
- * would PUT. Only an optimisation: a new leader starts empty and PUTs once more.
+ * Remembers a fingerprint of the last spec PUT to each (pod, mirror). Sidecars echo a
+ * `specDigest` of the spec they run (credentials included, never the credentials), which
+ * is what a new leader relies on; this memory covers sidecars that do not report one.
  */
 export class AppliedSpecs {
   readonly #fingerprints = new Map<string, string>();
@@ -51,7 +52,13 @@ export async function ensureMirrorSpec(
   desired: MirrorSpec,
   current: MirrorStatus | undefined,
 ): Promise<MirrorStatus> {
-  if (current && specApplied(desired, current) && applied.matches(podUid, id, desired)) return current;
+  if (
+    current &&
+    specApplied(desired, current) &&
+    (current.specDigest === mirrorSpecDigest(desired) || applied.matches(podUid, id, desired))
+  ) {
+    return current;
+  }
   const status = await sidecars.putMirror(target, id, desired);
   applied.record(podUid, id, desired);
   return status;

@@ -1,3 +1,4 @@
+import { mirrorSpecDigest } from '../../../sidecar/src/admin/spec-digest.ts';
 import { OperatorError, type OperatorErrorCode } from '../../src/errors.ts';
 import type {
   MirrorSpec,
@@ -81,6 +82,8 @@ export class FakeSidecar {
       state: existing?.state ?? 'empty',
       ready: existing?.ready ?? false,
       access: spec.access ?? 'Public',
+      specDigest: mirrorSpecDigest(spec),
+      fetchIntervalSeconds: spec.fetchIntervalSeconds ?? 300,
       head: existing?.head,
       lastFetchTime: existing?.lastFetchTime,
       restore: existing?.restore ?? { phase: 'idle', bytesDone: 0 },

@@ -3,32 +3,46 @@ import { readFile } from 'node:fs/promises';
 import type { NextFunction, Request, Response } from 'express';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
+const RELOAD_EVERY_MS = 5_000;
+
 /**
  * Admin API guard. With a token file: `Authorization: Bearer <token>`, compared in
- * constant time (hashes of equal length, so neither content nor length leaks). Without
- * one: loopback clients only, so an unconfigured sidecar is never administrable from the
- * network.
+ * constant time (hashes of equal length, so neither content nor length leaks). The file is
+ * re-read every few seconds, because Kubernetes replaces a mounted Secret in place when the
+ * operator rotates it. Without a token file: loopback clients only, so an unconfigured
+ * sidecar is never administrable from the network.
  */
 export async function adminAuth(tokenFile: string | undefined) {
-  const expected = tokenFile ? digest((await readFile(tokenFile, 'utf8')).trim()) : undefined;
-  if (tokenFile && expected?.equals(digest(''))) {
-    throw new GitMirrorError('CONFIG_INVALID', `admin token file ${tokenFile} is empty`);
-  }
-  return (req: Request, _res: Response, next: NextFunction) => {
-    if (!expected) {
-      if (isLoopback(req.socket.remoteAddress)) return next();
-      return next(
-        new GitMirrorError(
-          'UNAUTHORIZED',
-          'the admin API answers only loopback clients when no token is configured',
-          { status: 403 },
-        ),
-      );
+  if (!tokenFile) return loopbackOnly;
+  let expected = await loadToken(tokenFile);
+  let loadedAt = Date.now();
+  return async (req: Request, _res: Response, next: NextFunction) => {
+    if (Date.now() - loadedAt > RELOAD_EVERY_MS) {
+      loadedAt = Date.now();
+      // A missing or empty file mid-rotation keeps the previous token rather than opening up.
+      expected = await loadToken(tokenFile).catch(() => expected);
     }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
     if (match && timingSafeEqual(digest(match[1]!), expected)) return next();
     next(new GitMirrorError('UNAUTHORIZED', 'missing or wrong bearer token'));
   };
+}
+
+function loopbackOnly(req: Request, _res: Response, next: NextFunction) {
+  if (isLoopback(req.socket.remoteAddress)) return next();
+  next(
+    new GitMirrorError(
+      'UNAUTHORIZED',
+      'the admin API answers only loopback clients when no token is configured',
+      { status: 403 },
+    ),
+  );
+}
+
+async function loadToken(tokenFile: string): Promise<Buffer> {
+  const token = (await readFile(tokenFile, 'utf8')).trim();
+  if (!token) throw new GitMirrorError('CONFIG_INVALID', `admin token file ${tokenFile} is empty`);
+  return digest(token);
 }
 
 function digest(token: string): Buffer {

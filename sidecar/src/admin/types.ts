@@ -69,6 +69,9 @@ export interface MirrorStatus {
   /** True once the mirror serves from local data (restored or cloned, and caught up). */
   ready: boolean;
   access: Access;
+  /** `mirrorSpecDigest` of the last spec PUT (absent for mirrors configured by env or found on disk). */
+  specDigest?: string;
+  fetchIntervalSeconds: number;
   /** Commit of HEAD in the local mirror. */
   head?: string;
   lastFetchTime?: string;

@@ -83,15 +83,16 @@ export class JobScheduler {
     return this.activeMirrors.size;
   }
 
-  /** Drops queued jobs of a mirror and cancels its running one (mirror removed). */
-  cancelMirror(mirrorId: string): void {
+  /** Drops queued jobs of a mirror and aborts its running one, optionally only of one kind. */
+  cancel(mirrorId: string, kind?: JobKind): void {
     for (let i = this.queue.length - 1; i >= 0; i--) {
       const job = this.queue[i]!;
-      if (job.mirrorId !== mirrorId) continue;
+      if (job.mirrorId !== mirrorId || (kind && job.kind !== kind)) continue;
       this.queue.splice(i, 1);
       job.reject(new GitMirrorError('ABORTED', `${job.kind} of ${mirrorId} cancelled`));
     }
-    this.activeMirrors.get(mirrorId)?.controller.abort();
+    const active = this.activeMirrors.get(mirrorId);
+    if (active && (!kind || active.kind === kind)) active.controller.abort();
   }
 
   /** Rejects queued jobs and aborts running ones; resolves when running ones have settled or the bound passes. */

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { rename, rm } from 'node:fs/promises';
+import { mirrorSpecDigest } from '../admin/spec-digest.ts';
 import type { Access, MirrorSpec } from '../admin/types.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
@@ -100,10 +101,15 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     }
     const settings = this.settingsFromSpec(spec);
     const existing = this.mirrors.get(repo.id);
-    if (!existing) return { mirror: this.create(repo, settings, spec.url), created: true };
+    const mirror = existing ?? this.create(repo, settings, spec.url);
+    mirror.specDigest = mirrorSpecDigest(spec);
+    if (!existing) return { mirror, created: true };
+    const demoted = existing.settings.snapshot.writer && !settings.snapshot.writer;
     existing.settings = settings;
+    // A replica that lost the writer role must not finish a snapshot the new writer is also taking.
+    if (demoted) this.deps.scheduler.cancel(existing.id, 'snapshot');
     this.scheduleTimers(existing);
-    return { mirror: existing, created: false };
+    return { mirror, created: false };
   }
 
   /** Restores or clones the mirror. Joins a warm-up already under way; a ready mirror is left alone unless forced. */
@@ -243,7 +249,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     mirror.removed = true;
     this.mirrors.delete(mirror.id);
     this.timers.clear(mirror.id);
-    this.deps.scheduler.cancelMirror(mirror.id);
+    this.deps.scheduler.cancel(mirror.id);
     // Rename first so the mirror vanishes atomically, then delete at leisure.
     const doomed = this.deps.layout.retiredName(mirror.repo).replace('/retired-', '/removed-');
     await rename(mirror.dir, doomed).catch(() => {});

@@ -45,6 +45,8 @@ export class Mirror {
   /** Single-flight handle for warm-up (restore or clone). */
   warming?: Promise<void>;
   removed = false;
+  /** Digest of the spec last applied through the admin API. */
+  specDigest?: string;
 
   constructor(repo: RepoId, upstream: string, dir: string, settings: MirrorSettings) {
     this.repo = repo;
@@ -73,6 +75,8 @@ export class Mirror {
       state: this.state,
       ready: this.ready,
       access: this.settings.access,
+      specDigest: this.specDigest,
+      fetchIntervalSeconds: this.settings.fetchIntervalMs / 1000,
       head: this.head,
       lastFetchTime: this.lastFetchAt ? new Date(this.lastFetchAt).toISOString() : undefined,
       lastFetchError: this.lastFetchError,

@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { mirrorSpecDigest } from '../../src/admin/spec-digest.ts';
 import type { MirrorList, MirrorStatus } from '../../src/admin/types.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { startTestSidecar } from '../support/test-sidecar.ts';
+import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 const TOKEN = 'admin-token-for-tests';
 
@@ -124,6 +125,29 @@ describe('admin API', () => {
       result: string;
     };
     assert.equal(again.result, 'unchanged', 'unchanged refs are not published twice');
+  });
+
+  it('reports the digest of the spec it runs, and drops the writer role on demand', async () => {
+    const spec = { url: upstream.url('org/app.git'), fetchIntervalSeconds: 120, snapshot: { writer: false } };
+    const status = (await (await call('PUT', `/v1/mirrors/${id}`, spec)).json()) as MirrorStatus;
+    assert.equal(
+      status.specDigest,
+      mirrorSpecDigest({ snapshot: { writer: false }, fetchIntervalSeconds: 120, url: spec.url }),
+    );
+    assert.equal(status.fetchIntervalSeconds, 120);
+    assert.equal(status.snapshot.writer, false);
+  });
+
+  it('accepts a rotated token once the file changes', async () => {
+    await writeFile(join(root, 'token'), 'rotated-token\n');
+    await waitFor(
+      'new token accepted',
+      async () => (await call('GET', '/v1/mirrors', undefined, 'rotated-token')).status === 200,
+      15_000,
+    );
+    assert.equal((await call('GET', '/v1/mirrors')).status, 401, 'the old token no longer works');
+    await writeFile(join(root, 'token'), `${TOKEN}\n`);
+    await waitFor('old token back', async () => (await call('GET', '/v1/mirrors')).status === 200, 15_000);
   });
 
   it('DELETE removes the mirror from memory and disk', async () => {
