@@ -13,6 +13,8 @@ export interface SidecarConfig {
   /** Standalone: when set, this process publishes snapshots at this interval. */
   snapshotIntervalMs?: number;
   snapshotRetain: number;
+  /** First retry delay of a failed periodic snapshot; doubles per attempt. */
+  snapshotRetryBaseMs: number;
   httpHosts: Set<string>;
   allowedHosts: Set<string>;
   credentialsFile?: string;
@@ -78,6 +80,7 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
     snapshotIntervalMs: snapshotOff
       ? undefined
       : parseDuration(snapshotInterval, 'GITMIRROR_SNAPSHOT_INTERVAL'),
+    snapshotRetryBaseMs: duration(env, 'GITMIRROR_SNAPSHOT_RETRY_BASE', '30s'),
     snapshotRetain: Math.max(2, positiveInt(env.GITMIRROR_SNAPSHOT_RETAIN, 3, 'GITMIRROR_SNAPSHOT_RETAIN')),
     httpHosts: new Set(list(env.GITMIRROR_HTTP_HOSTS).map((h) => h.toLowerCase())),
     allowedHosts: new Set(

@@ -313,8 +313,10 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     );
     const { writer, intervalMs } = mirror.settings.snapshot;
     if (writer && intervalMs && this.deps.snapshots) {
-      this.timers.every(mirror.id, 'snapshot', intervalMs, () => this.snapshot(mirror).catch(swallow), {
+      // Store outages are usually short: retry 30s, 1m, 2m, 4m, 8m, then wait for the interval.
+      this.timers.every(mirror.id, 'snapshot', intervalMs, () => this.snapshot(mirror), {
         runSoon: true,
+        retry: { attempts: 5, baseMs: this.deps.config.snapshotRetryBaseMs },
       });
     }
   }

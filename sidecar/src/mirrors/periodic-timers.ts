@@ -17,17 +17,27 @@ export class PeriodicTimers {
     name: string,
     intervalMs: number,
     task: () => Promise<unknown>,
-    options: { runSoon?: boolean } = {},
+    options: { runSoon?: boolean; retry?: RetryPolicy } = {},
   ) {
     const key = `${owner}\0${name}`;
+    let failures = 0;
     const arm = (delay: number) => {
       const timer = setTimeout(async () => {
+        let next = jittered(intervalMs);
         try {
           await task();
+          failures = 0;
         } catch (err) {
-          this.logger.debug({ owner, task: name, err: String(err) }, 'periodic task failed');
+          failures++;
+          const retry = options.retry;
+          if (retry && failures <= retry.attempts) next = Math.min(next, retry.baseMs * 2 ** (failures - 1));
+          else failures = 0;
+          this.logger.debug(
+            { owner, task: name, err: String(err), retryInMs: Math.round(next) },
+            'periodic task failed',
+          );
         }
-        if (this.timers.get(key) === timer) arm(jittered(intervalMs));
+        if (this.timers.get(key) === timer) arm(next);
       }, delay);
       timer.unref();
       this.timers.set(key, timer);
@@ -48,6 +58,15 @@ export class PeriodicTimers {
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
   }
+}
+
+/**
+ * A failed run is retried sooner than the next interval, with exponential backoff and a
+ * bound on attempts; after the last one the task waits for its regular interval again.
+ */
+export interface RetryPolicy {
+  attempts: number;
+  baseMs: number;
 }
 
 /** ±10% around the interval. */

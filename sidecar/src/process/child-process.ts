@@ -72,7 +72,7 @@ export function spawnProcess(command: string, args: string[], options: RunOption
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   liveChildren.add(child);
-  const label = `${command} ${args.find((a) => !a.startsWith('-')) ?? ''}`.trim();
+  const label = `${command} ${subcommand(args)}`.trim();
   let stderrTail = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
@@ -128,6 +128,12 @@ export function spawnProcess(command: string, args: string[], options: RunOption
 
   feedStdin(child, options.stdin);
   return { child, stdout: child.stdout!, stdin: child.stdin!, done, kill: () => terminate('abort') };
+}
+
+/** The first argument that is neither an option nor the value of `-c`: git's subcommand. */
+function subcommand(args: string[]): string {
+  const index = args.findIndex((a, i) => !a.startsWith('-') && args[i - 1] !== '-c');
+  return index < 0 ? '' : args[index]!;
 }
 
 function feedStdin(child: ChildProcess, input: RunOptions['stdin']): void {
