@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { git, objectsOf, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 import { countObjects, makeLargeRepo } from '../snapshot/support/git-fixtures.ts';
+import { git, objectsOf, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
+import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
+import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('a replica restored from a snapshot of a 100k-object repository', () => {
   let root: string;
