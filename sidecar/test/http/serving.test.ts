@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { pktLine } from '../../src/http/pkt-line.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import {
   addCommit,
@@ -123,6 +126,52 @@ describe('serving clones and fetches from a local mirror', () => {
       await new Promise((r) => setTimeout(r, 1100));
       await git(['-c', `protocol.version=${version}`, 'fetch', '--quiet', 'origin'], { cwd: target });
       assert.equal((await git(['rev-parse', 'origin/main'], { cwd: target })).trim(), commit);
+    }
+  });
+
+  it('repacks a fresh clone with a multi-pack-index bitmap, so clones count objects fast', async () => {
+    const mirror = sidecar.mirrors.get(`${upstream.host}/org/repo`)!;
+    await waitFor('bitmap written', async () =>
+      (await readdir(join(mirror.dir, 'objects', 'pack'))).some((f) =>
+        /^multi-pack-index-.*\.bitmap$/.test(f),
+      ),
+    );
+  });
+
+  it('decodes gzip request bodies', async () => {
+    const body = `${pktLine('command=ls-refs\n')}${pktLine('agent=test\n')}0001${pktLine('ref-prefix refs/heads/\n')}0000`;
+    const res = await fetch(`${cacheUrl}/git-upload-pack`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-git-upload-pack-request',
+        'content-encoding': 'gzip',
+        'git-protocol': 'version=2',
+      },
+      body: gzipSync(body),
+    });
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /refs\/heads\/main/);
+    const garbage = await fetch(`${cacheUrl}/git-upload-pack`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-git-upload-pack-request', 'content-encoding': 'gzip' },
+      body: 'not gzip at all',
+    });
+    assert.equal(garbage.status, 400);
+  });
+
+  it('exports request, job and mirror metrics', async () => {
+    const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    for (const name of [
+      'gitmirror_http_requests_total{route="upload-pack",outcome="local_200"}',
+      'gitmirror_http_response_bytes_total{route="upload_pack",source="local"}',
+      'gitmirror_upload_pack_duration_seconds_bucket',
+      'gitmirror_git_operations_total{operation="restore",outcome="success"}',
+      'gitmirror_mirrors{state="ready"} 1',
+      'gitmirror_scheduler_queue_depth',
+      'gitmirror_event_loop_delay_p99_seconds',
+      'gitmirror_process_resident_memory_bytes',
+    ]) {
+      assert.ok(metrics.includes(name), `missing ${name}`);
     }
   });
 
