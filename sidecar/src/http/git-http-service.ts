@@ -10,13 +10,13 @@ import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { missingObjects } from '../mirrors/git-mirror-ops.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
-import { parseRepoId, type RepoId } from '../mirrors/repo-id.ts';
+import { parseRepoId, type RepoId, upstreamUrl } from '../mirrors/repo-id.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { UpstreamAccessCheck } from './access-check.ts';
 import { type GitAction, parseGitPath } from './git-path.ts';
 import { serveLocalInfoRefs, serveLocalUploadPack } from './local-upload-pack.ts';
 import { parseUploadPackHead } from './pkt-line.ts';
-import { peekHead, readBody } from './request-head.ts';
+import { peekHead } from './request-head.ts';
 import type { SharedUpstreamResponses } from './shared-upstream-responses.ts';
 import { serveSnapshotDownload } from './snapshot-download.ts';
 import { forwardedHeaders, requestUpstream, writeUpstreamHead } from './upstream-proxy.ts';
@@ -62,7 +62,7 @@ export class GitHttpService {
       );
     }
     const mirror = this.deps.mirrors.ensure(repo);
-    if (!mirror.ready) void this.deps.mirrors.warm(mirror).catch(() => {});
+    if (!mirror.ready && mirror.mayRetryWarmup()) void this.deps.mirrors.warm(mirror).catch(() => {});
     if (action === 'snapshot') return this.serveSnapshot(mirror, req, res);
     if (!mirror.ready) return this.serveCold(mirror, action, req, res);
     if (!(await this.authorize(mirror, req, res))) return;
@@ -129,20 +129,25 @@ export class GitHttpService {
     }
     if (missing.length > 0) {
       res.locals.source = 'upstream';
-      const body = await readBody(replay, 64 * 1024 * 1024);
-      return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, body, { decoded: true });
+      return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, replay, {
+        decoded: true,
+      });
     }
     res.locals.source = 'local';
     return serveLocalUploadPack(this.localDeps(), mirror, req, res, replay);
   }
 
-  /** Cold mirror: info/refs goes straight upstream; upload-pack bodies are shared when identical. */
+  /**
+   * Cold mirror: info/refs goes straight upstream; upload-pack bodies are shared when
+   * identical. A body too large to hash in memory (a fetch with very many haves) is
+   * streamed to upstream unshared rather than refused.
+   */
   private async serveCold(mirror: Mirror, action: GitAction, req: Request, res: Response): Promise<void> {
     res.locals.source = 'upstream';
     if (action === 'info-refs') return this.proxy(mirror.repo, mirror.upstream, '/info/refs', req, res);
-    const body = await readBody(req, this.deps.config.maxRequestHeadBytes).catch(() => undefined);
-    if (!body)
-      throw new GitMirrorError('PAYLOAD_TOO_LARGE', 'request too large to serve while the mirror is cold');
+    const limit = this.deps.config.maxRequestHeadBytes;
+    const { head, replay, ended } = await peekHead(req, () => false, limit, 'stop');
+    if (!ended) return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, replay);
     const key = createHash('sha256')
       .update(
         [
@@ -152,16 +157,23 @@ export class GitHttpService {
         ].join('\0'),
       )
       .update('\0')
-      .update(body)
+      .update(head)
       .digest('hex');
     const url = `${mirror.upstream}/git-upload-pack`;
     const headers = forwardedHeaders(req);
     const { role, bytes } = await this.deps.shared.serve(
       mirror.id,
       key,
-      () => requestUpstream({ method: 'POST', url, headers, body, idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS }),
+      () =>
+        requestUpstream({
+          method: 'POST',
+          url,
+          headers,
+          body: head,
+          idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
+        }),
       res,
-      (head, r) => writeUpstreamHead(head, r, (loc) => this.rewriteRedirect(loc)),
+      (upstreamHead, r) => writeUpstreamHead(upstreamHead, r, (loc) => this.rewriteRedirect(loc)),
     );
     res.locals.source = role === 'leader' ? 'upstream' : 'shared';
     this.deps.metrics.upstreamShared.inc({ role });
@@ -172,7 +184,7 @@ export class GitHttpService {
     res.locals.route = 'receive-pack';
     res.locals.source = 'upstream';
     const mirror = this.deps.mirrors.get(repo.id);
-    const upstream = mirror?.upstream ?? this.deps.mirrors.ensure(repo).upstream;
+    const upstream = mirror?.upstream ?? upstreamUrl(repo, this.deps.config.httpHosts);
     await this.proxy(repo, upstream, action === 'info-refs' ? '/info/refs' : '/git-receive-pack', req, res);
     // The mirror learns about the push now instead of at the next periodic fetch.
     if (action === 'receive-pack' && mirror?.ready && res.statusCode < 300)
@@ -185,7 +197,7 @@ export class GitHttpService {
     suffix: string,
     req: Request,
     res: Response,
-    body?: Buffer,
+    body?: Buffer | Readable,
     options: { decoded?: boolean } = {},
   ): Promise<void> {
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';

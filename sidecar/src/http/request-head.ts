@@ -10,6 +10,7 @@ export async function peekHead(
   source: Readable,
   enough: (head: Buffer) => boolean,
   maxBytes: number,
+  onOverflow: 'throw' | 'stop' = 'throw',
 ): Promise<{ head: Buffer; replay: Readable; ended: boolean }> {
   const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const chunks: Buffer[] = [];
@@ -25,8 +26,10 @@ export async function peekHead(
     size += next.value.length;
     const head = Buffer.concat(chunks);
     if (enough(head)) break;
-    if (size > maxBytes)
+    if (size > maxBytes) {
+      if (onOverflow === 'stop') break;
       throw new GitMirrorError('PAYLOAD_TOO_LARGE', `request head exceeds ${maxBytes} bytes`);
+    }
   }
   const head = Buffer.concat(chunks);
   async function* replay() {
@@ -39,17 +42,4 @@ export async function peekHead(
     }
   }
   return { head, replay: Readable.from(replay(), { objectMode: false }), ended };
-}
-
-/** Reads a whole body up to `maxBytes`; beyond that, PAYLOAD_TOO_LARGE. */
-export async function readBody(source: Readable, maxBytes: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of source as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes)
-      throw new GitMirrorError('PAYLOAD_TOO_LARGE', `request body exceeds ${maxBytes} bytes`);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
 }

@@ -125,10 +125,13 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     mirror.warming = job.then(
       () => {
         mirror.warming = undefined;
+        mirror.warmupFailures = 0;
         this.afterWarm(mirror);
       },
       (err: unknown) => {
         mirror.warming = undefined;
+        mirror.warmupFailures++;
+        mirror.lastWarmupFailureAt = Date.now();
         throw err;
       },
     );

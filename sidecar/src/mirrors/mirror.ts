@@ -45,6 +45,9 @@ export class Mirror {
   /** Single-flight handle for warm-up (restore or clone). */
   warming?: Promise<void>;
   removed = false;
+  /** Consecutive failed warm-ups, and when the last one failed: client requests back off. */
+  warmupFailures = 0;
+  lastWarmupFailureAt = 0;
   /** Digest of the spec last applied through the admin API. */
   specDigest?: string;
 
@@ -61,6 +64,17 @@ export class Mirror {
 
   get ready(): boolean {
     return this.state === 'ready';
+  }
+
+  /**
+   * Whether a client request may start another warm-up after failures (a repository that
+   * does not exist upstream must not be re-cloned on every request): 5 s, doubling, up to
+   * 5 min. Admin restores are explicit and do not wait.
+   */
+  mayRetryWarmup(now = Date.now()): boolean {
+    if (this.warmupFailures === 0) return true;
+    const wait = Math.min(300_000, 5_000 * 2 ** (this.warmupFailures - 1));
+    return now - this.lastWarmupFailureAt >= wait;
   }
 
   gitContext(git: MirrorGitContext['git']): MirrorGitContext {

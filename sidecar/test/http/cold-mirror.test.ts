@@ -59,4 +59,16 @@ describe('a cold mirror', () => {
     assert.equal(packs, 0, 'once ready, clones are served locally');
     await waitFor('spools removed', async () => (await readdir(join(root, 'data', 'spool'))).length === 0);
   });
+
+  it('answers for a repository upstream does not have, without re-cloning it on every request', async () => {
+    const url = `${sidecar.gitUrl}/git/${upstream.host}/team/missing.git/info/refs?service=git-upload-pack`;
+    assert.equal((await fetch(url)).status, 404, "upstream's answer reaches the client");
+    const mirror = sidecar.mirrors.get(`${upstream.host}/team/missing`)!;
+    await waitFor('clone failed', () => mirror.state === 'failed');
+    const attempts = () => upstream.requests.filter((r) => !r.viaCache && r.path.includes('/missing')).length;
+    const before = attempts();
+    for (let i = 0; i < 3; i++) assert.equal((await fetch(url)).status, 404);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(attempts(), before, 'failed warm-ups back off instead of cloning per request');
+  });
 });
