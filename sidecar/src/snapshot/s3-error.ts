@@ -26,8 +26,10 @@ export function s3Status(err: unknown): number | undefined {
   return (err as SdkErrorShape | undefined)?.$metadata?.httpStatusCode;
 }
 
+/** The object is missing. A missing bucket is a misconfigured store, not a missing snapshot. */
 export function isS3NotFound(err: unknown): boolean {
   const e = err as SdkErrorShape | undefined;
+  if (e?.name === 'NoSuchBucket') return false;
   return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || s3Status(err) === 404;
 }
 
@@ -46,8 +48,15 @@ export function describeS3Error(err: unknown): string {
   return parts.join(', ');
 }
 
-export function s3Failure(op: string, location: string, err: unknown): GitMirrorError {
+/** `missingMeansNotFound`: false for writes, where a 404 can only mean the bucket is gone. */
+export function s3Failure(
+  op: string,
+  location: string,
+  err: unknown,
+  missingMeansNotFound = true,
+): GitMirrorError {
   if (err instanceof GitMirrorError) return err;
-  if (isS3NotFound(err)) return new GitMirrorError('SNAPSHOT_NOT_FOUND', `${location} does not exist`);
+  if (missingMeansNotFound && isS3NotFound(err))
+    return new GitMirrorError('SNAPSHOT_NOT_FOUND', `${location} does not exist`);
   return new GitMirrorError('SNAPSHOT_STORE_FAILED', `S3 ${op} ${location} failed: ${describeS3Error(err)}`);
 }

@@ -110,7 +110,7 @@ export class S3SnapshotStore implements SnapshotStore {
     } catch (err) {
       body.destroy();
       if (options.signal?.aborted) throw new GitMirrorError('ABORTED', `upload of ${key} was cancelled`);
-      throw s3Failure('upload', this.location(key), err);
+      throw s3Failure('upload', this.location(key), err, false);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
     }
