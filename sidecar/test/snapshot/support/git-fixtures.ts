@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runProcess } from '../../../src/process/child-process.ts';
@@ -97,4 +98,31 @@ export async function countObjects(repo: string): Promise<number> {
   const get = (name: string) =>
     Number(/^(\S+): (\d+)$/m.exec(out.split('\n').find((l) => l.startsWith(`${name}:`)) ?? '')?.[2] ?? 0);
   return get('count') + get('in-pack');
+}
+
+/**
+ * A bare repo whose objects do not compress: `blobs` random blobs of `blobBytes` each in one
+ * commit, so the archive is about `blobs × blobBytes` bytes (for multipart-sized uploads).
+ */
+export async function makeIncompressibleRepo(dir: string, blobs: number, blobBytes: number): Promise<string> {
+  await git(['init', '--bare', '--initial-branch=main', dir]);
+  const parts: Buffer[] = [];
+  for (let b = 1; b <= blobs; b++) {
+    parts.push(
+      Buffer.from(`blob\nmark :${b}\ndata ${blobBytes}\n`),
+      randomBytes(blobBytes),
+      Buffer.from('\n'),
+    );
+  }
+  const message = 'random blobs\n';
+  parts.push(
+    Buffer.from(
+      `commit refs/heads/main\ncommitter Snapshot Test <snapshot@example.invalid> 1700000000 +0000\n` +
+        `data ${message.length}\n${message}`,
+    ),
+  );
+  for (let b = 1; b <= blobs; b++) parts.push(Buffer.from(`M 100644 :${b} blob-${b}.bin\n`));
+  parts.push(Buffer.from('\n'));
+  await git(['fast-import', '--quiet'], dir, Buffer.concat(parts));
+  return dir;
 }

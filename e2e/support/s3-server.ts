@@ -1,0 +1,132 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+
+/**
+ * A real S3-compatible server (MinIO, built by e2e/tools/ensure-tools.ts) on 127.0.0.1 with
+ * a random port, throwaway credentials and a temp data dir. Tests call `stop()` from an
+ * `after` hook; a process exit handler kills it too, so a crashed test run leaves no server.
+ */
+
+export interface S3Server {
+  /** `http://127.0.0.1:PORT` */
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  region: string;
+  /** A client for test setup and inspection (path style, like the store under test). */
+  client: S3Client;
+  createBucket(name: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const STARTUP_TIMEOUT_MS = 60_000;
+const STOP_GRACE_MS = 10_000;
+const running = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  if (!address || typeof address === 'string') throw new Error('could not pick a port');
+  return address.port;
+}
+
+async function waitUntilLive(endpoint: string, child: ChildProcess, output: () => string): Promise<void> {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`S3 server exited during startup: ${output()}`);
+    const live = await fetch(`${endpoint}/minio/health/live`, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (live) return;
+    await sleep(100);
+  }
+  throw new Error(`S3 server did not come up within ${STARTUP_TIMEOUT_MS} ms: ${output()}`);
+}
+
+function stopper(child: ChildProcess, dataDir: string): () => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  return () => {
+    stopping ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((resolve) => child.once('exit', resolve));
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS);
+        await exited;
+        clearTimeout(timer);
+      }
+      running.delete(child);
+      await rm(dataDir, { recursive: true, force: true });
+    })();
+    return stopping;
+  };
+}
+
+export async function startS3Server(): Promise<S3Server> {
+  const binary = process.env.GITMIRROR_E2E_MINIO;
+  if (!binary) throw new Error('GITMIRROR_E2E_MINIO is not set: run the suite with `npm run e2e`');
+  const [port, consolePort] = [await freePort(), await freePort()];
+  const dataDir = await mkdtemp(join(tmpdir(), 'gitmirror-e2e-s3-'));
+  const accessKeyId = `e2e${randomBytes(6).toString('hex')}`;
+  const secretAccessKey = randomBytes(18).toString('base64url');
+  const child = spawn(
+    binary,
+    [
+      'server',
+      '--quiet',
+      '--address',
+      `127.0.0.1:${port}`,
+      '--console-address',
+      `127.0.0.1:${consolePort}`,
+      dataDir,
+    ],
+    {
+      env: {
+        PATH: process.env.PATH,
+        HOME: dataDir,
+        MINIO_ROOT_USER: accessKeyId,
+        MINIO_ROOT_PASSWORD: secretAccessKey,
+        MINIO_BROWSER: 'off',
+        MINIO_UPDATE: 'off',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  running.add(child);
+  let tail = '';
+  const keep = (chunk: Buffer) => {
+    tail = (tail + chunk.toString()).slice(-4000);
+  };
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  const stop = stopper(child, dataDir);
+  const endpoint = `http://127.0.0.1:${port}`;
+  try {
+    await waitUntilLive(endpoint, child, () => tail);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const region = 'us-east-1';
+  const client = new S3Client({
+    endpoint,
+    region,
+    forcePathStyle: true,
+    credentials: { accessKeyId, secretAccessKey },
+  });
+  const createBucket = async (name: string) => {
+    await client.send(new CreateBucketCommand({ Bucket: name }));
+  };
+  return { endpoint, accessKeyId, secretAccessKey, region, client, createBucket, stop };
+}
