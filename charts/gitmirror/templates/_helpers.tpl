@@ -1,0 +1,130 @@
+{{/* Names are cut at 63 characters: the limit of a DNS label and of a label value. */}}
+{{- define "gitmirror.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "gitmirror.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Suffixed names leave room for the suffix, so two components never truncate to one name. */}}
+{{- define "gitmirror.operator.fullname" -}}
+{{- printf "%s-operator" (include "gitmirror.fullname" . | trunc 54 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "gitmirror.fleet.fullname" -}}
+{{- printf "%s-cache" (include "gitmirror.fullname" . | trunc 57 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* Cluster-scoped, so the namespace keeps two releases of the same name apart. */}}
+{{- define "gitmirror.operator.clusterRoleName" -}}
+{{- printf "%s-%s" (include "gitmirror.operator.fullname" .) .Release.Namespace | trunc 253 -}}
+{{- end -}}
+
+{{- define "gitmirror.operator.serviceAccountName" -}}
+{{- default (include "gitmirror.operator.fullname" .) .Values.operator.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "gitmirror.fleet.serviceAccountName" -}}
+{{- default (include "gitmirror.fleet.fullname" .) .Values.fleet.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "gitmirror.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Selector labels must never change between chart versions: Deployment selectors are immutable. */}}
+{{- define "gitmirror.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "gitmirror.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Call with (dict "root" $ "component" "operator"|"cache"|"") */}}
+{{- define "gitmirror.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "gitmirror.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- with .component }}
+app.kubernetes.io/component: {{ . }}
+{{- end }}
+app.kubernetes.io/version: {{ default .root.Chart.AppVersion .root.Values.image.tag | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Pod and container security contexts: Pod Security Standard "restricted" for every workload.
+Not configurable beyond the numeric ids, so no values combination can render a weaker pod.
+*/}}
+{{- define "gitmirror.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+# Without it the kubelet re-chowns every file of a volume (all of a fleet's mirrors) on each mount.
+fsGroupChangePolicy: OnRootMismatch
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "gitmirror.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* s3://bucket/prefix[?forcePathStyle=true], the sidecar's GITMIRROR_SNAPSHOT_STORE. */}}
+{{- define "gitmirror.snapshotStoreUrl" -}}
+{{- $s := .Values.snapshotStore -}}
+{{- $prefix := trimAll "/" $s.prefix -}}
+{{- printf "s3://%s" $s.bucket -}}
+{{- with $prefix }}/{{ . }}{{ end -}}
+{{- if $s.forcePathStyle }}?forcePathStyle=true{{ end -}}
+{{- end -}}
+
+{{/*
+Settings that cannot be expressed in values.schema.json because they relate two values or the
+release; rendered by every template that depends on them, so `helm template` fails early.
+*/}}
+{{- define "gitmirror.validate" -}}
+{{- $op := .Values.operator -}}
+{{- if and (gt (int $op.replicas) 1) (not $op.leaderElection) -}}
+{{- fail "operator.leaderElection=false needs operator.replicas=1: two replicas without a leader would both reconcile" -}}
+{{- end -}}
+{{- if and .Values.fleet.enabled $op.watchNamespaces (not (has .Release.Namespace $op.watchNamespaces)) -}}
+{{- fail (printf "operator.watchNamespaces must include the release namespace %q while fleet.enabled=true: the operator creates the fleet's admin-token Secret and opens its readiness gates only in namespaces it watches" .Release.Namespace) -}}
+{{- end -}}
+{{- if and .Values.snapshotStore.credentials.existingSecret (not .Values.snapshotStore.bucket) -}}
+{{- fail "snapshotStore.credentials.existingSecret is set but snapshotStore.bucket is empty" -}}
+{{- end -}}
+{{- if and (not .Values.operator.serviceAccount.create) (not .Values.operator.serviceAccount.name) -}}
+{{- fail "operator.serviceAccount.name is required when operator.serviceAccount.create=false" -}}
+{{- end -}}
+{{- if and (not .Values.fleet.serviceAccount.create) (not .Values.fleet.serviceAccount.name) -}}
+{{- fail "fleet.serviceAccount.name is required when fleet.serviceAccount.create=false" -}}
+{{- end -}}
+{{- end -}}
