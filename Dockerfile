@@ -1,0 +1,51 @@
+# One image for both entry points. CMD runs the sidecar; the operator is the same image with
+# args `node operator/src/main.ts` (the Helm chart sets them). There is no build step for our
+# code: Node 24 runs the TypeScript directly (type stripping).
+#
+#   docker build -t gitmirror:0.1.0 .
+
+# Both stages use the same base, so the addon compiled in the first runs on the same Node and
+# glibc in the second. Keep the major equal to package.json's engines (a test checks).
+ARG NODE_IMAGE=node:24-slim
+
+FROM ${NODE_IMAGE} AS build
+# zstd-napi compiles a native addon with node-gyp on install.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+# Compile zstd-napi here rather than download a prebuilt binary, against the headers this
+# image ships in /usr/local (the repository's .npmrc points at Debian's /usr for development).
+ENV npm_config_nodedir=/usr/local \
+    npm_config_build_from_source=zstd-napi
+# Production dependencies only: the dev dependencies (node@24 itself, TypeScript, biome, test
+# libraries) are for development; the base image provides Node.
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && node -e "require('zstd-napi')" \
+ && npm cache clean --force
+
+FROM ${NODE_IMAGE}
+# git serves and fetches mirrors, zstd restores snapshots by hand; ca-certificates because git
+# (unlike Node) reads the system trust store, and --no-install-recommends would leave it out.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git zstd ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# A numeric non-root user, so Kubernetes can check runAsNonRoot without reading /etc/passwd;
+# the chart runs as the same ids.
+RUN groupadd --gid 10001 gitmirror \
+ && useradd --uid 10001 --gid 10001 --home-dir /home/gitmirror --create-home --shell /usr/sbin/nologin gitmirror \
+ && mkdir /data \
+ && chown 10001:10001 /data
+WORKDIR /app
+ENV NODE_ENV=production \
+    GITMIRROR_DATA_DIR=/data
+COPY --from=build /app/node_modules ./node_modules
+COPY package.json ./
+COPY crds ./crds
+COPY operator ./operator
+COPY sidecar ./sidecar
+USER 10001:10001
+# git over HTTP, /healthz, /readyz | admin API and /metrics (the operator uses 8081).
+EXPOSE 8080 9090
+CMD ["node", "sidecar/src/main.ts"]
