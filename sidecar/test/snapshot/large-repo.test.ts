@@ -15,8 +15,13 @@ import { countObjects, forEachRef, fsck, headCommit, makeLargeRepo } from './sup
  * stays responsive while it is archived and extracted (the work runs in workers).
  */
 
-/** Generous: a blocked loop would show the whole archive time, seconds; a free one ~10 ms. */
-const MAX_LOOP_DELAY_MS = 250;
+/**
+ * Bounds with room for a loaded 2-core CI machine, where descheduling alone shows up as
+ * ~100-200 ms of delay. Utilization is the sharper check: compressing on the main thread
+ * keeps it busy nearly all the time; with the work in workers it mostly waits.
+ */
+const MAX_LOOP_DELAY_MS = 500;
+const MAX_UTILIZATION = 0.6;
 const repo = parseRepoId('example.com/big/repo');
 let root: string;
 let source: string;
@@ -27,14 +32,28 @@ before(async () => {
 });
 after(() => rm(root, { recursive: true, force: true }));
 
-async function measured<T>(work: () => Promise<T>): Promise<{ value: T; ms: number; maxDelayMs: number }> {
+interface Measured<T> {
+  value: T;
+  ms: number;
+  maxDelayMs: number;
+  /** Share of the time the main thread was busy (0..1): compression on it would push this to ~1. */
+  utilization: number;
+}
+
+async function measured<T>(work: () => Promise<T>): Promise<Measured<T>> {
   const histogram = monitorEventLoopDelay({ resolution: 5 });
   histogram.enable();
+  const startElu = performance.eventLoopUtilization();
   const started = performance.now();
   const value = await work();
   const ms = performance.now() - started;
+  const { utilization } = performance.eventLoopUtilization(startElu);
   histogram.disable();
-  return { value, ms, maxDelayMs: histogram.max / 1e6 };
+  return { value, ms, maxDelayMs: histogram.max / 1e6, utilization };
+}
+
+function describe_(m: Measured<unknown>): string {
+  return `${m.ms.toFixed(0)} ms, loop max delay ${m.maxDelayMs.toFixed(1)} ms, loop utilization ${(m.utilization * 100).toFixed(0)}%`;
 }
 
 describe('large repository', () => {
@@ -51,16 +70,16 @@ describe('large repository', () => {
     );
     const restored = await measured(() => downloadAndExtract({ store, repo, tempParent }));
     const mb = published.value.sizeBytes / 1e6;
-    t.diagnostic(
-      `${objects} objects, archive ${mb.toFixed(1)} MB; publish ${published.ms.toFixed(0)} ms ` +
-        `(max loop delay ${published.maxDelayMs.toFixed(1)} ms); restore ${restored.ms.toFixed(0)} ms ` +
-        `(max loop delay ${restored.maxDelayMs.toFixed(1)} ms)`,
-    );
-    assert.ok(
-      published.maxDelayMs < MAX_LOOP_DELAY_MS,
-      `archive blocked the loop ${published.maxDelayMs} ms`,
-    );
-    assert.ok(restored.maxDelayMs < MAX_LOOP_DELAY_MS, `extract blocked the loop ${restored.maxDelayMs} ms`);
+    t.diagnostic(`${objects} objects, archive ${mb.toFixed(1)} MB`);
+    t.diagnostic(`publish: ${describe_(published)}`);
+    t.diagnostic(`restore: ${describe_(restored)}`);
+    for (const [name, m] of [
+      ['publish', published],
+      ['restore', restored],
+    ] as const) {
+      assert.ok(m.maxDelayMs < MAX_LOOP_DELAY_MS, `${name} blocked the loop for ${m.maxDelayMs} ms`);
+      assert.ok(m.utilization < MAX_UTILIZATION, `${name} kept the main thread ${m.utilization} busy`);
+    }
 
     await fsck(restored.value.dir);
     assert.equal(await forEachRef(restored.value.dir), await forEachRef(source));
