@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRepoId } from '../../src/mirrors/repo-id.ts';
 import { runProcess } from '../../src/process/child-process.ts';
+import { extractArchive } from '../../src/snapshot/archive-extract.ts';
 import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { manifestKey } from '../../src/snapshot/layout.ts';
 import { publishSnapshot } from '../../src/snapshot/publish.ts';
@@ -74,6 +77,26 @@ describe('snapshot round trip through a file store', () => {
     });
     await fsck(byHand);
     assert.equal(await forEachRef(byHand), await forEachRef(mirror));
+  });
+
+  it('accepts an archive made by hand with GNU tar and the zstd CLI', async () => {
+    const archive = join(root, 'by-cli.tar.zst');
+    await runProcess(
+      'sh',
+      ['-c', 'tar -C "$1" --exclude="*.lock" -cf - . | zstd -q -19 -o "$2"', 'sh', mirror, archive],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    const data = await readFile(archive);
+    const target = join(root, 'from-cli');
+    await mkdir(target);
+    await extractArchive(createReadStream(archive), target, {
+      expectedSize: data.length,
+      expectedSha256: createHash('sha256').update(data).digest('hex'),
+    });
+    await fsck(target);
+    assert.equal(await forEachRef(target), await forEachRef(mirror));
   });
 
   it('refuses to archive a mirror holding a symlink, publishing nothing', async () => {
