@@ -46,7 +46,9 @@ export class FileSnapshotStore implements SnapshotStore {
       await rename(temp, target);
       return { key, sizeBytes: info.size, etag: etagOf(info), lastModified: info.mtime };
     } catch (err) {
-      await rm(temp, { force: true });
+      // A put that failed before piping (mkdir) still ends the producer's work.
+      body.destroy();
+      await rm(temp, { force: true }).catch(() => {});
       if (options.signal?.aborted) throw new GitMirrorError('ABORTED', `writing ${key} was cancelled`);
       // The body's own typed error (e.g. the archiver failing) says more than "store failed".
       if (isGitMirrorError(err)) throw err;

@@ -7,7 +7,7 @@ import { DigestStream } from './digest-stream.ts';
 import { archiveKey, isCommitId, parseArchiveKey } from './layout.ts';
 import { readManifest, recordOf, writeManifest } from './manifest.ts';
 import { DEFAULT_ORPHAN_GRACE_MS, pruneArchives } from './prune.ts';
-import { SNAPSHOT_FORMAT, type SnapshotManifest, type SnapshotStore } from './store.ts';
+import { type ObjectInfo, SNAPSHOT_FORMAT, type SnapshotManifest, type SnapshotStore } from './store.ts';
 
 export interface PublishOptions {
   store: SnapshotStore;
@@ -100,10 +100,17 @@ async function uploadArchive(options: PublishOptions, key: string): Promise<Dige
   // Errors cross both ways: an archiver failure fails the upload's body, and a failed
   // upload destroys the body, which stops the archiver.
   const feeding = pipeline(archive, digest).catch(() => {});
-  const stored = await options.store.put(key, digest, {
-    signal: options.signal,
-    contentType: 'application/zstd',
-  });
+  let stored: ObjectInfo;
+  try {
+    stored = await options.store.put(key, digest, {
+      signal: options.signal,
+      contentType: 'application/zstd',
+    });
+  } catch (err) {
+    // Stop the archiver now rather than let it compress the rest of the mirror for nobody.
+    archive.destroy();
+    throw err;
+  }
   await feeding;
   if (stored.sizeBytes !== digest.bytes) {
     await options.store.delete(key).catch(() => {});

@@ -133,6 +133,14 @@ describe('FileSnapshotStore', () => {
     await assert.rejects(store.list('../'), /invalid store key/);
   });
 
+  it('reports a put blocked by a file where a directory should be as SNAPSHOT_STORE_FAILED', async () => {
+    await store.putBytes('blocked', Buffer.from('a file'));
+    await assert.rejects(
+      store.put('blocked/repo/x.tar.zst', Readable.from([Buffer.from('x')])),
+      (err: { code?: string }) => err.code === 'SNAPSHOT_STORE_FAILED',
+    );
+  });
+
   it('requires an absolute root', () => {
     assert.throws(() => new FileSnapshotStore('relative/dir'), /absolute/);
   });
