@@ -2,7 +2,16 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { CHART_DIR, helm, KUBE_VERSION, type Manifest, one, renderChart, templateChart } from './render.ts';
+import {
+  CHART_DIR,
+  helm,
+  KUBE_VERSION,
+  type Manifest,
+  one,
+  renderChart,
+  renderNotes,
+  templateChart,
+} from './render.ts';
 
 /**
  * The chart rendered by the real helm binary: what `helm install` would send to the API server
@@ -434,6 +443,34 @@ describe('other configurations', () => {
         }
       }
     }
+  });
+});
+
+describe('NOTES.txt', () => {
+  test('gives the insteadOf line for the Service and a sample GitMirror for the fleet', async () => {
+    const notes = await renderNotes({ namespace: NS, values: { fleet: { name: 'ci' } } });
+    const service = 'gitmirror-cache';
+    assert.ok(
+      notes.includes(
+        `git config --global url."http://${service}.${NS}.svc:8080/git/github.com/".insteadOf https://github.com/`,
+      ),
+      notes,
+    );
+    const manifests = await renderChart({ namespace: NS, values: { fleet: { name: 'ci' } } });
+    assert.equal((one(manifests, 'Service', service) as Obj).spec.ports[0].port, 8080);
+    const sample = /<<'YAML'\n([\s\S]*?)\nYAML\n/.exec(notes)?.[1];
+    assert.ok(sample, 'a heredoc with the sample, terminator at the start of a line');
+    const gm = parse(sample);
+    assert.equal(gm.apiVersion, 'gitmirror.dev/v1alpha1');
+    assert.equal(gm.kind, 'GitMirror');
+    assert.equal(gm.spec.cache, 'ci');
+    assert.match(gm.spec.url, /^https:\/\//);
+  });
+
+  test('without the fleet, points at the recipe instead of a Service', async () => {
+    const notes = await renderNotes({ values: { fleet: { enabled: false } } });
+    assert.doesNotMatch(notes, /insteadOf/);
+    assert.match(notes, /The sidecar next to any workload/);
   });
 });
 

@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { ensureTools } from '../tools/ensure-tools.ts';
 
 /**
@@ -88,11 +88,11 @@ export async function helm(args: string[]): Promise<HelmResult> {
 }
 
 /** `helm template` arguments for the options, with a values file written to `dir`. */
-async function templateArgs(options: RenderOptions, dir: string): Promise<string[]> {
+async function templateArgs(options: RenderOptions, dir: string, chart = CHART_DIR): Promise<string[]> {
   const args = [
     'template',
     options.releaseName ?? 'gitmirror',
-    CHART_DIR,
+    chart,
     '--namespace',
     options.namespace ?? 'gitmirror-system',
     '--kube-version',
@@ -125,6 +125,29 @@ export async function renderChart(options: RenderOptions = {}): Promise<Manifest
   const result = await templateChart(options);
   if (result.code !== 0) throw new Error(`helm template failed (exit ${result.code}): ${result.stderr}`);
   return parseManifests(result.stdout);
+}
+
+/**
+ * NOTES.txt as `helm install` would print it. `helm template` leaves it out, so a copy of the
+ * chart gets one more template that includes it into a ConfigMap.
+ */
+export async function renderNotes(options: RenderOptions = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'gitmirror-notes-'));
+  try {
+    const chart = join(dir, 'chart');
+    await cp(CHART_DIR, chart, { recursive: true });
+    const show = 'templates/zz-notes.yaml';
+    await writeFile(
+      join(chart, show),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\n' +
+        'data: {notes: {{ include "gitmirror/templates/NOTES.txt" . | quote }}}\n',
+    );
+    const result = await helm([...(await templateArgs(options, dir, chart)), '--show-only', show]);
+    if (result.code !== 0) throw new Error(`helm template failed (exit ${result.code}): ${result.stderr}`);
+    return parse(result.stdout).data.notes;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 export function parseManifests(text: string): Manifest[] {
