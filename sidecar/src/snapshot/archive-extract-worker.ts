@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Parser, type ReadEntry } from 'tar';
 import { DecompressStream } from 'zstd-napi';
@@ -33,10 +34,13 @@ const job = workerData as ExtractJob;
 const FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 /** fs errors that mean two entries collide (a duplicate, a file where a directory is). */
 const CONFLICTS = new Set(['EEXIST', 'ENOTDIR', 'EISDIR', 'ELOOP']);
+const STOP_WAIT_MS = 5_000;
 
 const decompress = new DecompressStream();
 const parser = new Parser({ strict: true, zstd: false, brotli: false, maxMetaEntrySize: 1024 * 1024 });
 const pending = new Set<Promise<void>>();
+/** Entries being written: once decompression stops they would wait for data forever. */
+const active = new Set<ReadEntry>();
 let entries = 0;
 let totalBytes = 0;
 let stopped = false;
@@ -51,7 +55,9 @@ async function stop(err: unknown, reply: 'error' | 'closed'): Promise<void> {
   if (stopped) return;
   stopped = true;
   decompress.destroy();
-  await Promise.allSettled([...pending]);
+  for (const entry of active) entry.destroy();
+  // Bounded: a write stuck in the kernel must not keep the error from being reported.
+  await Promise.race([Promise.allSettled([...pending]), sleep(STOP_WAIT_MS)]);
   port.postMessage(reply === 'error' ? errorMessage(err, 'RESTORE_FAILED') : { type: 'closed' });
 }
 
@@ -79,9 +85,15 @@ async function writeEntry(entry: ReadEntry): Promise<void> {
     }
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     const handle = await open(path, FILE_FLAGS, mode);
+    active.add(entry);
     try {
-      for await (const chunk of entry) await handle.write(chunk as Buffer);
+      for await (const chunk of entry) {
+        await handle.write(chunk as Buffer);
+        // Minipass never settles a read begun after destroy(), so do not begin one.
+        if (stopped) break;
+      }
     } finally {
+      active.delete(entry);
       await handle.close();
     }
   } catch (err) {

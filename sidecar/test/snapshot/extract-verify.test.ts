@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +27,15 @@ async function extract(data: Buffer | Readable, expectedSize: number, expectedSh
   const source = Buffer.isBuffer(data) ? Readable.from([data]) : data;
   return extractArchive(source, target, { expectedSize, expectedSha256 });
 }
+
+/** One 6 MB file: decompression is mid-entry for most of the stream. */
+function largeFileArchive(): Buffer {
+  largeArchive ??= zstd(
+    rawTar([{ path: 'objects/pack/big.pack', body: randomBytes(3_000_000).toString('hex') }]),
+  );
+  return largeArchive;
+}
+let largeArchive: Buffer | undefined;
 
 const isCode = (code: string) => (err: { code?: string }) => err.code === code;
 
@@ -83,6 +93,33 @@ describe('extractArchive verifies what it unpacks', () => {
     const tar = rawTar([{ path: 'big', body: 'x'.repeat(5000) }]);
     const cut = zstd(tar.subarray(0, 2048));
     await assert.rejects(extract(cut, cut.length, sha256(cut)), isCode('SNAPSHOT_CORRUPT'));
+  });
+
+  it('fails promptly on corruption in the middle of a large file', { timeout: 20_000 }, async () => {
+    const bad = Buffer.from(largeFileArchive());
+    for (let i = bad.length >> 1; i < (bad.length >> 1) + 2000; i += 7) bad[i]! ^= 0xff;
+    const started = Date.now();
+    const halves = Readable.from([bad.subarray(0, bad.length >> 2), bad.subarray(bad.length >> 2)]);
+    await assert.rejects(extract(halves, bad.length, sha256(bad)), isCode('SNAPSHOT_CORRUPT'));
+    assert.ok(Date.now() - started < 4000, 'the worker stopped instead of waiting for the stuck entry');
+  });
+
+  it('stops promptly when aborted in the middle of a large file', { timeout: 20_000 }, async () => {
+    const data = largeFileArchive();
+    const target = join(root, `t${n++}`);
+    await mkdir(target);
+    const controller = new AbortController();
+    const stalled = new Readable({ read() {} });
+    stalled.push(data.subarray(0, data.length >> 1));
+    const started = Date.now();
+    const running = extractArchive(stalled, target, {
+      expectedSize: data.length,
+      expectedSha256: sha256(data),
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(), 300);
+    await assert.rejects(running, isCode('ABORTED'));
+    assert.ok(Date.now() - started < 4000, 'abort waited for the stop grace period');
   });
 
   it('honours an abort signal and reports ABORTED', async () => {
