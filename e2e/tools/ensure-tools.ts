@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { access, constants, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { access, constants, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,9 +16,16 @@ import { fileURLToPath } from 'node:url';
  */
 
 interface GoTool {
-  kind: 'go-install';
+  /**
+   * go-install: `go install pkg@version`. go-wrapper: `go build pkg` inside the wrapper module
+   * e2e/tools/<module>/ (its go.mod and go.sum are committed), for modules whose own go.mod has
+   * replace directives and therefore cannot be go-installed (Kubernetes, etcd).
+   */
+  kind: 'go-install' | 'go-wrapper';
   /** Go package to install (the module path, or a package inside it). */
   pkg: string;
+  /** go-wrapper: the wrapper module's directory under e2e/tools/. */
+  module?: string;
   /** Exact module version: a tag or the pseudo-version of a commit. */
   version: string;
   binary: string;
@@ -28,6 +36,7 @@ interface GoTool {
 }
 
 const HELM_VERSION = 'v3.22.0';
+const K8S_VERSION = 'v1.35.4';
 
 export const TOOLS: Record<string, GoTool> = {
   // MinIO publishes no module tags, so the pin is the pseudo-version of the last commit
@@ -58,7 +67,45 @@ export const TOOLS: Record<string, GoTool> = {
       ]),
     ].join(' '),
   },
+  // Kubernetes v1.35.4 (e2e/tools/k8s/go.mod maps every staging module to its published v0.35.4
+  // twin). One row per binary: the three builds share most packages, so after the first (about
+  // 20 min cold on 2 cores) the others mostly link. The ldflags stamp the version, which helm's
+  // kubeVersion check and `kubectl version` read; unstamped it is v0.0.0-master.
+  ...Object.fromEntries(
+    ['kube-apiserver', 'kube-controller-manager', 'kubectl'].map((binary) => [
+      binary,
+      {
+        kind: 'go-wrapper',
+        module: 'k8s',
+        pkg: `k8s.io/kubernetes/cmd/${binary}`,
+        version: K8S_VERSION,
+        binary,
+        envVar: `GITMIRROR_E2E_${binary.toUpperCase().replace(/-/g, '_')}`,
+        ldflags: k8sLdflags(K8S_VERSION),
+      } satisfies GoTool,
+    ]),
+  ),
+  // etcd v3.6.14 through e2e/tools/etcd/go.mod (server/v3's go.mod replaces its sibling modules).
+  etcd: {
+    kind: 'go-wrapper',
+    module: 'etcd',
+    pkg: 'go.etcd.io/etcd/server/v3',
+    version: 'v3.6.14',
+    binary: 'etcd',
+    envVar: 'GITMIRROR_E2E_ETCD',
+    ldflags: '-s -w',
+  },
 };
+
+function k8sLdflags(version: string): string {
+  const minor = version.split('.')[1];
+  const flags = ['-s -w'];
+  for (const pkg of ['k8s.io/component-base/version', 'k8s.io/client-go/pkg/version']) {
+    flags.push(`-X ${pkg}.gitVersion=${version} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${minor}`);
+    flags.push(`-X ${pkg}.gitTreeState=clean -X ${pkg}.buildDate=1970-01-01T00:00:00Z`);
+  }
+  return flags.join(' ');
+}
 
 const BUILD_TIMEOUT_MS = 30 * 60 * 1000;
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -78,9 +125,15 @@ async function isExecutable(path: string): Promise<boolean> {
   );
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
+function run(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+  cwd?: string,
+): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'inherit', 'inherit'] });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     child.once('error', (err) => {
       clearTimeout(timer);
@@ -100,7 +153,8 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
   const temp = await mkdtemp(join(cache, `.build-${name}-`));
   try {
     const started = Date.now();
-    console.error(`ensure-tools: building ${name} ${tool.version} (go install ${tool.pkg}) ...`);
+    const how = tool.kind === 'go-wrapper' ? `go build in e2e/tools/${tool.module}` : 'go install';
+    console.error(`ensure-tools: building ${name} ${tool.version} (${how} ${tool.pkg}) ...`);
     const env = {
       ...process.env,
       GOBIN: join(temp, 'bin'),
@@ -108,7 +162,28 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
       GOFLAGS: '-buildvcs=false -trimpath',
     };
     const ldflags = tool.ldflags ? ['-ldflags', tool.ldflags] : [];
-    await run('go', ['install', ...ldflags, `${tool.pkg}@${tool.version}`], env, BUILD_TIMEOUT_MS);
+    // A cold build prints nothing for many minutes; say it is alive.
+    const heartbeat = setInterval(() => {
+      const minutes = ((Date.now() - started) / 60_000).toFixed(0);
+      console.error(`ensure-tools: still building ${name} (${minutes} min)`);
+    }, 60_000);
+    try {
+      if (tool.kind === 'go-wrapper') {
+        const cwd = join(REPO_ROOT, 'e2e', 'tools', tool.module!);
+        const output = join(temp, 'bin', tool.binary);
+        await run(
+          'go',
+          ['build', ...ldflags, '-o', output, tool.pkg],
+          { ...env, GOTOOLCHAIN: 'local' },
+          BUILD_TIMEOUT_MS,
+          cwd,
+        );
+      } else {
+        await run('go', ['install', ...ldflags, `${tool.pkg}@${tool.version}`], env, BUILD_TIMEOUT_MS);
+      }
+    } finally {
+      clearInterval(heartbeat);
+    }
     if (!(await isExecutable(join(temp, 'bin', tool.binary))))
       throw new Error(`go install produced no ${tool.binary}`);
     await rename(temp, target).catch(async (err: NodeJS.ErrnoException) => {
@@ -128,12 +203,24 @@ export async function ensureTools(names: string[] = Object.keys(TOOLS)): Promise
   for (const name of names) {
     const tool = TOOLS[name];
     if (!tool) throw new Error(`unknown tool ${name}; known: ${Object.keys(TOOLS).join(', ')}`);
-    const target = join(cache, `${name}-${tool.version}`);
+    const target = join(cache, `${name}-${tool.version}${await wrapperDigest(tool)}`);
     const binary = join(target, 'bin', tool.binary);
     if (!(await isExecutable(binary))) await buildGoTool(name, tool, target);
     paths[name] = binary;
   }
   return paths;
+}
+
+/**
+ * A wrapper module's go.mod and go.sum decide what gets built as much as the version does, so
+ * they are part of the cache key: editing them rebuilds.
+ */
+async function wrapperDigest(tool: GoTool): Promise<string> {
+  if (tool.kind !== 'go-wrapper') return '';
+  const hash = createHash('sha256');
+  for (const file of ['go.mod', 'go.sum'])
+    hash.update(await readFile(join(REPO_ROOT, 'e2e', 'tools', tool.module!, file)));
+  return `-${hash.digest('hex').slice(0, 12)}`;
 }
 
 /** `{ GITMIRROR_E2E_MINIO: '/…/minio' }`, for the test processes. */
