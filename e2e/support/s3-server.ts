@@ -14,7 +14,7 @@ import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
  */
 
 export interface S3Server {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://HOST:PORT` */
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
@@ -32,9 +32,9 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-async function freePort(): Promise<number> {
+async function freePort(host: string): Promise<number> {
   const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   const address = server.address();
   await new Promise((resolve) => server.close(resolve));
   if (!address || typeof address === 'string') throw new Error('could not pick a port');
@@ -73,10 +73,15 @@ function stopper(child: ChildProcess, dataDir: string): () => Promise<void> {
   };
 }
 
-export async function startS3Server(): Promise<S3Server> {
+/**
+ * `host` is the one address it listens on: 127.0.0.1 by default; the cluster tests pass the
+ * host side of their pod network so that pods reach it (never a wildcard address).
+ */
+export async function startS3Server(options: { host?: string } = {}): Promise<S3Server> {
   const binary = process.env.GITMIRROR_E2E_MINIO;
   if (!binary) throw new Error('GITMIRROR_E2E_MINIO is not set: run the suite with `npm run e2e`');
-  const [port, consolePort] = [await freePort(), await freePort()];
+  const host = options.host ?? '127.0.0.1';
+  const [port, consolePort] = [await freePort(host), await freePort(host)];
   const dataDir = await mkdtemp(join(tmpdir(), 'gitmirror-e2e-s3-'));
   const accessKeyId = `e2e${randomBytes(6).toString('hex')}`;
   const secretAccessKey = randomBytes(18).toString('base64url');
@@ -86,9 +91,9 @@ export async function startS3Server(): Promise<S3Server> {
       'server',
       '--quiet',
       '--address',
-      `127.0.0.1:${port}`,
+      `${host}:${port}`,
       '--console-address',
-      `127.0.0.1:${consolePort}`,
+      `${host}:${consolePort}`,
       dataDir,
     ],
     {
@@ -111,7 +116,7 @@ export async function startS3Server(): Promise<S3Server> {
   child.stdout?.on('data', keep);
   child.stderr?.on('data', keep);
   const stop = stopper(child, dataDir);
-  const endpoint = `http://127.0.0.1:${port}`;
+  const endpoint = `http://${host}:${port}`;
   try {
     await waitUntilLive(endpoint, child, () => tail);
   } catch (err) {

@@ -13,7 +13,7 @@ export interface UpstreamRequestRecord {
 }
 
 export interface GitUpstream {
-  /** `127.0.0.1:port`, the host part of repository ids. */
+  /** `127.0.0.1:port` (or the listen host), the host part of repository ids. */
   host: string;
   url(repo: string): string;
   requests: UpstreamRequestRecord[];
@@ -33,7 +33,7 @@ export interface GitUpstream {
  */
 export async function startGitUpstream(
   root: string,
-  options: { basicAuth?: { user: string; password: string } } = {},
+  options: { basicAuth?: { user: string; password: string }; listenHost?: string } = {},
 ): Promise<GitUpstream> {
   const requests: UpstreamRequestRecord[] = [];
   let failure: number | undefined;
@@ -44,8 +44,10 @@ export async function startGitUpstream(
       res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // The end-to-end suite listens on its pod network's host address, so pods reach it.
+  const listenHost = options.listenHost ?? '127.0.0.1';
+  await new Promise<void>((resolve) => server.listen(0, listenHost, resolve));
+  const host = `${listenHost}:${(server.address() as AddressInfo).port}`;
   return {
     host,
     url: (repo) => `http://${host}/${repo}`,
