@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureHostPrerequisites } from './cluster/host-prerequisites.ts';
 import { ensureTools, toolEnv } from './tools/ensure-tools.ts';
 
 /**
@@ -12,6 +13,7 @@ const SUITE_TIMEOUT_MS = 60 * 60 * 1000;
 const TEST_TIMEOUT_MS = 15 * 60 * 1000;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+ensureHostPrerequisites();
 const env = { ...process.env, ...toolEnv(await ensureTools()) };
 const files = process.argv.slice(2);
 const args = [

@@ -1,0 +1,144 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createUpstreamRepo } from '../../../sidecar/test/support/git-fixtures.ts';
+import { type GitUpstream, startGitUpstream } from '../../../sidecar/test/support/git-http-backend-server.ts';
+import type { E2eCluster } from '../../cluster/cluster.ts';
+import { startExistingCluster } from '../../cluster/existing-cluster.ts';
+import { REPO_ROOT, startLocalCluster } from '../../cluster/local-cluster.ts';
+import { type S3Server, startS3Server } from '../../support/s3-server.ts';
+
+/**
+ * Everything a scenario runs against: a cluster (the suite's own, or an existing one when
+ * GITMIRROR_E2E_KUBECONFIG is set), an S3 server and a git upstream, both listening where
+ * the cluster's pods can reach them, and — once `install()` ran — the chart.
+ */
+
+export const NAMESPACE = 'gitmirror-e2e';
+export const RELEASE = 'gitmirror';
+export const CHART = join(REPO_ROOT, 'charts', 'gitmirror');
+export const BUCKET = 'gitmirror-e2e';
+const S3_SECRET = 'snapshot-store-credentials';
+
+export interface Environment {
+  cluster: E2eCluster;
+  s3: S3Server;
+  upstream: GitUpstream;
+  /** Bare repositories served by the upstream, by name. */
+  repos: Map<string, { bare: string; work: string }>;
+  upstreamUrl(repo: string): string;
+  /** The mirror id (`host/path`) the sidecar and operator use for a repo. */
+  mirrorId(repo: string): string;
+  install(values?: Record<string, unknown>): Promise<void>;
+  upgrade(values: Record<string, unknown>): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function startCluster(): Promise<E2eCluster> {
+  return process.env.GITMIRROR_E2E_KUBECONFIG ? startExistingCluster() : startLocalCluster();
+}
+
+export async function startEnvironment(repoNames: string[]): Promise<Environment> {
+  const cluster = await startCluster();
+  const stops: (() => Promise<void>)[] = [() => cluster.stop()];
+  const stopAll = async () => {
+    for (const stop of stops.reverse()) await stop().catch((err) => console.error(`e2e: ${err.message}`));
+  };
+  try {
+    const s3 = await startS3Server({ host: cluster.hostAddress });
+    stops.push(() => s3.stop());
+    await s3.createBucket(BUCKET);
+    const root = await mkdtemp(join(tmpdir(), 'gitmirror-e2e-upstream-'));
+    stops.push(() => rm(root, { recursive: true, force: true }));
+    const repos = new Map<string, { bare: string; work: string }>();
+    for (const name of repoNames) repos.set(name, await createUpstreamRepo(root, name, 20));
+    const upstream = await startGitUpstream(root, { listenHost: cluster.hostAddress });
+    stops.push(() => upstream.close());
+    let values: Record<string, unknown> = {};
+    const helmValues = async (extra: Record<string, unknown>) => {
+      values = deepMerge(values, extra);
+      const file = join(cluster.dir, `values-${Date.now()}.json`);
+      await writeFile(file, JSON.stringify(deepMerge(baseValues(cluster, s3, upstream), values)));
+      return file;
+    };
+    return {
+      cluster,
+      s3,
+      upstream,
+      repos,
+      upstreamUrl: (repo) => upstream.url(`${repo}.git`),
+      mirrorId: (repo) => `${upstream.host}/${repo}`,
+      install: async (extra = {}) => {
+        await cluster.kubectl(['create', 'namespace', NAMESPACE]);
+        await cluster.kubectl(['apply', '-n', NAMESPACE, '-f', '-'], { input: JSON.stringify(s3Secret(s3)) });
+        const file = await helmValues(extra);
+        await cluster.helm([
+          'install',
+          RELEASE,
+          CHART,
+          '-n',
+          NAMESPACE,
+          '-f',
+          file,
+          '--wait',
+          '--timeout',
+          '5m',
+        ]);
+      },
+      upgrade: async (extra) => {
+        const file = await helmValues(extra);
+        await cluster.helm(['upgrade', RELEASE, CHART, '-n', NAMESPACE, '-f', file, '--timeout', '5m']);
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+function s3Secret(s3: S3Server): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: S3_SECRET },
+    stringData: { AWS_ACCESS_KEY_ID: s3.accessKeyId, AWS_SECRET_ACCESS_KEY: s3.secretAccessKey },
+  };
+}
+
+/** Chart values for the suite: the cluster's image, the S3 server, the upstream allowed over http. */
+function baseValues(cluster: E2eCluster, s3: S3Server, upstream: GitUpstream): Record<string, unknown> {
+  return {
+    image: cluster.image,
+    snapshotStore: {
+      bucket: BUCKET,
+      prefix: 'gitmirror',
+      region: s3.region,
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      credentials: { existingSecret: S3_SECRET },
+    },
+    operator: { replicas: 2, warmupPoll: '1s', logLevel: 'debug' },
+    fleet: {
+      replicas: 2,
+      allowedHosts: [upstream.host],
+      httpHosts: [upstream.host],
+      // Short, so that scale-downs and rolling updates in the tests do not wait half a minute.
+      preStopSleepSeconds: 1,
+      shutdownTimeoutSeconds: 5,
+    },
+  };
+}
+
+export function deepMerge(a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...a };
+  for (const [key, value] of Object.entries(b)) {
+    const current = out[key];
+    out[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return out;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
