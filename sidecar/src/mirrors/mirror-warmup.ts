@@ -154,7 +154,10 @@ async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal
     if (!mirror.ready) mirror.state = 'failed';
     Object.assign(mirror.restore, {
       phase: 'failed',
-      error: describeError(err),
+      // Both reasons: why no snapshot was used, and why the clone failed too.
+      error: fallbackReason
+        ? `${fallbackReason}; then the clone failed: ${describeError(err)}`
+        : describeError(err),
       finishedAt: new Date().toISOString(),
     });
     deps.metrics.restores.inc({ outcome: 'failed' });
