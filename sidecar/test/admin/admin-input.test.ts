@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { parseMirrorSpec, parseRestoreRequest } from '../../src/admin/admin-input.ts';
+import { mirrorSpecDigest } from '../../src/admin/spec-digest.ts';
+import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
+
+describe('admin input validation', () => {
+  it('accepts a full spec and keeps every field', () => {
+    const spec = parseMirrorSpec({
+      url: 'https://github.com/a/b.git',
+      fetchIntervalSeconds: 60,
+      access: 'Private',
+      snapshot: { writer: true, intervalSeconds: 3600, retain: 3 },
+      credentials: { username: 'bot', password: 'x' },
+    });
+    assert.deepEqual(spec.snapshot, { writer: true, intervalSeconds: 3600, retain: 3 });
+    assert.equal(spec.credentials?.password, 'x');
+  });
+
+  it('refuses anything else with BAD_REQUEST and never echoes a password (property)', () => {
+    const secret = 'pw-canary-123';
+    fc.assert(
+      fc.property(fc.anything({ withObjectString: true }), fc.anything(), (garbage, field) => {
+        for (const body of [
+          garbage,
+          { url: 'https://github.com/a/b', [String(field)]: garbage },
+          { url: garbage, credentials: { password: secret, username: garbage } },
+        ]) {
+          try {
+            parseMirrorSpec(body);
+          } catch (err) {
+            assert.ok(isGitMirrorError(err, 'BAD_REQUEST'), String(err));
+            assert.ok(!(err as Error).message.includes(secret));
+          }
+          try {
+            parseRestoreRequest(body);
+          } catch (err) {
+            assert.ok(isGitMirrorError(err, 'BAD_REQUEST'), String(err));
+          }
+        }
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('digests specs independently of key order, and differently when credentials change', () => {
+    const a = mirrorSpecDigest({
+      url: 'u',
+      snapshot: { writer: true, retain: 3 },
+      credentials: { password: 'p' },
+    });
+    const b = mirrorSpecDigest({
+      credentials: { password: 'p' },
+      snapshot: { retain: 3, writer: true },
+      url: 'u',
+    });
+    const c = mirrorSpecDigest({
+      url: 'u',
+      snapshot: { writer: true, retain: 3 },
+      credentials: { password: 'q' },
+    });
+    assert.equal(a, b);
+    assert.notEqual(a, c);
+    assert.match(a, /^[0-9a-f]{32}$/);
+  });
+});
