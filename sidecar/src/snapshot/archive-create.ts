@@ -3,7 +3,12 @@ import { Readable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ArchiveJob } from './archive-create-worker.ts';
-import { type ChunkMessage, type ErrorMessage, errorFromMessage } from './worker-protocol.ts';
+import {
+  type ChunkMessage,
+  type DigestResult,
+  type ErrorMessage,
+  errorFromMessage,
+} from './worker-protocol.ts';
 
 const WORKER_URL = new URL('./archive-create-worker.ts', import.meta.url);
 
@@ -19,18 +24,19 @@ export function defaultCompressionThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-type WorkerMessage = ChunkMessage | ErrorMessage | { type: 'end' };
+type WorkerMessage = ChunkMessage | ErrorMessage | { type: 'end'; digest: DigestResult };
 
 /**
- * The compressed archive as a stream fed by the worker. Every chunk the consumer has not
- * yet read is an unacknowledged chunk, so a slow consumer (an S3 upload) pauses the worker
- * instead of growing a buffer.
+ * The compressed archive as a stream fed by the worker. Bytes the consumer has not yet
+ * read stay unacknowledged, so a slow consumer (an S3 upload) pauses the worker instead of
+ * growing a buffer.
  */
-class ArchiveStream extends Readable {
+export class ArchiveStream extends Readable {
   private readonly worker: Worker;
   private readonly mirrorDir: string;
-  private unacked = 0;
+  private unackedBytes = 0;
   private finished = false;
+  private result: DigestResult | undefined;
 
   constructor(mirrorDir: string, job: ArchiveJob) {
     super({ highWaterMark: 1024 * 1024 });
@@ -46,10 +52,16 @@ class ArchiveStream extends Readable {
     });
   }
 
+  /** Size and sha256 of everything this stream produced; available once it has ended. */
+  get digest(): DigestResult {
+    if (!this.result) throw new Error('archive digest read before the archive ended');
+    return this.result;
+  }
+
   override _read(): void {
-    if (this.unacked > 0) {
-      this.worker.postMessage({ type: 'ack', count: this.unacked });
-      this.unacked = 0;
+    if (this.unackedBytes > 0) {
+      this.worker.postMessage({ type: 'ack', bytes: this.unackedBytes });
+      this.unackedBytes = 0;
     }
   }
 
@@ -65,10 +77,12 @@ class ArchiveStream extends Readable {
   private onMessage(message: WorkerMessage): void {
     if (this.destroyed) return;
     if (message.type === 'chunk') {
-      if (this.push(Buffer.from(message.data))) this.worker.postMessage({ type: 'ack', count: 1 });
-      else this.unacked++;
+      const bytes = message.data.byteLength;
+      if (this.push(Buffer.from(message.data))) this.worker.postMessage({ type: 'ack', bytes });
+      else this.unackedBytes += bytes;
     } else if (message.type === 'end') {
       this.finished = true;
+      this.result = message.digest;
       this.push(null);
       void this.worker.terminate();
     } else {
@@ -89,9 +103,10 @@ class ArchiveStream extends Readable {
 /**
  * A `tar.zst` of the bare mirror at `mirrorDir`: plain ustar/pax entries relative to the
  * mirror root, `*.lock` excluded, one zstd frame with a content checksum, so
- * `zstd -dc X.tar.zst | tar -x` restores it by hand. Tar and zstd run in a worker thread.
+ * `zstd -dc X.tar.zst | tar -x` restores it by hand. Tar, zstd and the sha256 of the
+ * result run in a worker thread; `digest` has the size and sha256 once the stream ends.
  */
-export function createArchiveStream(mirrorDir: string, options: ArchiveOptions = {}): Readable {
+export function createArchiveStream(mirrorDir: string, options: ArchiveOptions = {}): ArchiveStream {
   const job: ArchiveJob = {
     mirrorDir,
     level: options.level ?? 3,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -16,8 +17,9 @@ import {
 import { type AckMessage, type ChunkMessage, type EndMessage, errorMessage } from './worker-protocol.ts';
 
 /**
- * Worker thread: zstd-decompress the chunks the main thread sends and unpack the tar into
- * the target directory, judging every entry before writing it. Files are created with
+ * Worker thread: hash the chunks the main thread sends, zstd-decompress them and unpack the
+ * tar into the target directory, judging every entry before writing it. The extraction is
+ * reported done only after the tar has ended and the sha256 has matched. Files are created with
  * O_EXCL | O_NOFOLLOW inside a directory the caller just made, and no link is ever created,
  * so nothing can be written outside it.
  */
@@ -25,6 +27,10 @@ import { type AckMessage, type ChunkMessage, type EndMessage, errorMessage } fro
 export interface ExtractJob {
   targetDir: string;
   limits: ExtractLimits;
+  /** sha256 the compressed stream must have; checked here, where every byte passes anyway. */
+  expectedSha256: string;
+  /** Names the archive in error messages. */
+  label: string;
 }
 
 type Inbound = ChunkMessage | EndMessage | { type: 'abort' };
@@ -38,12 +44,17 @@ const STOP_WAIT_MS = 5_000;
 
 const decompress = new DecompressStream();
 const parser = new Parser({ strict: true, zstd: false, brotli: false, maxMetaEntrySize: 1024 * 1024 });
+const hash = createHash('sha256');
 const pending = new Set<Promise<void>>();
 /** Entries being written: once decompression stops they would wait for data forever. */
 const active = new Set<ReadEntry>();
 let entries = 0;
 let totalBytes = 0;
 let stopped = false;
+
+function mismatch(detail: string): GitMirrorError {
+  return new GitMirrorError('SNAPSHOT_CORRUPT', `${job.label} does not match its manifest: ${detail}`);
+}
 
 function corrupt(err: unknown): GitMirrorError {
   const detail = err instanceof Error ? err.message : String(err);
@@ -131,12 +142,16 @@ decompress.pipe(parser as unknown as NodeJS.WritableStream);
 
 port.on('message', (message: Inbound) => {
   if (message.type === 'chunk') {
+    const chunk = Buffer.from(message.data);
+    hash.update(chunk);
     // Acknowledged once the decompressor takes it, which waits while the tar side is busy.
-    decompress.write(Buffer.from(message.data), () =>
-      port.postMessage({ type: 'ack', count: 1 } satisfies AckMessage),
+    decompress.write(chunk, () =>
+      port.postMessage({ type: 'ack', bytes: chunk.length } satisfies AckMessage),
     );
   } else if (message.type === 'end') {
-    decompress.end();
+    const sha256 = hash.digest('hex');
+    if (sha256 === job.expectedSha256) decompress.end();
+    else void stop(mismatch(`sha256 ${sha256} instead of ${job.expectedSha256}`), 'error');
   } else {
     void stop(undefined, 'closed');
   }

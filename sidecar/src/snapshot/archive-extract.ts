@@ -3,12 +3,11 @@ import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ExtractJob } from './archive-extract-worker.ts';
-import { DigestStream } from './digest-stream.ts';
 import { DEFAULT_EXTRACT_LIMITS, type ExtractLimits } from './tar-entry-policy.ts';
 import {
   type ErrorMessage,
   errorFromMessage,
-  MAX_CHUNKS_IN_FLIGHT,
+  MAX_BYTES_IN_FLIGHT,
   toTransferable,
 } from './worker-protocol.ts';
 
@@ -34,27 +33,37 @@ export interface ExtractResult {
 
 type WorkerMessage =
   | ErrorMessage
-  | { type: 'ack'; count: number }
+  | { type: 'ack'; bytes: number }
   | { type: 'done'; entries: number; bytes: number }
   | { type: 'closed' };
 
+interface SinkOptions {
+  job: ExtractJob;
+  expectedSize: number;
+  onProgress?: (bytesDone: number) => void;
+}
+
 /**
- * The writable end of the extraction: hands compressed chunks to the worker and holds the
- * write callback while too many are unacknowledged. It finishes only when the worker has
- * written every entry, and when destroyed it waits for the worker to stop writing, so the
- * caller can delete the target directory without racing a late write.
+ * The writable end of the extraction: counts bytes against the manifest's size (too many
+ * fail at once, too few at the end), hands chunks to the worker, and holds the write
+ * callback while too many bytes are unacknowledged. It finishes only when the worker has
+ * checked the sha256 and written every entry; when destroyed it waits for the worker to
+ * stop writing, so the caller can delete the target directory without racing a late write.
  */
 class ExtractSink extends Writable {
   result: ExtractResult | undefined;
   private readonly worker: Worker;
+  private readonly options: SinkOptions;
+  private received = 0;
   private inFlight = 0;
   private heldWrite: (() => void) | undefined;
   private settle: ((err?: Error) => void) | undefined;
   private readonly exited: Promise<void>;
 
-  constructor(job: ExtractJob) {
+  constructor(options: SinkOptions) {
     super({ highWaterMark: 1024 * 1024 });
-    this.worker = new Worker(WORKER_URL, { workerData: job });
+    this.options = options;
+    this.worker = new Worker(WORKER_URL, { workerData: options.job });
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('message', (message: WorkerMessage) => this.onMessage(message));
     this.worker.on('error', (err) => this.finishWith(new GitMirrorError('RESTORE_FAILED', err.message)));
@@ -64,13 +73,26 @@ class ExtractSink extends Writable {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    const { expectedSize, onProgress } = this.options;
+    this.received += chunk.length;
+    if (this.received > expectedSize) {
+      callback(this.mismatch(`more than the expected ${expectedSize} bytes`));
+      return;
+    }
+    onProgress?.(this.received);
+    this.inFlight += chunk.length;
     const data = toTransferable(chunk);
     this.worker.postMessage({ type: 'chunk', data }, [data]);
-    if (++this.inFlight < MAX_CHUNKS_IN_FLIGHT) callback();
+    if (this.inFlight < MAX_BYTES_IN_FLIGHT) callback();
     else this.heldWrite = () => callback();
   }
 
   override _final(callback: (error?: Error | null) => void): void {
+    const { expectedSize } = this.options;
+    if (this.received !== expectedSize) {
+      callback(this.mismatch(`${this.received} bytes instead of ${expectedSize}`));
+      return;
+    }
     this.settle = (err) => callback(err);
     this.worker.postMessage({ type: 'end' });
   }
@@ -87,7 +109,8 @@ class ExtractSink extends Writable {
 
   private onMessage(message: WorkerMessage): void {
     if (message.type === 'ack') {
-      this.inFlight -= message.count;
+      this.inFlight -= message.bytes;
+      if (this.inFlight >= MAX_BYTES_IN_FLIGHT) return;
       const held = this.heldWrite;
       this.heldWrite = undefined;
       held?.();
@@ -110,13 +133,21 @@ class ExtractSink extends Writable {
     if (settle) settle(err);
     else if (err && !this.destroyed && !this.result) this.destroy(err);
   }
+
+  private mismatch(detail: string): GitMirrorError {
+    return new GitMirrorError(
+      'SNAPSHOT_CORRUPT',
+      `${this.options.job.label} does not match its manifest: ${detail}`,
+    );
+  }
 }
 
 /**
  * Verifies and unpacks a snapshot archive into `targetDir`, a fresh empty directory the
- * caller made. Size and sha256 are checked as bytes arrive (too many bytes fail at once);
- * decompression and unpacking run in a worker. The result counts only if this resolves:
- * on any error the directory holds a partial tree and the caller must remove it.
+ * caller made. The size is checked as bytes arrive (too many fail at once); hashing,
+ * decompression and unpacking run in a worker, and the sha256 is compared before the
+ * extraction is reported done. The result counts only if this resolves: on any error the
+ * directory holds a partial tree and the caller must remove it.
  */
 export async function extractArchive(
   source: Readable,
@@ -124,15 +155,14 @@ export async function extractArchive(
   options: ExtractOptions,
 ): Promise<ExtractResult> {
   const label = options.label ?? 'snapshot archive';
-  const digest = new DigestStream({
-    label,
+  const limits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
+  const sink = new ExtractSink({
+    job: { targetDir, limits, expectedSha256: options.expectedSha256, label },
     expectedSize: options.expectedSize,
-    expectedSha256: options.expectedSha256,
     onProgress: options.onProgress && ((done) => options.onProgress?.(done, options.expectedSize)),
   });
-  const sink = new ExtractSink({ targetDir, limits: { ...DEFAULT_EXTRACT_LIMITS, ...options.limits } });
   try {
-    await pipeline(source, digest, sink, { signal: options.signal });
+    await pipeline(source, sink, { signal: options.signal });
   } catch (err) {
     if (!sink.destroyed) sink.destroy();
     await new Promise((resolve) => (sink.closed ? resolve(undefined) : sink.once('close', resolve)));

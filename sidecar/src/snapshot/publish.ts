@@ -1,13 +1,12 @@
-import { pipeline } from 'node:stream/promises';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Logger } from '../log/logger.ts';
 import type { RepoId } from '../mirrors/repo-id.ts';
 import { type ArchiveOptions, createArchiveStream } from './archive-create.ts';
-import { DigestStream } from './digest-stream.ts';
 import { archiveKey, isCommitId, parseArchiveKey } from './layout.ts';
 import { readManifest, recordOf, writeManifest } from './manifest.ts';
 import { DEFAULT_ORPHAN_GRACE_MS, pruneArchives } from './prune.ts';
 import { type ObjectInfo, SNAPSHOT_FORMAT, type SnapshotManifest, type SnapshotStore } from './store.ts';
+import type { DigestResult } from './worker-protocol.ts';
 
 export interface PublishOptions {
   store: SnapshotStore;
@@ -28,7 +27,7 @@ export interface PublishOptions {
 }
 
 /**
- * Archive → streaming upload (size and sha256 measured on the way, no temp copy) →
+ * Archive → streaming upload (size and sha256 measured by the archiver, no temp copy) →
  * manifest written last → prune. A failure before the manifest write leaves the previous
  * manifest in force and at most an orphan archive that a later prune removes.
  */
@@ -47,7 +46,7 @@ export async function publishSnapshot(options: PublishOptions): Promise<Snapshot
     key,
     commit,
     createdAt: createdAt.toISOString(),
-    sizeBytes: digest.bytes,
+    sizeBytes: digest.sizeBytes,
     sha256: digest.sha256,
     format: SNAPSHOT_FORMAT,
     ...(options.refsDigest ? { refsDigest: options.refsDigest } : {}),
@@ -94,15 +93,12 @@ function nextStamp(now: Date, replaced: SnapshotManifest | undefined, repo: Repo
   return new Date(latest !== undefined && latest >= seconds ? latest + 1000 : seconds);
 }
 
-async function uploadArchive(options: PublishOptions, key: string): Promise<DigestStream> {
+/** Streams the archive into the store; returns its size and sha256 as the archiver measured them. */
+async function uploadArchive(options: PublishOptions, key: string): Promise<DigestResult> {
   const archive = createArchiveStream(options.mirrorDir, { ...options.archive, signal: options.signal });
-  const digest = new DigestStream({ label: key });
-  // Errors cross both ways: an archiver failure fails the upload's body, and a failed
-  // upload destroys the body, which stops the archiver.
-  const feeding = pipeline(archive, digest).catch(() => {});
   let stored: ObjectInfo;
   try {
-    stored = await options.store.put(key, digest, {
+    stored = await options.store.put(key, archive, {
       signal: options.signal,
       contentType: 'application/zstd',
     });
@@ -111,12 +107,12 @@ async function uploadArchive(options: PublishOptions, key: string): Promise<Dige
     archive.destroy();
     throw err;
   }
-  await feeding;
-  if (stored.sizeBytes !== digest.bytes) {
+  const digest = archive.digest;
+  if (stored.sizeBytes !== digest.sizeBytes) {
     await options.store.delete(key).catch(() => {});
     throw new GitMirrorError(
       'SNAPSHOT_STORE_FAILED',
-      `${options.store.description} stored ${stored.sizeBytes} bytes of ${key}, expected ${digest.bytes}`,
+      `${options.store.description} stored ${stored.sizeBytes} bytes of ${key}, expected ${digest.sizeBytes}`,
     );
   }
   return digest;

@@ -3,8 +3,9 @@ import { type ErrorCode, GitMirrorError } from '../errors/gitmirror-error.ts';
 /**
  * Messages between the main thread and the archive workers. Data moves as transferred
  * ArrayBuffers (no copy through the structured-clone path), and the receiver acknowledges
- * chunks so the sender keeps a bounded number in flight: that is the backpressure across
- * the thread boundary.
+ * the bytes it has taken, so the sender keeps a bounded amount in flight: that is the
+ * backpressure across the thread boundary. Counting bytes rather than chunks matters
+ * because chunk sizes vary from 512-byte tar headers to 16 MiB ranged reads.
  */
 
 export interface ChunkMessage {
@@ -13,10 +14,15 @@ export interface ChunkMessage {
 }
 export interface AckMessage {
   type: 'ack';
-  count: number;
+  bytes: number;
 }
 export interface EndMessage {
   type: 'end';
+}
+/** The sha256 and size of the compressed stream, computed in the worker that saw every byte. */
+export interface DigestResult {
+  sizeBytes: number;
+  sha256: string;
 }
 export interface ErrorMessage {
   type: 'error';
@@ -24,8 +30,11 @@ export interface ErrorMessage {
   message: string;
 }
 
-/** Chunks a sender may have posted but not yet seen acknowledged. */
-export const MAX_CHUNKS_IN_FLIGHT = 16;
+/**
+ * Bytes a sender may have posted but not yet seen acknowledged. One chunk is always allowed
+ * even when it is bigger, or a large chunk could never be sent.
+ */
+export const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 
 /**
  * An ArrayBuffer holding exactly `chunk`'s bytes that is safe to transfer. A Buffer that
