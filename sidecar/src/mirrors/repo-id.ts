@@ -47,6 +47,8 @@ export function parseRepoId(raw: string): RepoId {
     if (segment === '.' || segment === '..') reject('repository path may not contain "." or ".." segments');
     if (i < last && segment.endsWith('.git')) reject('only the last path segment may end in .git');
     if (segment.endsWith('.lock')) reject('repository path segments may not end in .lock');
+    // Names the snapshot store uses for its own objects under a repository's prefix.
+    if (segment === 'latest.json' || segment.endsWith('.tar.zst')) reject(`"${segment}" is reserved`);
   });
   const path = parts.join('/');
   return { id: `${host}/${path}`, host, path };

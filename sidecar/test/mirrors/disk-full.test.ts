@@ -65,10 +65,7 @@ describe('a full disk', {
 
     await assert.rejects(sidecar.mirrors.fetch(mirror, { lowSpeedAbort: false }));
     t.diagnostic(`fetch error: ${mirror.status().lastFetchError}`);
-    assert.match(
-      mirror.status().lastFetchError ?? '',
-      /no space left|ENOSPC/i,
-    );
+    assert.match(mirror.status().lastFetchError ?? '', /no space left|ENOSPC/i);
     assert.equal(await refsOf(mirror.dir), before, 'the mirror still has its old refs');
     await git(['fsck', '--connectivity-only'], { cwd: mirror.dir });
     const clone = join(root, 'clone-while-full');
