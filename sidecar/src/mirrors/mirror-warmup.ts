@@ -151,6 +151,8 @@ async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal
       outcome: fallbackReason === 'no snapshot published yet' || !deps.snapshots ? 'clone' : 'clone_fallback',
     });
   } catch (err) {
+    // Clean up before reporting failure, so whoever sees `failed` also sees no leftovers.
+    await rm(temp, { recursive: true, force: true });
     if (!mirror.ready) mirror.state = 'failed';
     Object.assign(mirror.restore, {
       phase: 'failed',
