@@ -82,7 +82,26 @@ export class KubeClient {
     contentType = 'application/json',
   ): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    let response: { status: number; text: string };
+    try {
+      response = await this.send(method, path, payload, contentType);
+    } catch (err) {
+      // A kept-alive connection the server closed while idle fails before any answer; every
+      // request here is safe to send again (status patches, reads, token and binding requests).
+      if (!isConnectionReset(err)) throw err;
+      response = await this.send(method, path, payload, contentType);
+    }
+    if (response.status >= 200 && response.status < 300) return parseBody(response.text) as T;
+    throw toKubeError(response.status, response.text, `${method} ${path}`);
+  }
+
+  private send(
+    method: string,
+    path: string,
+    payload: Buffer | undefined,
+    contentType: string,
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
       const req = request(
         new URL(path, this.server),
         {
@@ -107,8 +126,6 @@ export class KubeClient {
       req.on('error', reject);
       req.end(payload);
     });
-    if (status >= 200 && status < 300) return parseBody(text) as T;
-    throw toKubeError(status, text, `${method} ${path}`);
   }
 
   /**
@@ -160,6 +177,11 @@ export class KubeClient {
   close(): void {
     this.agent.destroy();
   }
+}
+
+function isConnectionReset(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ECONNRESET' || code === 'EPIPE' || (err as Error).message === 'socket hang up';
 }
 
 /** JSON for API objects; health endpoints such as /readyz answer plain `ok`. */

@@ -1,3 +1,4 @@
+import { killGroup } from '../cluster/processes.ts';
 import type { ContainerLaunch, RunningContainer } from './container-runtime.ts';
 import { startContainer } from './container-runtime.ts';
 import type { Container, ContainerState, ContainerStatus, Handler } from './pod-types.ts';
@@ -90,24 +91,27 @@ export class ContainerWorker {
     this.startProbes(running);
   }
 
-  /** Runs the preStop hook (bounded by the deadline), then stops the process. */
-  async stop(deadline: number): Promise<void> {
+  /**
+   * Runs the preStop hook (bounded by the deadline, and only when asked), then SIGTERM, and
+   * SIGKILL at the deadline — but never sooner than 2 s after SIGTERM, as in the kubelet.
+   */
+  async stop(deadline: number, preStop = true): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     const running = this.running;
     if (!running?.process.running()) return;
-    const preStop = this.spec.lifecycle?.preStop;
-    if (preStop) await this.runHook(preStop, running, deadline - Date.now());
-    // The kubelet always leaves at least 2 s between SIGTERM and SIGKILL.
+    const hook = this.spec.lifecycle?.preStop;
+    if (hook && preStop) await this.runHook(hook, running, deadline - Date.now());
     await running.stop(Math.max(deadline - Date.now(), 2000));
     this.probes?.abort();
   }
 
-  kill(): void {
+  /** SIGKILL now, no restart: a crash, or what is left when the pod is removed. */
+  crash(): void {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     this.probes?.abort();
-    void this.running?.stop(0);
+    if (this.running?.process.running()) killGroup(this.running.process.pid, 'SIGKILL');
   }
 
   exec(command: string[], timeoutMs: number): Promise<number> {

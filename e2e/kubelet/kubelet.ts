@@ -88,7 +88,14 @@ export class TestKubelet {
     return [...this.workers.values()];
   }
 
-  /** Stops every pod at once (SIGKILL): the cluster goes away with it. */
+  /** SIGKILLs a pod's containers without restarting them (the pod object stays). */
+  crash(namespace: string, name: string): void {
+    const worker = this.pods().find((w) => w.name === `${namespace}/${name}`);
+    if (!worker) throw new Error(`no pod ${namespace}/${name} on this node`);
+    worker.crash();
+  }
+
+  /** Stops every pod (SIGTERM, SIGKILL 2 s later): the cluster goes away with it. */
   async stop(): Promise<void> {
     this.abort.abort();
     clearInterval(this.refreshTimer);

@@ -204,14 +204,18 @@ export class PodWorker {
   }
 
   /** Deletion: preStop hooks and SIGTERM in parallel, SIGKILL at the deadline, then removal. */
-  terminate(): Promise<void> {
+  terminate(options: { graceSeconds?: number; preStop?: boolean } = {}): Promise<void> {
     this.terminating ??= (async () => {
       const graceSeconds =
-        this.pod.metadata.deletionGracePeriodSeconds ?? this.pod.spec.terminationGracePeriodSeconds ?? 30;
+        options.graceSeconds ??
+        this.pod.metadata.deletionGracePeriodSeconds ??
+        this.pod.spec.terminationGracePeriodSeconds ??
+        30;
       const deadline = Date.now() + graceSeconds * 1000;
-      await Promise.all(this.regular.map((c) => c.stop(deadline)));
+      const preStop = options.preStop ?? true;
+      await Promise.all(this.regular.map((c) => c.stop(deadline, preStop)));
       // Native sidecars stop after the main containers, as in the kubelet.
-      await Promise.all(this.init.map((c) => c.stop(deadline)));
+      await Promise.all(this.init.map((c) => c.stop(deadline, preStop)));
       await this.flushStatus();
       await this.release();
       if (!this.gone) await this.env.remove(this.pod).catch((err) => this.env.log(err.message));
@@ -219,15 +223,22 @@ export class PodWorker {
     return this.terminating;
   }
 
-  /** The pod object is gone (force-deleted): kill at once, as the kubelet does for an orphan. */
+  /**
+   * The pod object is gone (force-deleted): like the kubelet for a pod it no longer finds in
+   * the API, SIGTERM without preStop hooks and SIGKILL 2 s later.
+   */
   async vanish(): Promise<void> {
     this.gone = true;
-    for (const c of [...this.regular, ...this.init]) c.kill();
-    await this.terminate();
+    await this.terminate({ graceSeconds: 0, preStop: false });
+  }
+
+  /** SIGKILL every container now and do not restart them: a crash, for fail-over tests. */
+  crash(): void {
+    for (const c of [...this.regular, ...this.init]) c.crash();
   }
 
   private async release(): Promise<void> {
-    for (const c of [...this.regular, ...this.init]) c.kill();
+    for (const c of [...this.regular, ...this.init]) c.crash();
     if (this.sandbox) await this.env.network.removePod(this.sandbox);
     if (!process.env.GITMIRROR_E2E_KEEP) {
       await rm(this.dir, { recursive: true, force: true }).catch(() => {});
