@@ -18,6 +18,7 @@ export const NAMESPACE = 'gitmirror-e2e';
 export const RELEASE = 'gitmirror';
 export const CHART = join(REPO_ROOT, 'charts', 'gitmirror');
 export const BUCKET = 'gitmirror-e2e';
+export const STORE_PREFIX = 'gitmirror';
 const S3_SECRET = 'snapshot-store-credentials';
 
 export interface Environment {
@@ -112,7 +113,7 @@ function baseValues(cluster: E2eCluster, s3: S3Server, upstream: GitUpstream): R
     image: cluster.image,
     snapshotStore: {
       bucket: BUCKET,
-      prefix: 'gitmirror',
+      prefix: STORE_PREFIX,
       region: s3.region,
       endpoint: s3.endpoint,
       forcePathStyle: true,
