@@ -84,15 +84,21 @@ export class PodNetwork {
     this.destroySync();
   }
 
-  /** Removes every namespace this process made, and the bridge. */
+  /**
+   * Removes every namespace this process made, their host-side veths (the kernel would only
+   * drop them once it got round to destroying the namespace, which can take a minute), and the
+   * bridge.
+   */
   destroySync(): void {
     for (const netns of listNetnsSync()) {
       if (netns.startsWith(`${NETNS_PREFIX}${this.owner}-`)) deleteNetnsSync(netns);
     }
-    try {
-      execFileSync('ip', ['link', 'del', this.bridge], { stdio: 'ignore' });
-    } catch {
-      // Already gone.
+    for (const link of [...listLinksSync(`gmh${this.owner}x`), this.bridge]) {
+      try {
+        execFileSync('ip', ['link', 'del', link], { stdio: 'ignore' });
+      } catch {
+        // Already gone.
+      }
     }
   }
 
@@ -139,6 +145,11 @@ function overlapsWiderRoute(routes: string, subnet: string): boolean {
 
 function toInt(address: string): number {
   return address.split('.').reduce((acc, part) => ((acc << 8) | Number(part)) >>> 0, 0);
+}
+
+function listLinksSync(prefix: string): string[] {
+  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' });
+  return [...links.matchAll(/^\d+: ([^:@]+)/gm)].map((m) => m[1]!).filter((name) => name.startsWith(prefix));
 }
 
 export function listNetnsSync(): string[] {

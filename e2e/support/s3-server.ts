@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,9 +28,14 @@ export interface S3Server {
 
 const STARTUP_TIMEOUT_MS = 60_000;
 const STOP_GRACE_MS = 10_000;
-const running = new Set<ChildProcess>();
+const running = new Map<ChildProcess, string>();
 process.once('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
+  // Also on an interrupted run (the cluster tests exit from their SIGINT handler): no server
+  // and no data dir may outlive the test process.
+  for (const [child, dataDir] of running) {
+    child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
 
 async function freePort(host: string): Promise<number> {
@@ -108,7 +114,7 @@ export async function startS3Server(options: { host?: string } = {}): Promise<S3
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  running.add(child);
+  running.set(child, dataDir);
   let tail = '';
   const keep = (chunk: Buffer) => {
     tail = (tail + chunk.toString()).slice(-4000);

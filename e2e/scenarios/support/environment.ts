@@ -1,8 +1,10 @@
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createUpstreamRepo } from '../../../sidecar/test/support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../../../sidecar/test/support/git-http-backend-server.ts';
+import { Cleanup } from '../../cluster/cleanup.ts';
 import type { E2eCluster } from '../../cluster/cluster.ts';
 import { startExistingCluster } from '../../cluster/existing-cluster.ts';
 import { REPO_ROOT, startLocalCluster } from '../../cluster/local-cluster.ts';
@@ -41,20 +43,24 @@ export function startCluster(): Promise<E2eCluster> {
 
 export async function startEnvironment(repoNames: string[]): Promise<Environment> {
   const cluster = await startCluster();
-  const stops: (() => Promise<void>)[] = [() => cluster.stop()];
-  const stopAll = async () => {
-    for (const stop of stops.reverse()) await stop().catch((err) => console.error(`e2e: ${err.message}`));
-  };
+  // The cluster tears itself down on signals; the upstream's repos need the same care.
+  const cleanup = new Cleanup();
+  cleanup.add('cluster', () => cluster.stop());
+  const stopAll = () => cleanup.run().catch((err) => console.error(`e2e: ${(err as Error).message}`));
   try {
     const s3 = await startS3Server({ host: cluster.hostAddress });
-    stops.push(() => s3.stop());
+    cleanup.add('S3 server', () => s3.stop());
     await s3.createBucket(BUCKET);
     const root = await mkdtemp(join(tmpdir(), 'gitmirror-e2e-upstream-'));
-    stops.push(() => rm(root, { recursive: true, force: true }));
+    cleanup.add(
+      'upstream repos',
+      () => rm(root, { recursive: true, force: true }),
+      () => rmSync(root, { recursive: true, force: true }),
+    );
     const repos = new Map<string, { bare: string; work: string }>();
     for (const name of repoNames) repos.set(name, await createUpstreamRepo(root, name, 20));
     const upstream = await startGitUpstream(root, { listenHost: cluster.hostAddress });
-    stops.push(() => upstream.close());
+    cleanup.add('git upstream', () => upstream.close());
     let values: Record<string, unknown> = {};
     const helmValues = async (extra: Record<string, unknown>) => {
       values = deepMerge(values, extra);
