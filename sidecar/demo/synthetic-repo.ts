@@ -12,6 +12,12 @@ export interface SyntheticRepoOptions {
   /** Extra branches and tags pointing along the history. */
   refs: number;
   seed?: number;
+  /**
+   * What the pseudo-random half of each file version is: `hex` (default) text that zlib
+   * halves, or `binary` bytes that no compressor shrinks, so the packed size follows the
+   * content size (benchmarks that need hundreds of MiB packed without gigabytes of input).
+   */
+  noise?: 'hex' | 'binary';
 }
 
 /** Deterministic PRNG (mulberry32): the same options always give the same repository. */
@@ -40,8 +46,8 @@ export async function createSyntheticRepo(bareDir: string, options: SyntheticRep
   });
   const random = prng(options.seed ?? 42);
   const refEvery = Math.max(1, Math.floor(options.commits / Math.max(1, options.refs)));
-  const write = async (text: string | Buffer) => {
-    if (!child.stdin.write(text)) await once(child.stdin, 'drain');
+  const write = async (data: string | Buffer) => {
+    if (!child.stdin.write(data)) await once(child.stdin, 'drain');
   };
   for (let i = 1; i <= options.commits; i++) {
     await write(commitCommand(i, options, random));
@@ -58,39 +64,57 @@ export async function createSyntheticRepo(bareDir: string, options: SyntheticRep
   if (code !== 0) throw new Error(`git fast-import exited with ${code}`);
 }
 
-function commitCommand(i: number, o: SyntheticRepoOptions, random: () => number): string {
-  const lines = [
-    `commit refs/heads/main`,
-    `mark :${i}`,
-    `committer Demo <demo@example.com> ${1_700_000_000 + i * 60} +0000`,
-  ];
+function commitCommand(i: number, o: SyntheticRepoOptions, random: () => number): Buffer {
   const message = `commit ${i}\n`;
-  lines.push(`data ${Buffer.byteLength(message)}`, message.trimEnd());
-  if (i > 1) lines.push(`from :${i - 1}`);
+  const parts: (string | Buffer)[] = [
+    [
+      `commit refs/heads/main`,
+      `mark :${i}`,
+      `committer Demo <demo@example.com> ${1_700_000_000 + i * 60} +0000`,
+      `data ${Buffer.byteLength(message)}`,
+      message.trimEnd(),
+      ...(i > 1 ? [`from :${i - 1}`] : []),
+      '',
+    ].join('\n'),
+  ];
   for (let f = 0; f < o.filesPerCommit; f++) {
     const file = Math.floor(random() * o.files);
-    const content = fileContent(i, file, o.fileBytes, random);
-    lines.push(
-      `M 100644 inline dir-${file % 32}/file-${file}.txt`,
-      `data ${Buffer.byteLength(content)}`,
-      content,
-    );
+    const content = fileContent(i, file, o.fileBytes, o.noise ?? 'hex', random);
+    parts.push(`M 100644 inline dir-${file % 32}/file-${file}.txt\ndata ${content.length}\n`, content, '\n');
   }
-  return `${lines.join('\n')}\n\n`;
+  parts.push('\n');
+  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p)));
 }
 
-/** Half repeated text (deltas well), half pseudo-random hex (does not). */
-function fileContent(commit: number, file: number, bytes: number, random: () => number): string {
+/** Half repeated text (deltas well), half pseudo-random (does not). */
+function fileContent(
+  commit: number,
+  file: number,
+  bytes: number,
+  noise: 'hex' | 'binary',
+  random: () => number,
+): Buffer {
   const head = `file ${file} at commit ${commit}\n`;
   const text = 'the quick brown fox jumps over the lazy dog\n'
     .repeat(Math.ceil(bytes / 2 / 44))
     .slice(0, bytes / 2);
-  let noise = '';
-  while (noise.length < bytes / 2)
-    noise += Math.floor(random() * 2 ** 32)
+  const noiseBytes = Math.floor(bytes / 2);
+  if (noise === 'binary') {
+    const random32 = Buffer.alloc(Math.ceil(noiseBytes / 4) * 4);
+    for (let at = 0; at < random32.length; at += 4)
+      random32.writeUInt32LE(Math.floor(random() * 2 ** 32), at);
+    return Buffer.concat([
+      Buffer.from(`${head}${text}`),
+      random32.subarray(0, noiseBytes),
+      Buffer.from('\n'),
+    ]);
+  }
+  let hex = '';
+  while (hex.length < bytes / 2)
+    hex += Math.floor(random() * 2 ** 32)
       .toString(16)
       .padStart(8, '0');
-  return `${head}${text}${noise.slice(0, bytes / 2)}\n`;
+  return Buffer.from(`${head}${text}${hex.slice(0, bytes / 2)}\n`);
 }
 
 function run(command: string, args: string[]): Promise<void> {
