@@ -1,0 +1,261 @@
+import { execFile } from 'node:child_process';
+import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
+import { promisify } from 'node:util';
+import type { ColdStartResult } from './cold-start.ts';
+import type { RepoParams, RepoStats } from './repo-cache.ts';
+import type { RestorePipelineResult } from './restore-pipeline.ts';
+import type { ServingResult } from './serving.ts';
+import type { SnapshotResult } from './snapshot.ts';
+
+const exec = promisify(execFile);
+
+export interface MachineInfo {
+  nproc: number;
+  cpuModel: string;
+  memoryGiB: number;
+  kernel: string;
+  node: string;
+  git: string;
+  zstd: string;
+  tar: string;
+  /** 1, 5 and 15 minute load averages when the run started and when it ended. */
+  loadAtStart: number[];
+  loadAtEnd?: number[];
+}
+
+async function firstLine(command: string, args: string[]): Promise<string> {
+  return exec(command, args).then(
+    (r) => (r.stdout || r.stderr).split('\n')[0]!.trim(),
+    () => 'unknown',
+  );
+}
+
+export async function machineInfo(): Promise<MachineInfo> {
+  return {
+    nproc: availableParallelism(),
+    cpuModel: cpus()[0]?.model.trim() ?? 'unknown',
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    kernel: release(),
+    node: process.version,
+    git: (await firstLine('git', ['--version'])).replace(/^git version /, ''),
+    zstd: (await firstLine('zstd', ['-V'])).replace(/^.*?(v\d[\d.]*).*$/, '$1'),
+    tar: (await firstLine('tar', ['--version'])).replace(/^tar \(GNU tar\) /, 'GNU '),
+    loadAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+}
+
+export interface BenchReport {
+  schema: 1;
+  startedAt: string;
+  durationSeconds: number;
+  mode: string;
+  /** Samples behind each median. */
+  runs: number;
+  machine: MachineInfo;
+  repo: { params: RepoParams; hash: string; cached: boolean; generateSeconds?: number } & RepoStats & {
+      archiveBytes: number;
+    };
+  coldStart: ColdStartResult;
+  restorePipeline: RestorePipelineResult;
+  snapshot: SnapshotResult;
+  /** `concurrent16` (for 16 clients) holds what ServingResult calls `concurrent`. */
+  serve: Omit<ServingResult, 'concurrent'> & { [key: `concurrent${number}`]: unknown };
+  targets: TargetCheck[];
+}
+
+function concurrentOf(serve: BenchReport['serve'], clients: number): ServingResult['concurrent'] {
+  return serve[`concurrent${clients}`] as ServingResult['concurrent'];
+}
+
+export interface TargetCheck {
+  name: string;
+  /** The figure the target is about, as printed. */
+  value: string;
+  target: string;
+  /** null when the figure could not be measured. */
+  met: boolean | null;
+}
+
+const s = (seconds: number) => `${seconds < 10 ? seconds.toFixed(2) : seconds.toFixed(1)} s`;
+const x = (ratio: number) => `${ratio.toFixed(2)}x`;
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+
+export function checkTargets(
+  r: Pick<BenchReport, 'coldStart' | 'restorePipeline' | 'snapshot' | 'serve'>,
+  clients: number,
+) {
+  const c = concurrentOf(r.serve, clients);
+  const speedup = (restore: number | null) => (restore ? r.coldStart.cloneMirrorSeconds / restore : null);
+  const file = speedup(r.coldStart.restoreFileSeconds);
+  const s3 = speedup(r.coldStart.restoreS3Seconds);
+  const ratio = (a: number, b: number) => a / b;
+  const checks: TargetCheck[] = [
+    {
+      name: 'restore-to-ready (file) vs clone --mirror',
+      value: `${file!.toFixed(1)}x faster`,
+      target: '≥ 10x faster',
+      met: file! >= 10,
+    },
+    {
+      name: 'restore-to-ready (S3) vs clone --mirror',
+      value: s3 === null ? `not measured: ${r.coldStart.restoreS3Skipped}` : `${s3.toFixed(1)}x faster`,
+      target: '≥ 10x faster',
+      met: s3 === null ? null : s3 >= 10,
+    },
+    {
+      name: 'restore pipeline vs zstd -dc | tar -x',
+      value: x(ratio(r.restorePipeline.sidecarSeconds, r.restorePipeline.cliSeconds)),
+      target: '≤ 1.3x',
+      met: ratio(r.restorePipeline.sidecarSeconds, r.restorePipeline.cliSeconds) <= 1.3,
+    },
+    {
+      name: 'snapshot vs tar | zstd -T0 -3',
+      value: x(ratio(r.snapshot.sidecarSeconds, r.snapshot.cliSeconds)),
+      target: '≤ 1.2x',
+      met: ratio(r.snapshot.sidecarSeconds, r.snapshot.cliSeconds) <= 1.2,
+    },
+    {
+      name: 'event-loop p99 during snapshot + clones',
+      value: `${r.snapshot.eventLoopP99Ms.toFixed(1)} ms`,
+      target: '< 20 ms',
+      met: r.snapshot.eventLoopP99Ms < 20,
+    },
+    {
+      name: 'clone via sidecar vs via http-backend',
+      value: x(ratio(r.serve.sidecarSeconds, r.serve.directSeconds)),
+      target: '≤ 1.1x',
+      met: ratio(r.serve.sidecarSeconds, r.serve.directSeconds) <= 1.1,
+    },
+    {
+      name: 'upload-pack via sidecar vs via http-backend',
+      value: x(ratio(r.serve.uploadPack.sidecarSeconds, r.serve.uploadPack.directSeconds)),
+      target: '≤ 1.1x',
+      met: ratio(r.serve.uploadPack.sidecarSeconds, r.serve.uploadPack.directSeconds) <= 1.1,
+    },
+    {
+      name: `${clients} concurrent clones: failures`,
+      value: String(c.failures),
+      target: '0',
+      met: c.failures === 0,
+    },
+    {
+      name: `${clients} concurrent clients: sidecar peak RSS`,
+      value: `${c.peakRssMiB.toFixed(0)} MiB`,
+      target: '< 300 MiB',
+      met: c.peakRssMiB < 300,
+    },
+  ];
+  return checks;
+}
+
+/** The markdown table the README's Performance section shows. */
+export function markdownTable(r: BenchReport, clients: number): string {
+  const c = concurrentOf(r.serve, clients);
+  const verdict = (name: string) => {
+    const met = r.targets.find((t) => t.name === name)?.met;
+    return met === null || met === undefined ? 'n/a' : met ? 'met' : '**missed**';
+  };
+  const t = r.targets;
+  const rows: string[][] = [
+    [
+      'cold start → ready, file store',
+      `clone --mirror ${s(r.coldStart.cloneMirrorSeconds)}`,
+      s(r.coldStart.restoreFileSeconds),
+      t[0]!.value,
+      '≥ 10x faster',
+      verdict(t[0]!.name),
+    ],
+    [
+      'cold start → ready, S3 (MinIO)',
+      `clone --mirror ${s(r.coldStart.cloneMirrorSeconds)}`,
+      r.coldStart.restoreS3Seconds === null ? 'not measured' : s(r.coldStart.restoreS3Seconds),
+      r.coldStart.restoreS3Seconds === null ? '—' : t[1]!.value,
+      '≥ 10x faster',
+      verdict(t[1]!.name),
+    ],
+    [
+      'restore pipeline (verify + zstd + untar)',
+      `zstd -dc \\| tar -x ${s(r.restorePipeline.cliSeconds)}`,
+      s(r.restorePipeline.sidecarSeconds),
+      t[2]!.value,
+      '≤ 1.3x',
+      verdict(t[2]!.name),
+    ],
+    [
+      'snapshot (tar + zstd + sha256 + store)',
+      `tar \\| zstd -T0 -3 ${s(r.snapshot.cliSeconds)}`,
+      s(r.snapshot.sidecarSeconds),
+      t[3]!.value,
+      '≤ 1.2x',
+      verdict(t[3]!.name),
+    ],
+    [
+      `event loop during snapshot + ${r.snapshot.loadClients} clones`,
+      `idle p99 ${r.snapshot.idleEventLoopP99Ms.toFixed(1)} ms`,
+      `p99 ${r.snapshot.eventLoopP99Ms.toFixed(1)} ms, max ${r.snapshot.eventLoopMaxMs.toFixed(1)} ms`,
+      '—',
+      'p99 < 20 ms',
+      verdict(t[4]!.name),
+    ],
+    [
+      'clone, 1 client',
+      `http-backend ${s(r.serve.directSeconds)}`,
+      s(r.serve.sidecarSeconds),
+      t[5]!.value,
+      '≤ 1.1x',
+      verdict(t[5]!.name),
+    ],
+    [
+      'upload-pack → /dev/null, 1 client',
+      `http-backend ${s(r.serve.uploadPack.directSeconds)}`,
+      s(r.serve.uploadPack.sidecarSeconds),
+      t[6]!.value,
+      '≤ 1.1x',
+      verdict(t[6]!.name),
+    ],
+    [
+      `clone, ${clients} concurrent (p50 / p99)`,
+      `http-backend ${s(c.direct.p50Seconds)} / ${s(c.direct.p99Seconds)}`,
+      `${s(c.p50Seconds)} / ${s(c.p99Seconds)}`,
+      x(c.p50Seconds / c.direct.p50Seconds),
+      '—',
+      '',
+    ],
+    [
+      `upload-pack → /dev/null, ${clients} concurrent (p50 / p99)`,
+      `http-backend ${s(c.uploadPack.direct.p50Seconds)} / ${s(c.uploadPack.direct.p99Seconds)}`,
+      `${s(c.uploadPack.p50Seconds)} / ${s(c.uploadPack.p99Seconds)}`,
+      x(c.uploadPack.p50Seconds / c.uploadPack.direct.p50Seconds),
+      '—',
+      '',
+    ],
+    [
+      `${clients} concurrent clones: failures`,
+      `http-backend ${c.direct.failures}`,
+      String(c.failures),
+      '—',
+      '0',
+      verdict(t[7]!.name),
+    ],
+    [
+      `${clients} concurrent clients: sidecar peak RSS`,
+      '—',
+      `${c.peakRssMiB.toFixed(0)} MiB`,
+      '—',
+      '< 300 MiB',
+      verdict(t[8]!.name),
+    ],
+  ];
+  const header = ['measurement', 'baseline', 'gitmirror', 'ratio', 'target', ''];
+  const lines = [header, header.map(() => '---'), ...rows].map((row) => `| ${row.join(' | ')} |`);
+  const m = r.machine;
+  const repo = r.repo;
+  return [
+    ...lines,
+    '',
+    `Repository: ${repo.objects.toLocaleString('en-US')} objects, ${mib(repo.packBytes)} packed, ${repo.refs.toLocaleString('en-US')} refs, ${repo.commits.toLocaleString('en-US')} commits; snapshot ${mib(repo.archiveBytes)} tar.zst. ` +
+      `Medians of ${r.runs} runs (concurrency: ${c.samples} clones in ${c.samples / clients} round(s)).`,
+    `Machine: ${m.nproc} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, git ${m.git}, zstd ${m.zstd}, ${m.tar}; ` +
+      `load average ${m.loadAtStart.join(' / ')} at start, ${m.loadAtEnd?.join(' / ') ?? '?'} at end. Run took ${(r.durationSeconds / 60).toFixed(1)} min.`,
+  ].join('\n');
+}
