@@ -81,15 +81,45 @@ export function mirrorConfigSettings(): ConfigSetting[] {
 }
 
 /**
- * Writes the settings into a repository's own config file in one pass through `git config
- * --file`, so a mirror restored from a snapshot made by an older version gets today's keys.
+ * Writes the settings into a repository's own config file through `git config --file`, so a
+ * mirror restored from a snapshot made by an older version gets today's keys. Each write is
+ * a git process, and a restored mirror usually has every key already: one `--list` first
+ * and only the keys that differ are written, which takes a cold start's ~27 processes
+ * (about 0.15 s on two cores, more under load) down to one.
  */
 export async function applyMirrorConfig(git: GitRunner, repoDir: string, upstream: string): Promise<void> {
+  const file = `${repoDir}/config`;
   const settings = [
     { key: 'remote.origin.url', value: upstream, why: 'where fetches come from' },
     ...mirrorConfigSettings(),
   ];
+  const current = await configValues(git, file);
   for (const { key, value } of settings) {
-    await git.run({ args: ['config', '--file', `${repoDir}/config`, key, value], timeoutMs: 30_000 });
+    const values = current.get(canonicalKey(key));
+    // A key set more than once is rewritten too: git then refuses the plain set, loudly.
+    if (values?.length === 1 && values[0] === value) continue;
+    await git.run({ args: ['config', '--file', file, key, value], timeoutMs: 30_000 });
   }
+}
+
+/** Every value of every key in the file; empty when it cannot be read (then all are written). */
+async function configValues(git: GitRunner, file: string): Promise<Map<string, string[]>> {
+  const values = new Map<string, string[]>();
+  const listed = await git
+    .run({ args: ['config', '--file', file, '--list', '-z'], timeoutMs: 30_000 })
+    .catch(() => undefined);
+  for (const entry of listed?.stdout.split('\0') ?? []) {
+    const newline = entry.indexOf('\n');
+    if (newline <= 0) continue;
+    const key = entry.slice(0, newline);
+    values.set(key, [...(values.get(key) ?? []), entry.slice(newline + 1)]);
+  }
+  return values;
+}
+
+/** `--list` lower-cases section and variable names; subsections keep their case. */
+function canonicalKey(key: string): string {
+  const first = key.indexOf('.');
+  const last = key.lastIndexOf('.');
+  return `${key.slice(0, first).toLowerCase()}${key.slice(first, last)}${key.slice(last).toLowerCase()}`;
 }
