@@ -373,8 +373,8 @@ describe('S3 faults while publishing and serving', () => {
     const latestKey = manifestKey(bigId);
     const beforeBytes = (await directGet(latestKey))!;
     await advanceUpstream('big');
-    // Phase 1: S3 fails every upload of part 2, after part 1 has landed.
-    let rule = proxy.inject(
+    // Attempt 1: S3 fails every upload of part 2, after part 1 has landed.
+    const part2 = proxy.inject(
       { kind: 'status', status: 503 },
       { method: 'PUT', path: /[?&]partNumber=2(&|$)/ },
     );
@@ -404,18 +404,17 @@ describe('S3 faults while publishing and serving', () => {
     })();
     // Meanwhile, straight from MinIO: the manifest is the old one, byte for byte, and no
     // archive other than the ones it names is visible (parts of an upload never are).
-    // Phase 1 and 2 are the outage; in phase 3 the manifest may change.
     let phase = 1;
     let checks = 0;
     let monitorError: unknown;
     const monitor = (async () => {
-      while (phase < 3) {
+      while (phase < 4) {
         try {
           const [bytes, keys] = await Promise.all([directGet(latestKey), directKeys(bigId)]);
-          if (phase >= 3) break;
+          if (phase >= 4) break;
           assert.ok(bytes?.equals(beforeBytes), 'latest.json unchanged during the outage');
-          // In phase 2 a complete, unnamed archive exists for a moment before it is deleted.
-          if (phase === 1) assert.deepEqual(keys, beforeKeys, 'no other archive visible');
+          // In phase 3 a complete, unnamed archive exists for a moment before it is deleted.
+          if (phase < 3) assert.deepEqual(keys, beforeKeys, 'no other archive visible');
           checks++;
         } catch (err) {
           monitorError ??= err;
@@ -425,34 +424,46 @@ describe('S3 faults while publishing and serving', () => {
     })();
     try {
       const failed = () => attempts.filter((a) => a.result === 'failed').length;
-      await waitFor('two failed attempts', () => failed() >= 2, 60_000);
+      await waitFor('attempt 1 failed', () => failed() >= 1, 60_000);
       assert.match(mirror.snapshot.lastError ?? '', /SNAPSHOT_STORE_FAILED: S3 upload .*HTTP 503/);
-      // Each attempt sent part 2 exactly as often as the SDK's attempt budget allows.
-      assert.equal(rule.hits, 2 * SDK_ATTEMPTS, 'part-2 uploads: 5 per attempt');
-      await waitFor('multipart uploads aborted', async () => (await openMultipartUploads()) === 0, 5_000);
+      // The part was sent exactly as often as the SDK's attempt budget allows.
+      assert.equal(part2.hits, SDK_ATTEMPTS, 'part-2 uploads in attempt 1');
+      assert.equal(await openMultipartUploads(), 0, 'the failed upload was aborted');
       assert.deepEqual(await directKeys(bigId), beforeKeys);
       await assertArchiveIntact(before);
       const admin = await status(sidecar, bigId);
       assert.equal(admin.snapshot.lastResult, 'failed');
       assert.equal(admin.ready, true);
 
-      // Phase 2: uploads work again, but writing latest.json fails: the complete archive
-      // must not outlive the failed publish.
+      // Attempt 2: S3 fails from part 2 on, the abort of the multipart upload included.
       phase = 2;
-      rule.remove();
-      rule = proxy.inject({ kind: 'status', status: 503 }, { method: 'PUT', path: /latest\.json/ });
-      await waitFor('a failed manifest write', () => failed() >= 3, 60_000);
-      assert.equal(rule.hits, SDK_ATTEMPTS, 'manifest writes: 5 in the attempt');
+      const aborts = proxy.inject({ kind: 'status', status: 503 }, { method: 'DELETE', path: /uploadId=/ });
+      await waitFor('attempt 2 failed', () => failed() >= 2, 60_000);
+      assert.equal(part2.hits, 2 * SDK_ATTEMPTS, 'part-2 uploads in attempts 1 and 2');
+      assert.equal(aborts.hits, 2 * SDK_ATTEMPTS, "lib-storage's abort and the store's own, 5 attempts each");
+      assert.equal(await openMultipartUploads(), 1, 'while S3 fails, the upload cannot be aborted');
+
+      // Attempt 3: S3 takes writes again, but writing latest.json fails. The store first
+      // aborts the upload attempt 2 left; the complete archive does not outlive the publish.
+      phase = 3;
+      part2.remove();
+      aborts.remove();
+      const manifestWrites = proxy.inject(
+        { kind: 'status', status: 503 },
+        { method: 'PUT', path: /latest\.json/ },
+      );
+      await waitFor('attempt 3 failed', () => failed() >= 3, 60_000);
+      assert.equal(manifestWrites.hits, SDK_ATTEMPTS, 'manifest writes in attempt 3');
+      assert.equal(await openMultipartUploads(), 0, 'the leftover upload was aborted');
       assert.deepEqual(await directKeys(bigId), beforeKeys, 'the unnamed archive was deleted');
       assert.ok((await directGet(latestKey))?.equals(beforeBytes));
-      assert.equal(await openMultipartUploads(), 0);
 
-      // Phase 3: S3 is healthy; the next retry publishes.
-      phase = 3;
-      rule.remove();
+      // Attempt 4: S3 is healthy; the retry publishes.
+      phase = 4;
+      manifestWrites.remove();
       await waitFor('published', () => attempts.at(-1)?.result === 'published', 60_000);
     } finally {
-      phase = 3;
+      phase = 4;
       watching = false;
       await Promise.all([watcher, monitor]);
     }

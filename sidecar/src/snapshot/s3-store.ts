@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -55,6 +56,8 @@ export const S3_DEFAULTS = {
 
 /** Attempts per ranged chunk: the SDK retries requests, not a body that breaks mid-read. */
 const CHUNK_ATTEMPTS = 3;
+/** Failed multipart uploads remembered for a later abort; beyond this the oldest is dropped. */
+const MAX_UNABORTED = 100;
 
 /** `s3://bucket/prefix`: objects under `prefix/`, written with streaming multipart uploads. */
 export class S3SnapshotStore implements SnapshotStore {
@@ -63,6 +66,12 @@ export class S3SnapshotStore implements SnapshotStore {
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly settings: { [K in keyof typeof S3_DEFAULTS]: number };
+  /**
+   * Multipart uploads of failed puts that could not be aborted (S3 failed through the
+   * abort too), by upload id. Their parts cost storage and never expire without a bucket
+   * lifecycle rule, so each later put first tries to abort them again.
+   */
+  private readonly unaborted = new Map<string, string>();
 
   constructor(options: S3StoreOptions) {
     this.bucket = options.bucket;
@@ -92,9 +101,12 @@ export class S3SnapshotStore implements SnapshotStore {
     // upload settle first and abort its multipart upload.
     const onAbort = () => body.destroy(new GitMirrorError('ABORTED', `upload of ${key} was cancelled`));
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    let upload: Upload | undefined;
+    let completed = false;
     try {
+      await this.retryUnaborted();
       if (options.signal?.aborted) onAbort();
-      const upload = new Upload({
+      upload = new Upload({
         client: this.client,
         params: { Bucket: this.bucket, Key: fullKey, Body: body, ContentType: options.contentType },
         partSize: this.settings.partSize,
@@ -102,6 +114,7 @@ export class S3SnapshotStore implements SnapshotStore {
         leavePartsOnError: false,
       });
       await upload.done();
+      completed = true;
       // A single-part upload that was already on the wire when the signal fired still lands.
       if (options.signal?.aborted) {
         await this.delete(key);
@@ -110,6 +123,8 @@ export class S3SnapshotStore implements SnapshotStore {
       return await this.requireHead(key);
     } catch (err) {
       body.destroy();
+      // lib-storage has tried to abort already; make sure, and remember it if S3 still fails.
+      if (upload?.uploadId && !completed) await this.abortMultipart(fullKey, upload.uploadId);
       if (options.signal?.aborted) throw new GitMirrorError('ABORTED', `upload of ${key} was cancelled`);
       throw s3Failure('upload', this.location(key), err, false);
     } finally {
@@ -201,6 +216,27 @@ export class S3SnapshotStore implements SnapshotStore {
       const failure = s3Failure('delete', this.location(key), err);
       if (failure.code !== 'SNAPSHOT_NOT_FOUND') throw failure;
     }
+  }
+
+  /** Aborts a multipart upload; one already gone counts as aborted. Never throws. */
+  private async abortMultipart(fullKey: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: fullKey, UploadId: uploadId }),
+      );
+      this.unaborted.delete(uploadId);
+    } catch (err) {
+      if (isS3NotFound(err)) {
+        this.unaborted.delete(uploadId);
+        return;
+      }
+      this.unaborted.set(uploadId, fullKey);
+      if (this.unaborted.size > MAX_UNABORTED) this.unaborted.delete(this.unaborted.keys().next().value!);
+    }
+  }
+
+  private async retryUnaborted(): Promise<void> {
+    for (const [uploadId, fullKey] of [...this.unaborted]) await this.abortMultipart(fullKey, uploadId);
   }
 
   private async requireHead(key: string): Promise<ObjectInfo> {
