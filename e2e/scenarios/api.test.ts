@@ -24,6 +24,7 @@ describe('the GitMirror API on a real API server', { timeout: 600_000 }, () => {
   });
 
   after(async () => {
+    if (cluster?.kind === 'existing') await cluster.kubectl(['delete', 'namespace', NS, '--wait=true']);
     await cluster?.stop();
   });
 

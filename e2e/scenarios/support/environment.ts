@@ -77,6 +77,8 @@ export async function startEnvironment(repoNames: string[]): Promise<Environment
       mirrorId: (repo) => `${upstream.host}/${repo}`,
       install: async (extra = {}) => {
         await cluster.kubectl(['create', 'namespace', NAMESPACE]);
+        // The suite's own cluster goes away as a whole; an existing one must be left as found.
+        if (cluster.kind === 'existing') cleanup.add('release', () => uninstall(cluster));
         await cluster.kubectl(['apply', '-n', NAMESPACE, '-f', '-'], { input: JSON.stringify(s3Secret(s3)) });
         const file = await helmValues(extra);
         await cluster.helm([
@@ -102,6 +104,13 @@ export async function startEnvironment(repoNames: string[]): Promise<Environment
     await stopAll();
     throw err;
   }
+}
+
+async function uninstall(cluster: E2eCluster): Promise<void> {
+  await cluster.helm(['uninstall', RELEASE, '-n', NAMESPACE, '--wait']).catch(() => undefined);
+  await cluster.kubectl(['delete', 'namespace', NAMESPACE, '--wait=true', '--timeout=180s'], {
+    timeoutMs: 190_000,
+  });
 }
 
 function s3Secret(s3: S3Server): Record<string, unknown> {
