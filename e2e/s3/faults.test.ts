@@ -309,7 +309,7 @@ describe('S3 faults against the real MinIO', () => {
       {
         name: 'connection reset mid-body',
         how: 'reset' as const,
-        error: /^RESTORE_FAILED: extracting .* failed: (aborted|.*ECONNRESET|.*socket hang up)/,
+        error: /^SNAPSHOT_STORE_FAILED: S3 get s3:\/\/snapshots\/faults\/.*\.tar\.zst broke off after \d+ bytes: (aborted|.*ECONNRESET)/,
       },
       {
         name: 'body ends cleanly but short',

@@ -251,11 +251,35 @@ export class S3SnapshotStore implements SnapshotStore {
     etag?: string,
     signal?: AbortSignal,
   ): Promise<Readable> {
+    let body: Readable;
     try {
-      return await this.sendGet(key, range, etag, signal);
+      body = await this.sendGet(key, range, etag, signal);
     } catch (err) {
       if (signal?.aborted) throw new GitMirrorError('ABORTED', `download of ${key} was cancelled`);
       throw this.readFailure(key, err);
+    }
+    return Readable.from(this.typedBody(key, body, signal), { objectMode: false });
+  }
+
+  /**
+   * The SDK's body, with a break mid-read (connection reset, socket timeout) reported as
+   * the store's failure: the raw error says only "aborted", as if someone had cancelled.
+   */
+  private async *typedBody(key: string, body: Readable, signal?: AbortSignal): AsyncGenerator<Buffer> {
+    let received = 0;
+    try {
+      for await (const chunk of body) {
+        received += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+    } catch (err) {
+      if (signal?.aborted) throw new GitMirrorError('ABORTED', `download of ${key} was cancelled`);
+      const { message, code } = err as { message?: string; code?: string };
+      const detail = [message ?? String(err), code && code !== message ? `(${code})` : undefined];
+      throw new GitMirrorError(
+        'SNAPSHOT_STORE_FAILED',
+        `S3 get ${this.location(key)} broke off after ${received} bytes: ${detail.filter(Boolean).join(' ')}`,
+      );
     }
   }
 
