@@ -96,9 +96,9 @@ export async function applyMirrorConfig(git: GitRunner, repoDir: string, upstrea
   const current = await configValues(git, file);
   for (const { key, value } of settings) {
     const values = current.get(canonicalKey(key));
-    // A key set more than once is rewritten too: git then refuses the plain set, loudly.
     if (values?.length === 1 && values[0] === value) continue;
-    await git.run({ args: ['config', '--file', file, key, value], timeoutMs: 30_000 });
+    // --replace-all: a key set several times (an extra fetch refspec) becomes exactly ours.
+    await git.run({ args: ['config', '--file', file, '--replace-all', key, value], timeoutMs: 30_000 });
   }
 }
 
