@@ -309,7 +309,8 @@ describe('S3 faults against the real MinIO', () => {
       {
         name: 'connection reset mid-body',
         how: 'reset' as const,
-        error: /^SNAPSHOT_STORE_FAILED: S3 get s3:\/\/snapshots\/faults\/.*\.tar\.zst broke off after \d+ bytes: (aborted|.*ECONNRESET)/,
+        error:
+          /^SNAPSHOT_STORE_FAILED: S3 get s3:\/\/snapshots\/faults\/.*\.tar\.zst broke off after \d+ bytes: (aborted|.*ECONNRESET)/,
       },
       {
         name: 'body ends cleanly but short',
@@ -442,6 +443,7 @@ describe('S3 faults while publishing and serving', () => {
       assert.equal(part2.hits, 2 * SDK_ATTEMPTS, 'part-2 uploads in attempts 1 and 2');
       assert.equal(aborts.hits, 2 * SDK_ATTEMPTS, "lib-storage's abort and the store's own, 5 attempts each");
       assert.equal(await openMultipartUploads(), 1, 'while S3 fails, the upload cannot be aborted');
+      await assertArchiveIntact(before);
 
       // Attempt 3: S3 takes writes again, but writing latest.json fails. The store first
       // aborts the upload attempt 2 left; the complete archive does not outlive the publish.
@@ -457,6 +459,7 @@ describe('S3 faults while publishing and serving', () => {
       assert.equal(await openMultipartUploads(), 0, 'the leftover upload was aborted');
       assert.deepEqual(await directKeys(bigId), beforeKeys, 'the unnamed archive was deleted');
       assert.ok((await directGet(latestKey))?.equals(beforeBytes));
+      await assertArchiveIntact(before);
 
       // Attempt 4: S3 is healthy; the retry publishes.
       phase = 4;
