@@ -19,6 +19,7 @@ import {
   fleetPods,
   getGitMirror,
   isReady,
+  kubectlJson,
   sidecarMetric,
   sidecarMirrors,
   upstreamHead,
@@ -170,6 +171,16 @@ describe('a gitmirror fleet on Kubernetes', { timeout: 1_800_000 }, () => {
         await sidecarMetric(env, name, 'gitmirror_git_operations_total', { operation: 'clone' }),
         0,
       );
+      // The operator's Event (events.k8s.io, created under the chart's RBAC) on the pod.
+      const events = await kubectlJson<{ items: { reason: string }[] }>(env, [
+        'get',
+        'events',
+        '-n',
+        NAMESPACE,
+        '--field-selector',
+        `involvedObject.name=${name},reason=Warm`,
+      ]);
+      assert.equal(events.items.length, 1, `${name}: Warm events ${JSON.stringify(events.items)}`);
     }
     const endpoints = new Set((await readyEndpoints(env)).map((e) => e.pod));
     for (const pod of added)
