@@ -69,8 +69,8 @@ export const TOOLS: Record<string, GoTool> = {
   },
   // Kubernetes v1.35.4 (e2e/tools/k8s/go.mod maps every staging module to its published v0.35.4
   // twin). One row per binary: the three builds share most packages, so after the first (about
-  // 20 min cold on 2 cores) the others mostly link. The ldflags stamp the version, which helm's
-  // kubeVersion check and `kubectl version` read; unstamped it is v0.0.0-master.
+  // 8 min cold on 2 cores) the others take about a minute each. The ldflags stamp the version,
+  // which helm's kubeVersion check and `kubectl version` read; unstamped it is v0.0.0-master.
   ...Object.fromEntries(
     ['kube-apiserver', 'kube-controller-manager', 'kubectl'].map((binary) => [
       binary,
