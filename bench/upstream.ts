@@ -28,7 +28,8 @@ const SELF = fileURLToPath(import.meta.url);
  * mean bigger chunks and less CPU per byte, which would skew the comparison.
  */
 export async function startHttpBackend(projectRoot: string): Promise<HttpBackend> {
-  const child = spawn(process.execPath, [SELF, projectRoot], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // stdin is a pipe only so that the server sees it close when this process dies, however.
+  const child = spawn(process.execPath, [SELF, projectRoot], { stdio: ['pipe', 'pipe', 'inherit'] });
   const exited = once(child, 'exit');
   const [line] = (await Promise.race([
     once(createInterface({ input: child.stdout! }), 'line'),
@@ -53,6 +54,7 @@ async function serve(projectRoot: string): Promise<void> {
   server.requestTimeout = 0;
   await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
   process.stdout.write(`127.0.0.1:${(server.address() as AddressInfo).port}\n`);
+  process.stdin.on('close', () => process.exit(0)).resume();
 }
 
 function cgi(projectRoot: string, req: IncomingMessage, res: ServerResponse): void {
