@@ -8,7 +8,7 @@ export const USAGE = `npm run bench -- [options]
   --quick                tiny repository, 1 run, S3 only if MinIO is already built (development)
   --commits N --files-per-commit N --files N --file-bytes N --refs N --seed N --noise binary|hex
                          override the preset's repository parameters
-  --runs N               samples per figure, each figure is their median (default 3; --quick 1)
+  --runs N               samples per figure, each figure is their median (default 5; --quick 1)
   --concurrency N        concurrent clients of the concurrency test (default 16)
   --rounds N             rounds of the concurrency test (default 1)
   --load-clients N       clones streaming while the snapshot's event-loop delay is measured (default 2)
@@ -129,7 +129,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
   return {
     mode: custom ? `${preset}+custom` : preset,
     params,
-    runs: positive(v.runs, 'runs') ?? (v.quick ? 1 : 3),
+    runs: positive(v.runs, 'runs') ?? (v.quick ? 1 : 5),
     concurrency: positive(v.concurrency, 'concurrency') ?? 16,
     rounds: positive(v.rounds, 'rounds') ?? 1,
     loadClients: positive(v['load-clients'], 'load-clients') ?? 2,
