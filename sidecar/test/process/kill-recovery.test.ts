@@ -110,6 +110,13 @@ describe('kill -9 during long operations', () => {
     const f = await start('fetcher');
     await ready(f);
     const oldRefs = await refsOf(mirrorDir('fetcher'));
+    // Something new upstream, so the killed fetch is really transferring.
+    const work = join(root, 'work-fetch');
+    await git(['clone', '--quiet', upstream.url('big/mono.git'), work]);
+    await addCommit(work, 'fetch.txt', 'fetched\n');
+    await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
+    const newRefs = await refsOf(join(root, 'upstream', 'big', 'mono.git'));
+    assert.notEqual(newRefs, oldRefs);
     upstream.delayUploadPack(30_000);
     await fetch(`${f.adminUrl}/v1/mirrors/${id}/fetch`, { method: 'POST' });
     await new Promise((r) => setTimeout(r, 500));
@@ -117,10 +124,11 @@ describe('kill -9 during long operations', () => {
     upstream.delayUploadPack(0);
     const next = await assertRecovered('fetcher');
     const refs = await refsOf(mirrorDir('fetcher'));
-    assert.ok(refs === oldRefs || refs.length > 0);
+    assert.ok(refs === oldRefs || refs === newRefs, 'all old refs or all new refs, never a mix');
     const res = await fetch(`${next.adminUrl}/v1/mirrors/${id}/fetch?wait=true`, { method: 'POST' });
     assert.equal(res.status, 200);
     assert.equal(((await res.json()) as MirrorStatus).lastFetchError, undefined);
+    assert.equal(await refsOf(mirrorDir('fetcher')), newRefs);
     await next.stop();
   });
 });
