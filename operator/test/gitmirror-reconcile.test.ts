@@ -430,3 +430,30 @@ describe('GitMirror reconcile: deletion', () => {
     assert.equal(h.sidecars.calls.length, 0);
   });
 });
+
+describe('GitMirror reconcile: upstream trouble', () => {
+  test('Fresh turns False with the error and the age of the data while replicas cannot fetch, and back', async () => {
+    const h = setup(['p1', 'p2']);
+    await warm(h, ['p1', 'p2']);
+    assert.equal(findCondition(status(h).conditions, 'Fresh')?.status, 'True');
+    const sidecar = h.sidecars.of('ns/p1');
+    const m = sidecar.mirrors.get(REPO_ID)!;
+    sidecar.mirrors.set(REPO_ID, {
+      ...m,
+      lastFetchError: 'PROCESS_FAILED: git fetch exited with 128: 503',
+      stalenessSeconds: 900,
+    });
+    await h.gm('repo');
+    const fresh = findCondition(status(h).conditions, 'Fresh');
+    assert.equal(fresh?.status, 'False');
+    assert.equal(fresh?.reason, 'FetchFailing');
+    assert.match(
+      fresh?.message ?? '',
+      /1\/2 warm replicas cannot fetch from upstream, serving data 900s old: .*503/,
+    );
+    assert.equal(ready(h)?.status, 'True', 'stale data is still served: Ready stays True');
+    sidecar.mirrors.set(REPO_ID, { ...m, lastFetchError: undefined, stalenessSeconds: 3 });
+    await h.gm('repo');
+    assert.equal(findCondition(status(h).conditions, 'Fresh')?.status, 'True');
+  });
+});

@@ -13,7 +13,14 @@ import { findCondition } from './conditions.ts';
 import { type Credentials, readCredentials } from './credentials.ts';
 import { ensureFinalizer, hasFinalizer, removeFinalizer } from './finalizer.ts';
 import { mirrorSpecFor, repositoryOf } from './spec.ts';
-import { buildStatus, type MemberObservation, readiness, statusPatch, summarize } from './status.ts';
+import {
+  buildStatus,
+  freshness,
+  type MemberObservation,
+  readiness,
+  statusPatch,
+  summarize,
+} from './status.ts';
 import { chooseWriter } from './writer-selection.ts';
 
 export interface ReconcileSettings {
@@ -129,7 +136,9 @@ export class GitMirrorReconciler {
       repository: plan.id,
       summary,
       writer: outcome.writer,
-      conditions: [ready, reconciling, stalled],
+      conditions: [ready, reconciling, stalled, freshness(memberObservations, generation)].filter(
+        (c): c is NonNullable<typeof c> => c !== undefined,
+      ),
       now: this.#now(),
     });
     await this.#writeStatus(gm, status);

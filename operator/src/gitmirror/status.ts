@@ -99,6 +99,37 @@ function describeProblems(members: MemberObservation[]): string {
   return parts.join('; ');
 }
 
+/**
+ * Fresh tells whether the warm replicas can still fetch from upstream. While upstream is
+ * down they keep serving what they have; this condition (and lastFetchTime) is where a
+ * user sees that the data is getting old and why. Undefined while no replica is warm.
+ */
+export function freshness(members: MemberObservation[], generation: number): ConditionInput | undefined {
+  const warm = members.map((m) => m.status).filter((s): s is MirrorStatus => s?.ready === true);
+  if (warm.length === 0) return undefined;
+  const failing = warm
+    .filter((s) => s.lastFetchError)
+    .sort((a, b) => (b.stalenessSeconds ?? 0) - (a.stalenessSeconds ?? 0));
+  const worst = failing[0];
+  if (!worst) {
+    return {
+      type: 'Fresh',
+      status: 'True',
+      reason: 'FetchSucceeded',
+      message: 'the last fetch from upstream succeeded',
+      observedGeneration: generation,
+    };
+  }
+  const age = worst.stalenessSeconds === undefined ? '' : `, serving data ${worst.stalenessSeconds}s old`;
+  return {
+    type: 'Fresh',
+    status: 'False',
+    reason: 'FetchFailing',
+    message: `${failing.length}/${warm.length} warm replicas cannot fetch from upstream${age}: ${worst.lastFetchError!.slice(0, 300)}`,
+    observedGeneration: generation,
+  };
+}
+
 export interface StatusInput {
   previous: GitMirrorStatus | undefined;
   generation: number;
