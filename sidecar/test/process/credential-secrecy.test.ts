@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { addCommit, createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { type SidecarProcess, startSidecarProcess } from '../support/sidecar-process.ts';
 import { waitFor } from '../support/test-sidecar.ts';
 
+const exec = promisify(execFile);
 const SECRET = `canary-${Math.random().toString(36).slice(2)}-secret`;
 
 /** argv of every process on the machine, sampled repeatedly while work runs. */
@@ -45,6 +48,7 @@ describe('upstream credentials', () => {
   let sidecar: SidecarProcess;
   let work: string;
   const argvSeen = new Set<string>();
+  let snapshotKey = '';
 
   before(async () => {
     root = await tempDir();
@@ -80,6 +84,14 @@ describe('upstream credentials', () => {
     await fetch(`${sidecar.adminUrl}/v1/mirrors/${upstream.host}/corp/private/fetch?wait=true`, {
       method: 'POST',
     });
+    const published = await fetch(
+      `${sidecar.adminUrl}/v1/mirrors/${upstream.host}/corp/private/snapshot?wait=true`,
+      {
+        method: 'POST',
+      },
+    );
+    assert.equal(published.status, 200);
+    snapshotKey = ((await published.json()) as { manifest: { key: string } }).manifest.key;
     stopSampling();
   });
 
@@ -116,6 +128,17 @@ describe('upstream credentials', () => {
 
   it('never appear in any file under the data dir', async () => {
     assert.deepEqual(await filesContaining(join(root, 'data'), SECRET), []);
+  });
+
+  it('never appear in a published snapshot, compressed or not, nor in a metric', async () => {
+    const archive = join(root, 'data', 'snapshots', snapshotKey);
+    const { stdout } = await exec('zstd', ['-dc', archive], { encoding: 'buffer', maxBuffer: 1 << 30 });
+    assert.ok(stdout.length > 0);
+    assert.ok(!stdout.includes(SECRET), 'the tar inside the snapshot holds no secret');
+    assert.ok(!(await readFile(archive)).includes(SECRET));
+    const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    assert.ok(metrics.includes('gitmirror_snapshots_total'));
+    assert.ok(!metrics.includes(SECRET));
   });
 
   it('refuse a client without credentials and one with wrong credentials', async () => {
