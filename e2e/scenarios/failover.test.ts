@@ -58,7 +58,7 @@ describe('operator leader fail-over during a warm-up', { timeout: 1_200_000 }, (
     await env?.stop();
   });
 
-  it('the standby takes over, the warm-up completes, and there is never a second writer', async () => {
+  it('another replica takes the Lease, the warm-up completes, and there is never a second writer', async (t) => {
     const writers = watchSingleWriter(env, () => [env.mirrorId(REPO)]);
     const before = new Set((await fleetPods(env)).map((p) => p.metadata.name));
     // Every upload-pack from now on waits: the new pod's catch-up fetch after its restore.
@@ -117,6 +117,7 @@ describe('operator leader fail-over during a warm-up', { timeout: 1_200_000 }, (
     );
     env.upstream.delayUploadPack(0);
     const report = await writers.stop();
+    t.diagnostic(`leader ${leader} → ${successor}; ${report.samples} writer samples`);
     assert.equal(condition(warmed, WARM_GATE)?.reason, 'Warm');
     const mirror = (await sidecarMirrors(env, warmed.metadata.name)).find((m) => m.id === env.mirrorId(REPO));
     assert.equal(mirror?.restore.source, 'snapshot');

@@ -128,7 +128,7 @@ describe('a gitmirror fleet on Kubernetes', { timeout: 1_800_000 }, () => {
     }
   });
 
-  it('scales 2 → 4: new pods restore from the snapshot and turn Ready only once warm', async () => {
+  it('scales 2 → 4: new pods restore from the snapshot and turn Ready only once warm', async (t) => {
     const before = new Set((await fleetPods(env)).map((p) => p.metadata.name));
     const snapshots = new Map<string, string>();
     for (const repo of REPOS)
@@ -146,6 +146,7 @@ describe('a gitmirror fleet on Kubernetes', { timeout: 1_800_000 }, () => {
     // Keep sampling a little after the last pod turned Ready, then judge.
     await sleep(2000);
     const report = await gate.stop();
+    t.diagnostic(`${report.samples} samples, ${report.errors} failed, held back: ${[...report.seenUnready]}`);
     assert.deepEqual(report.violations, []);
     assert.ok(report.samples >= 10, `only ${report.samples} samples (${report.errors} failed)`);
     assert.equal(added.length, 2);
@@ -187,7 +188,7 @@ describe('a gitmirror fleet on Kubernetes', { timeout: 1_800_000 }, () => {
       assert.ok(endpoints.has(pod.metadata.name), `${pod.metadata.name} not in the Service`);
   });
 
-  it('rolls the fleet with maxUnavailable 0: old pods stay until new ones are warm; clients never fail', async () => {
+  it('rolls the fleet with maxUnavailable 0: old pods stay until new ones are warm; clients never fail', async (t) => {
     const old = new Set((await fleetPods(env)).map((p) => p.metadata.name));
     const gate = watchReadyImpliesWarm(env, () => REPOS.map((r) => env.mirrorId(r)));
     const clients = cloneContinuously(env, REPOS);
@@ -201,6 +202,7 @@ describe('a gitmirror fleet on Kubernetes', { timeout: 1_800_000 }, () => {
       return pods.length === 4 && pods.every((p) => !old.has(p.metadata.name) && isReady(p));
     });
     const [report, cloned] = [await gate.stop(), await clients.stop()];
+    t.diagnostic(`${report.samples} samples, fewest Ready ${report.minReady}, ${cloned.ok} clones`);
     assert.deepEqual(report.violations, []);
     assert.equal(report.minReady, 4, 'fewer than 4 Ready pods during the rollout');
     assert.deepEqual(cloned.failures, []);
