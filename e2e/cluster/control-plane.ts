@@ -1,5 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import { connect, createServer, type Server } from 'node:net';
+import { type AddressInfo, connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClientCert, createPki, type Pki } from './certs.ts';
@@ -65,8 +65,8 @@ export async function startControlPlane(
     return p;
   };
 
-  const etcdPort = await freePort('127.0.0.1');
-  const etcd = track(startEtcd(dir, tools.etcd, etcdPort, await freePort('127.0.0.1')));
+  const { etcd, port: etcdPort } = await startEtcdOnFreePorts(dir, tools.etcd, track);
+  // The bridge address is this run's own, so nothing else can take the port meanwhile.
   const apiPort = await freePort(bridgeIp);
   const forwarder = await forwardLoopback(apiPort, bridgeIp);
   cleanup.add(
@@ -76,7 +76,7 @@ export async function startControlPlane(
   );
   const apiserver = track(startApiserver(dir, tools.kubeApiserver, pki, bridgeIp, apiPort, etcdPort));
 
-  const hostServer = `https://127.0.0.1:${apiPort}`;
+  const hostServer = `https://127.0.0.1:${(forwarder.address() as AddressInfo).port}`;
   const identity = async (name: string, groups: string[] = []): Promise<KubeIdentity> => {
     const cert = await pki.client(name, groups);
     return { server: hostServer, caFile: pki.caCert, certFile: cert.cert, keyFile: cert.key };
@@ -107,7 +107,50 @@ export async function startControlPlane(
   };
 }
 
-function startEtcd(dir: string, binary: string, clientPort: number, peerPort: number): ManagedProcess {
+/**
+ * Loopback ports are shared with everything else on the machine, so a port found free can be
+ * taken before etcd binds it: then etcd exits, and it is started again on other ports.
+ */
+async function startEtcdOnFreePorts(
+  dir: string,
+  binary: string,
+  track: (p: ManagedProcess) => ManagedProcess,
+): Promise<{ etcd: ManagedProcess; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const [port, peerPort] = [await freePort('127.0.0.1'), await freePort('127.0.0.1')];
+    const etcd = track(startEtcd(dir, binary, port, peerPort, attempt));
+    if (await listening('127.0.0.1', port, etcd)) return { etcd, port };
+    if (attempt >= 3 || !/address already in use/.test(etcd.logTail())) {
+      throw new Error(`etcd exited during startup:\n${etcd.logTail()}`);
+    }
+  }
+}
+
+/** Resolves true once host:port accepts connections, false if the process exits first. */
+async function listening(host: string, port: number, process: ManagedProcess): Promise<boolean> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline && process.running()) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, host);
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return process.running();
+    await sleep(200);
+  }
+  return false;
+}
+
+function startEtcd(
+  dir: string,
+  binary: string,
+  clientPort: number,
+  peerPort: number,
+  attempt: number,
+): ManagedProcess {
   const client = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   return startProcess(
@@ -115,7 +158,7 @@ function startEtcd(dir: string, binary: string, clientPort: number, peerPort: nu
     binary,
     [
       '--name=e2e',
-      `--data-dir=${join(dir, 'etcd')}`,
+      `--data-dir=${join(dir, `etcd-${attempt}`)}`,
       `--listen-client-urls=${client}`,
       `--advertise-client-urls=${client}`,
       `--listen-peer-urls=${peer}`,
@@ -125,7 +168,7 @@ function startEtcd(dir: string, binary: string, clientPort: number, peerPort: nu
       '--unsafe-no-fsync=true',
       '--log-level=warn',
     ],
-    { env: { PATH: process.env.PATH }, logFile: join(dir, 'logs', 'etcd.log') },
+    { env: { PATH: process.env.PATH }, logFile: join(dir, 'logs', `etcd-${attempt}.log`) },
   );
 }
 
@@ -245,7 +288,10 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** 127.0.0.1:port → bridgeIp:port, byte for byte (TLS passes through untouched). */
+/**
+ * 127.0.0.1:<any free port> → bridgeIp:port, byte for byte (TLS passes through untouched).
+ * Listening on port 0 lets the kernel pick, so no other process can race us to the port.
+ */
 async function forwardLoopback(port: number, bridgeIp: string): Promise<Server> {
   const server = createServer((socket) => {
     const upstream = connect(port, bridgeIp);
@@ -259,7 +305,7 @@ async function forwardLoopback(port: number, bridgeIp: string): Promise<Server> 
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '127.0.0.1', resolve);
+    server.listen(0, '127.0.0.1', resolve);
   });
   return server;
 }
