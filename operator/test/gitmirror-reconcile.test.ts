@@ -457,3 +457,23 @@ describe('GitMirror reconcile: upstream trouble', () => {
     assert.equal(findCondition(status(h).conditions, 'Fresh')?.status, 'True');
   });
 });
+
+describe('GitMirror reconcile: the first snapshot', () => {
+  test('polls at the warming pace until the writer has published, then settles', async () => {
+    const h = setup(['p1']);
+    await warm(h, ['p1']);
+    const waiting = await h.gm('repo');
+    assert.ok(status(h).writer, 'a writer was chosen');
+    assert.equal(waiting.requeueAfterMs, SETTINGS.warmingRequeueMs, 'no snapshot yet: look again soon');
+    const sidecar = h.sidecars.of('ns/p1');
+    const m = sidecar.mirrors.get(REPO_ID)!;
+    const key = `${REPO_ID}/20260101T000600Z-${'c'.repeat(40)}.tar.zst`;
+    sidecar.mirrors.set(REPO_ID, {
+      ...m,
+      latestSnapshot: { key, commit: 'c'.repeat(40), createdAt: '2026-01-01T00:06:00Z', sizeBytes: 10 },
+    });
+    const settled = await h.gm('repo');
+    assert.equal(status(h).latestSnapshot?.key, key);
+    assert.ok((settled.requeueAfterMs ?? 0) > SETTINGS.warmingRequeueMs);
+  });
+});

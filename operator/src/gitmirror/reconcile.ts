@@ -143,7 +143,10 @@ export class GitMirrorReconciler {
     });
     await this.#writeStatus(gm, status);
     if (outcome.failure) throw outcome.failure;
-    return { requeueAfterMs: this.#requeueAfter(gm, summary.warm < summary.total) };
+    // Until the first snapshot shows up, look as often as while warming: the writer publishes
+    // soon after it is chosen, and nothing else would tell us.
+    const awaitingSnapshot = outcome.writer !== undefined && !summary.latestSnapshot;
+    return { requeueAfterMs: this.#requeueAfter(gm, summary.warm < summary.total || awaitingSnapshot) };
   }
 
   async #observe(plan: Plan): Promise<Observation[]> {
