@@ -18,9 +18,14 @@ export interface MachineInfo {
   git: string;
   zstd: string;
   tar: string;
-  /** 1, 5 and 15 minute load averages when the run started and when it ended. */
+  /** 1, 5 and 15 minute load averages when the run started. */
   loadAtStart: number[];
-  loadAtEnd?: number[];
+  /**
+   * 1-minute load average as each phase began: the machine may be shared, and a figure
+   * taken under load is worth less. (Load at the end would mostly show this benchmark's own
+   * 16 concurrent clones.)
+   */
+  loadBeforePhase: Record<string, number>;
 }
 
 async function firstLine(command: string, args: string[]): Promise<string> {
@@ -41,6 +46,7 @@ export async function machineInfo(): Promise<MachineInfo> {
     zstd: (await firstLine('zstd', ['-V'])).replace(/^.*?(v\d[\d.]*).*$/, '$1'),
     tar: (await firstLine('tar', ['--version'])).replace(/^tar \(GNU tar\) /, 'GNU '),
     loadAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
+    loadBeforePhase: {},
   };
 }
 
@@ -254,8 +260,10 @@ export function markdownTable(r: BenchReport, clients: number): string {
     ...lines,
     '',
     `Repository: ${repo.objects.toLocaleString('en-US')} objects, ${mib(repo.packBytes)} packed, ${repo.refs.toLocaleString('en-US')} refs, ${repo.commits.toLocaleString('en-US')} commits; snapshot ${mib(repo.archiveBytes)} tar.zst. ` +
-      `Medians of ${r.runs} runs (concurrency: ${c.samples} clones in ${c.samples / clients} round(s)).`,
+      `Medians of ${r.runs} run${r.runs === 1 ? '' : 's'} (concurrency: ${c.samples} clones in ${c.samples / clients} round(s)).`,
     `Machine: ${m.nproc} × ${m.cpuModel}, ${m.memoryGiB} GiB, Linux ${m.kernel}, Node ${m.node}, git ${m.git}, zstd ${m.zstd}, ${m.tar}; ` +
-      `load average ${m.loadAtStart.join(' / ')} at start, ${m.loadAtEnd?.join(' / ') ?? '?'} at end. Run took ${(r.durationSeconds / 60).toFixed(1)} min.`,
+      `1-minute load average before each phase: ${Object.entries(m.loadBeforePhase)
+        .map(([phase, load]) => `${phase} ${load}`)
+        .join(', ')}. Run took ${(r.durationSeconds / 60).toFixed(1)} min.`,
   ].join('\n');
 }

@@ -26,6 +26,9 @@ async function main(options: BenchOptions): Promise<BenchReport> {
   const log = (line: string) =>
     console.error(`[${((performance.now() - started) / 1000).toFixed(0).padStart(5)} s] ${line}`);
   const machine = await machineInfo();
+  const phase = (name: string) => {
+    machine.loadBeforePhase[name] = Math.round(loadavg()[0]! * 100) / 100;
+  };
   log(`machine: ${machine.nproc} × ${machine.cpuModel}, load ${machine.loadAtStart.join(' ')}`);
 
   const repo = await ensureBenchRepo(options.params, log);
@@ -79,12 +82,14 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     );
     log('  repacked');
 
+    phase('snapshot');
     const snapshot = await measureSnapshot(
       ctx,
       sidecar,
       { mirrorDir, storeRepoDir: join(storeRoot, upstream.host, repo.path.replace(/\.git$/, '')) },
       options.loadClients,
     );
+    phase('restore');
     const restorePipeline = await measureRestorePipeline(ctx, storeRoot);
     await sidecar.stop();
 
@@ -98,6 +103,7 @@ async function main(options: BenchOptions): Promise<BenchReport> {
       cleanup.push(() => seeded.stop());
     }
     log('cold start: clone --mirror vs cold sidecar restore → ready');
+    phase('cold start');
     const coldStart = await measureColdStart(ctx, {
       file: { GITMIRROR_SNAPSHOT_STORE: baseEnv.GITMIRROR_SNAPSHOT_STORE },
       s3: s3?.sidecarEnv,
@@ -114,6 +120,7 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     await sidecar.waitReady(HOUR_MS);
     const direct = await startHttpBackend(join(writerData, 'mirrors', upstream.host));
     cleanup.push(() => direct.close());
+    phase('serving');
     const serve = await measureServing(ctx, sidecar, direct, mirrorDir, options.rounds);
     await sidecar.stop();
 
@@ -124,7 +131,6 @@ async function main(options: BenchOptions): Promise<BenchReport> {
       snapshot,
       serve: { ...serveRest, [`concurrent${options.concurrency}`]: concurrent },
     };
-    machine.loadAtEnd = loadavg().map((l) => Math.round(l * 100) / 100);
     return {
       schema: 1,
       startedAt,
