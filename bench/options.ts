@@ -17,6 +17,7 @@ export const USAGE = `npm run bench -- [options]
   --profile DIR          write a CPU profile (.cpuprofile) of every sidecar process under DIR
   --work-dir DIR         where the run's scratch directory goes (default: the OS temp dir)
   --keep                 keep the scratch directory
+  --render FILE          measure nothing: print the table of an earlier --out FILE
 
 The repository is generated once per parameter set and cached in
 \${GITMIRROR_BENCH_CACHE:-~/.cache/gitmirror-bench}/<params-hash>/.`;
@@ -84,7 +85,7 @@ function oneOf<T extends string>(
   return value as T;
 }
 
-export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
+export function parseBenchArgs(argv: string[]): BenchOptions | 'help' | { render: string } {
   const { values: v } = parseArgs({
     args: argv,
     options: {
@@ -107,9 +108,11 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       profile: { type: 'string' },
       'work-dir': { type: 'string' },
       keep: { type: 'boolean', default: false },
+      render: { type: 'string' },
     },
   });
   if (v.help) return 'help';
+  if (v.render) return { render: v.render };
   const size = oneOf(v.size, ['default', 'small'] as const, 'size');
   if (size && v.quick) throw new Error('--quick and --size exclude each other');
   const preset = v.quick ? 'quick' : (size ?? 'default');

@@ -44,7 +44,7 @@ export async function machineInfo(): Promise<MachineInfo> {
     node: process.version,
     git: (await firstLine('git', ['--version'])).replace(/^git version /, ''),
     zstd: (await firstLine('zstd', ['-V'])).replace(/^.*?(v\d[\d.]*).*$/, '$1'),
-    tar: (await firstLine('tar', ['--version'])).replace(/^tar \(GNU tar\) /, 'GNU '),
+    tar: (await firstLine('tar', ['--version'])).replace(/^tar \(GNU tar\) /, 'GNU tar '),
     loadAtStart: loadavg().map((l) => Math.round(l * 100) / 100),
     loadBeforePhase: {},
   };
@@ -83,7 +83,8 @@ export interface TargetCheck {
 }
 
 const s = (seconds: number) => `${seconds < 10 ? seconds.toFixed(2) : seconds.toFixed(1)} s`;
-const x = (ratio: number) => `${ratio.toFixed(2)}x`;
+// Three decimals: a ratio of 1.2033 against a 1.2 target must not print as 1.20.
+const x = (ratio: number) => `${ratio.toFixed(3)}x`;
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 export function checkTargets(

@@ -3,7 +3,7 @@
  * repository, each measured against raw git or the raw CLI pipeline on the same data.
  * See `--help` and the README's Performance section.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { measureColdStart } from './cold-start.ts';
@@ -164,13 +164,25 @@ const options = (() => {
     process.exit(2);
   }
 })();
-if (options === 'help') {
-  console.log(USAGE);
-} else {
-  const report = await main(options);
-  if (options.out) await writeFile(options.out, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\n${markdownTable(report, options.concurrency)}`);
+function printReport(report: BenchReport, clients: number): void {
+  console.log(`\n${markdownTable(report, clients)}`);
   const missed = report.targets.filter((t) => t.met === false);
   if (missed.length)
     console.log(`\nTargets missed: ${missed.map((t) => `${t.name} (${t.value})`).join('; ')}`);
+}
+
+if (options === 'help') {
+  console.log(USAGE);
+} else if ('render' in options) {
+  const report = JSON.parse(await readFile(options.render, 'utf8')) as BenchReport;
+  const clients = Number(
+    Object.keys(report.serve)
+      .find((k) => /^concurrent\d+$/.test(k) && k !== 'concurrent1')
+      ?.slice(10),
+  );
+  printReport({ ...report, targets: checkTargets(report, clients) }, clients);
+} else {
+  const report = await main(options);
+  if (options.out) await writeFile(options.out, `${JSON.stringify(report, null, 2)}\n`);
+  printReport(report, options.concurrency);
 }
