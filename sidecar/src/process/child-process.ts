@@ -161,7 +161,11 @@ export async function runProcess(command: string, args: string[], options: RunOp
     }
     chunks.push(chunk);
   });
-  const { stderr } = await proc.done;
-  if (size > max) throw new GitMirrorError('PROCESS_FAILED', `${command}: output exceeded ${max} bytes`);
+  const overflow = () => new GitMirrorError('PROCESS_FAILED', `${command}: output exceeded ${max} bytes`);
+  // Killing the child for too much output makes `done` reject as ABORTED; report the real cause.
+  const { stderr } = await proc.done.catch((err: unknown) => {
+    throw size > max ? overflow() : err;
+  });
+  if (size > max) throw overflow();
   return { stdout: Buffer.concat(chunks).toString('utf8'), stderr, exitCode: 0 };
 }
