@@ -1,8 +1,9 @@
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker } from 'node:worker_threads';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import type { ExtractJob } from './archive-extract-worker.ts';
+import type { AbortMessage, ExtractJob } from './archive-extract-worker.ts';
+import type { DigestRelayJob } from './digest-relay-worker.ts';
 import { DEFAULT_EXTRACT_LIMITS, type ExtractLimits } from './tar-entry-policy.ts';
 import {
   type ErrorMessage,
@@ -11,7 +12,8 @@ import {
   toTransferable,
 } from './worker-protocol.ts';
 
-const WORKER_URL = new URL('./archive-extract-worker.ts', import.meta.url);
+const EXTRACT_WORKER_URL = new URL('./archive-extract-worker.ts', import.meta.url);
+const RELAY_WORKER_URL = new URL('./digest-relay-worker.ts', import.meta.url);
 /** How long a stopping worker may take to finish the writes it has started. */
 const STOP_GRACE_MS = 10_000;
 
@@ -38,21 +40,23 @@ type WorkerMessage =
   | { type: 'closed' };
 
 interface SinkOptions {
-  job: ExtractJob;
+  job: Omit<ExtractJob, 'input'>;
   expectedSize: number;
   onProgress?: (bytesDone: number) => void;
 }
 
 /**
  * The writable end of the extraction: counts bytes against the manifest's size (too many
- * fail at once, too few at the end), hands chunks to the worker, and holds the write
- * callback while too many bytes are unacknowledged. It finishes only when the worker has
+ * fail at once, too few at the end), hands chunks to the digest relay (which hashes them and
+ * passes them on to the extract worker), and holds the write callback while too many bytes
+ * are unacknowledged by the extract worker. It finishes only when the worker has
  * checked the sha256 and written every entry; when destroyed it waits for the worker to
  * stop writing, so the caller can delete the target directory without racing a late write.
  */
 class ExtractSink extends Writable {
   result: ExtractResult | undefined;
   private readonly worker: Worker;
+  private readonly relay: Worker;
   private readonly options: SinkOptions;
   private received = 0;
   private inFlight = 0;
@@ -63,13 +67,26 @@ class ExtractSink extends Writable {
   constructor(options: SinkOptions) {
     super({ highWaterMark: 1024 * 1024 });
     this.options = options;
-    this.worker = new Worker(WORKER_URL, { workerData: options.job });
+    const { port1, port2 } = new MessageChannel();
+    this.relay = new Worker(RELAY_WORKER_URL, {
+      workerData: { next: port1 } satisfies DigestRelayJob,
+      transferList: [port1],
+    });
+    this.worker = new Worker(EXTRACT_WORKER_URL, {
+      workerData: { ...options.job, input: port2 } satisfies ExtractJob,
+      transferList: [port2],
+    });
     this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
     this.worker.on('message', (message: WorkerMessage) => this.onMessage(message));
-    this.worker.on('error', (err) => this.finishWith(new GitMirrorError('RESTORE_FAILED', err.message)));
-    this.worker.once('exit', () =>
-      this.finishWith(new GitMirrorError('RESTORE_FAILED', 'extract worker exited')),
-    );
+    for (const [worker, name] of [
+      [this.worker, 'extract'],
+      [this.relay, 'digest'],
+    ] as const) {
+      worker.on('error', (err) => this.finishWith(new GitMirrorError('RESTORE_FAILED', err.message)));
+      worker.once('exit', () =>
+        this.finishWith(new GitMirrorError('RESTORE_FAILED', `${name} worker exited`)),
+      );
+    }
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
@@ -82,7 +99,7 @@ class ExtractSink extends Writable {
     onProgress?.(this.received);
     this.inFlight += chunk.length;
     const data = toTransferable(chunk);
-    this.worker.postMessage({ type: 'chunk', data }, [data]);
+    this.relay.postMessage({ type: 'chunk', data }, [data]);
     if (this.inFlight < MAX_BYTES_IN_FLIGHT) callback();
     else this.heldWrite = () => callback();
   }
@@ -94,17 +111,23 @@ class ExtractSink extends Writable {
       return;
     }
     this.settle = (err) => callback(err);
-    this.worker.postMessage({ type: 'end' });
+    this.relay.postMessage({ type: 'end' });
   }
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.worker.postMessage({ type: 'abort' });
+    this.worker.postMessage({ type: 'abort' } satisfies AbortMessage);
+    void this.relay.terminate();
     const timer = setTimeout(() => void this.worker.terminate(), STOP_GRACE_MS);
     this.exited.then(() => {
       clearTimeout(timer);
       callback(err);
     });
     if (this.result) void this.worker.terminate();
+  }
+
+  private terminate(): void {
+    void this.worker.terminate();
+    void this.relay.terminate();
   }
 
   private onMessage(message: WorkerMessage): void {
@@ -116,12 +139,12 @@ class ExtractSink extends Writable {
       held?.();
     } else if (message.type === 'done') {
       this.result = { entries: message.entries, bytes: message.bytes };
-      void this.worker.terminate();
+      this.terminate();
       this.finishWith(undefined);
     } else if (message.type === 'closed') {
-      void this.worker.terminate();
+      this.terminate();
     } else {
-      void this.worker.terminate();
+      this.terminate();
       this.finishWith(errorFromMessage(message));
     }
   }
