@@ -83,7 +83,7 @@ describe('S3 snapshot store against a real S3 server', () => {
   it('reads AWS_ENDPOINT_URL_S3 and path style from the store URL', async () => {
     process.env.AWS_ENDPOINT_URL_S3 = server.endpoint;
     try {
-      const store = openSnapshotStore(`s3://${BUCKET}/via-env?forcePathStyle=true`, { dataDir: root });
+      const store = await openSnapshotStore(`s3://${BUCKET}/via-env?forcePathStyle=true`, { dataDir: root });
       await store.putBytes('a/b.json', Buffer.from('{"ok":true}'));
       assert.equal((await store.getBytes('a/b.json'))?.toString(), '{"ok":true}');
       assert.deepEqual(

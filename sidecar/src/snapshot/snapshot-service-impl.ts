@@ -54,7 +54,7 @@ export async function openSnapshotService(
   config: { dataDir: string; snapshotStoreUrl?: string },
   logger: Logger,
 ): Promise<SnapshotService> {
-  const store = openSnapshotStore(config.snapshotStoreUrl, { dataDir: config.dataDir });
+  const store = await openSnapshotStore(config.snapshotStoreUrl, { dataDir: config.dataDir });
   logger.info({ store: store.description }, 'snapshot store opened');
   return new StoreSnapshotService(store, logger);
 }

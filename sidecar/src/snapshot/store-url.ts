@@ -2,7 +2,6 @@ import { isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { GitMirrorError, redactUrl } from '../errors/gitmirror-error.ts';
 import { FileSnapshotStore } from './fs-store.ts';
-import { S3SnapshotStore } from './s3-store.ts';
 import type { SnapshotStore } from './store.ts';
 import { validateListPrefix } from './store-key.ts';
 
@@ -14,6 +13,8 @@ import { validateListPrefix } from './store-key.ts';
  *   (unset or empty)                                   file://$DATA_DIR/snapshots
  *
  * S3 credentials never appear in the URL: the SDK's standard chain supplies them.
+ * The S3 store is imported only when asked for: loading the AWS SDK costs ~0.16 s of a cold
+ * sidecar's start-up, which a file store should not pay.
  */
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -23,7 +24,10 @@ function invalid(url: string, why: string): never {
   throw new GitMirrorError('CONFIG_INVALID', `snapshot store "${redactUrl(url).slice(0, 300)}": ${why}`);
 }
 
-export function openSnapshotStore(url: string | undefined, options: { dataDir: string }): SnapshotStore {
+export async function openSnapshotStore(
+  url: string | undefined,
+  options: { dataDir: string },
+): Promise<SnapshotStore> {
   if (url === undefined || url.trim() === '')
     return new FileSnapshotStore(join(resolve(options.dataDir), 'snapshots'));
   let parsed: URL;
@@ -47,7 +51,7 @@ function openFileStore(url: string, parsed: URL): SnapshotStore {
   return new FileSnapshotStore(path);
 }
 
-function openS3Store(url: string, parsed: URL): SnapshotStore {
+async function openS3Store(url: string, parsed: URL): Promise<SnapshotStore> {
   const bucket = parsed.hostname;
   if (!BUCKET.test(bucket) || parsed.port) invalid(url, 'bucket name is not valid');
   // URL parsing quietly resolves `.`/`..` segments; refuse them rather than guess what was meant.
@@ -66,6 +70,7 @@ function openS3Store(url: string, parsed: URL): SnapshotStore {
     else if (name === 'partSizeMiB') partSize = parsePartSize(url, value);
     else invalid(url, `unknown parameter "${name}"; known: forcePathStyle, partSizeMiB`);
   }
+  const { S3SnapshotStore } = await import('./s3-store.ts');
   return new S3SnapshotStore({ bucket, prefix, forcePathStyle, partSize });
 }
 

@@ -7,32 +7,32 @@ import { openSnapshotStore } from '../../src/snapshot/store-url.ts';
 const opts = { dataDir: '/var/lib/gitmirror' };
 
 describe('openSnapshotStore', () => {
-  it('defaults to file://$DATA_DIR/snapshots', () => {
+  it('defaults to file://$DATA_DIR/snapshots', async () => {
     for (const url of [undefined, '', '  ']) {
-      const store = openSnapshotStore(url, opts);
+      const store = await openSnapshotStore(url, opts);
       assert.ok(store instanceof FileSnapshotStore);
       assert.equal(store.description, 'file:///var/lib/gitmirror/snapshots');
     }
   });
 
-  it('opens file:///abs/path', () => {
-    const store = openSnapshotStore('file:///srv/snaps', opts);
+  it('opens file:///abs/path', async () => {
+    const store = await openSnapshotStore('file:///srv/snaps', opts);
     assert.ok(store instanceof FileSnapshotStore);
     assert.equal(store.root, '/srv/snaps');
   });
 
-  it('opens s3://bucket/prefix with path style', () => {
-    const store = openSnapshotStore('s3://my-bucket/team/gitmirror/?forcePathStyle=true&partSizeMiB=8', opts);
+  it('opens s3://bucket/prefix with path style', async () => {
+    const store = await openSnapshotStore('s3://my-bucket/team/gitmirror/?forcePathStyle=true&partSizeMiB=8', opts);
     assert.ok(store instanceof S3SnapshotStore);
     assert.equal(store.description, 's3://my-bucket/team/gitmirror');
     assert.equal(store.client.config.forcePathStyle, true);
   });
 
-  it('opens s3://bucket without a prefix', () => {
-    assert.equal(openSnapshotStore('s3://bucket-1', opts).description, 's3://bucket-1/');
+  it('opens s3://bucket without a prefix', async () => {
+    assert.equal((await openSnapshotStore('s3://bucket-1', opts)).description, 's3://bucket-1/');
   });
 
-  it('refuses everything else with CONFIG_INVALID and no credentials in the message', () => {
+  it('refuses everything else with CONFIG_INVALID and no credentials in the message', async () => {
     const bad = [
       'http://example.com/x',
       'file://host/path',
@@ -48,8 +48,8 @@ describe('openSnapshotStore', () => {
       'not a url',
     ];
     for (const url of bad) {
-      assert.throws(
-        () => openSnapshotStore(url, opts),
+      await assert.rejects(
+        openSnapshotStore(url, opts),
         (err: { code?: string; message: string }) =>
           err.code === 'CONFIG_INVALID' && !err.message.includes('s3cr3t'),
         url,
