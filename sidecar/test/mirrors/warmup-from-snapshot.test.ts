@@ -8,7 +8,15 @@ import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { archiveKey, manifestKey } from '../../src/snapshot/layout.ts';
 import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/store.ts';
 import { rawTar, sha256, zstd } from '../snapshot/support/tar-fixtures.ts';
-import { createUpstreamRepo, git, objectsOf, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
+import {
+  addCommit,
+  createUpstreamRepo,
+  git,
+  objectsOf,
+  refsOf,
+  removeDir,
+  tempDir,
+} from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
@@ -19,10 +27,11 @@ describe('warming a new replica from a snapshot', () => {
   let store: string;
   let repoId: string;
   let manifest: SnapshotManifest;
+  let upstreamRepo: { bare: string; work: string };
 
   before(async () => {
     root = await tempDir();
-    await createUpstreamRepo(join(root, 'upstream', 'org'), 'big', 40);
+    upstreamRepo = await createUpstreamRepo(join(root, 'upstream', 'org'), 'big', 40);
     upstream = await startGitUpstream(join(root, 'upstream'));
     store = join(root, 'store');
     repoId = `${upstream.host}/org/big`;
@@ -54,6 +63,7 @@ describe('warming a new replica from a snapshot', () => {
 
   it('restores instead of cloning, catches up, and serves the same refs and objects', async () => {
     const before = upstream.packResponses({ viaCache: false });
+    const requestsBefore = upstream.requests.length;
     const b = await replica('replica-ok');
     try {
       await waitFor('replica ready', () => b.isReady());
@@ -69,8 +79,31 @@ describe('warming a new replica from a snapshot', () => {
       const clone = join(root, 'clone-from-b');
       await git(['clone', '--quiet', '--mirror', `${b.gitUrl}/git/${repoId}.git`, clone]);
       assert.equal(await refsOf(clone), await refsOf(mirrorA));
-      // The catch-up fetch negotiates but needs no pack: nothing changed upstream.
       assert.equal(upstream.packResponses({ viaCache: false }) - before, 0, 'no clone from upstream');
+      // Upstream's refs, asked once during the restore, were the snapshot's: no catch-up fetch.
+      const listings = upstream.requests.slice(requestsBefore).filter((r) => r.command === 'ls-refs');
+      assert.deepEqual(
+        listings.map((r) => (r.refPrefixes ? 'git fetch' : 'git ls-remote')),
+        ['git ls-remote'],
+      );
+    } finally {
+      await b.shutdown();
+    }
+  });
+
+  it('catches up with commits pushed after the snapshot before it reports ready', async () => {
+    const pushed = await addCommit(upstreamRepo.work, 'after-snapshot.txt', 'new\n');
+    await git(['push', '--quiet', 'origin', 'main'], { cwd: upstreamRepo.work });
+    const before = upstream.packResponses({ viaCache: false });
+    const b = await replica('replica-behind');
+    try {
+      await waitFor('replica ready', () => b.isReady());
+      const mirror = b.mirrors.get(repoId)!;
+      assert.equal(mirror.status().restore.source, 'snapshot');
+      assert.equal(mirror.status().restore.key, manifest.key);
+      assert.equal(await refsOf(mirror.dir), await refsOf(upstreamRepo.bare));
+      assert.equal((await git(['rev-parse', 'refs/heads/main'], { cwd: mirror.dir })).trim(), pushed);
+      assert.equal(upstream.packResponses({ viaCache: false }) - before, 1, 'one catch-up fetch');
     } finally {
       await b.shutdown();
     }
@@ -174,7 +207,7 @@ describe('warming a new replica from a snapshot', () => {
         const status: MirrorStatus = b.mirrors.get(repoId)!.status();
         assert.equal(status.restore.source, 'clone');
         assert.match(status.restore.error ?? '', reason);
-        assert.equal(await refsOf(b.mirrors.get(repoId)!.dir), await refsOf(writer.mirrors.get(repoId)!.dir));
+        assert.equal(await refsOf(b.mirrors.get(repoId)!.dir), await refsOf(upstreamRepo.bare));
         assert.deepEqual(await readdir(join(b.config.dataDir, 'tmp')), [], 'temp dir removed');
         await assert.rejects(readFile(join(b.config.dataDir, 'escaped')));
         await assert.rejects(readFile(join(root, 'escaped')));

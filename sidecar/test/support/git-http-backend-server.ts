@@ -8,6 +8,8 @@ export interface UpstreamRequestRecord {
   service?: string;
   /** v2 command or, for v0 POSTs, 'fetch'. */
   command?: string;
+  /** `ref-prefix` arguments of an ls-refs: `git fetch` sends its refspecs' prefixes, `ls-remote` none. */
+  refPrefixes?: string[];
   viaCache: boolean;
   authorized: boolean;
 }
@@ -94,6 +96,7 @@ async function handle(
     path: url.pathname,
     service: url.searchParams.get('service') ?? undefined,
     command: commandOf(req, body),
+    refPrefixes: refPrefixesOf(body),
     viaCache: req.headers.via === '1.1 gitmirror',
     authorized,
   });
@@ -116,6 +119,11 @@ function commandOf(req: IncomingMessage, body: Buffer): string | undefined {
   const match = /command=([a-z-]+)/.exec(text);
   if (match) return match[1];
   return text.includes('want ') || req.headers['content-encoding'] === 'gzip' ? 'fetch' : undefined;
+}
+
+function refPrefixesOf(body: Buffer): string[] | undefined {
+  const prefixes = [...body.toString('latin1').matchAll(/ref-prefix (\S+)\n/g)].map((m) => m[1]!);
+  return prefixes.length > 0 ? prefixes : undefined;
 }
 
 function runBackend(
