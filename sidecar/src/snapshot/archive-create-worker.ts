@@ -1,16 +1,15 @@
-import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { parentPort, workerData } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import { create, type ReadEntry } from 'tar';
 import { CompressStream } from 'zstd-napi';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import {
   type AckMessage,
   type ChunkMessage,
+  type EndMessage,
   errorMessage,
   MAX_BYTES_IN_FLIGHT,
   toTransferable,
@@ -18,8 +17,10 @@ import {
 
 /**
  * Worker thread: tar the mirror directory and zstd-compress it, posting compressed chunks
- * to the main thread. zstd-napi compresses synchronously on the calling thread, so doing
- * this on the main thread would stall every request for the length of a snapshot.
+ * to the digest relay, which hashes them and passes them on to the main thread. zstd-napi
+ * compresses synchronously on the calling thread, so doing this on the main thread would
+ * stall every request for the length of a snapshot. Acknowledgements come from the main
+ * thread, as it consumes the bytes.
  */
 
 export interface ArchiveJob {
@@ -27,16 +28,14 @@ export interface ArchiveJob {
   level: number;
   /** zstd's own compression threads, besides this worker. */
   threads: number;
+  /** The digest relay's input: compressed chunks, then `{ type: 'end' }`. */
+  output: MessagePort;
 }
 
 const port = parentPort!;
 const job = workerData as ArchiveJob;
 let inFlight = 0;
 let wake: (() => void) | undefined;
-// Hashed here rather than on the main thread: at S3 speeds sha256 would cost the main
-// thread a core-second per GB.
-const hash = createHash('sha256');
-let sizeBytes = 0;
 
 port.on('message', (message: AckMessage) => {
   inFlight -= message.bytes;
@@ -52,10 +51,8 @@ async function sendChunks(source: AsyncIterable<Buffer>): Promise<void> {
   for await (const chunk of source) {
     while (inFlight >= MAX_BYTES_IN_FLIGHT) await new Promise<void>((resolve) => (wake = resolve));
     inFlight += chunk.length;
-    hash.update(chunk);
-    sizeBytes += chunk.length;
     const data = toTransferable(chunk);
-    port.postMessage({ type: 'chunk', data } satisfies ChunkMessage, [data]);
+    job.output.postMessage({ type: 'chunk', data } satisfies ChunkMessage, [data]);
   }
 }
 
@@ -76,14 +73,17 @@ async function run(): Promise<void> {
     nbWorkers: job.threads,
     checksumFlag: true,
   });
-  await pipeline(Readable.from(pack), compress, sendChunks);
+  // Piped directly: wrapping node-tar's stream in Readable.from copied every byte once more.
+  pack.on('error', (err: unknown) => compress.destroy(err as Error));
+  pack.pipe(compress);
+  await pipeline(compress, sendChunks);
   if (unsupported.length > 0) {
     throw new GitMirrorError(
       'SNAPSHOT_UNSAFE_ENTRY',
       `mirror contains ${unsupported.length} entries that are neither files nor directories (first: ${unsupported[0]})`,
     );
   }
-  port.postMessage({ type: 'end', digest: { sizeBytes, sha256: hash.digest('hex') } });
+  job.output.postMessage({ type: 'end' } satisfies EndMessage);
 }
 
 run().catch((err: unknown) => port.postMessage(errorMessage(err, 'PROCESS_FAILED')));

@@ -1,16 +1,19 @@
 import { availableParallelism } from 'node:os';
 import { Readable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ArchiveJob } from './archive-create-worker.ts';
+import type { DigestEndMessage, DigestRelayJob } from './digest-relay-worker.ts';
 import {
   type ChunkMessage,
   type DigestResult,
   type ErrorMessage,
   errorFromMessage,
+  RELAY_CHUNK_BYTES,
 } from './worker-protocol.ts';
 
-const WORKER_URL = new URL('./archive-create-worker.ts', import.meta.url);
+const ARCHIVE_WORKER_URL = new URL('./archive-create-worker.ts', import.meta.url);
+const RELAY_WORKER_URL = new URL('./digest-relay-worker.ts', import.meta.url);
 
 export interface ArchiveOptions {
   signal?: AbortSignal;
@@ -24,32 +27,54 @@ export function defaultCompressionThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-type WorkerMessage = ChunkMessage | ErrorMessage | { type: 'end'; digest: DigestResult };
-
 /**
- * The compressed archive as a stream fed by the worker. Bytes the consumer has not yet
- * read stay unacknowledged, so a slow consumer (an S3 upload) pauses the worker instead of
+ * The compressed archive as a stream: the archive worker tars and compresses, the digest
+ * relay hashes and passes chunks on to this thread. Bytes the consumer has not yet read stay
+ * unacknowledged, so a slow consumer (an S3 upload) pauses the archive worker instead of
  * growing a buffer.
  */
 export class ArchiveStream extends Readable {
   private readonly worker: Worker;
+  private readonly relay: Worker;
+  private readonly chunks: MessagePort;
   private readonly mirrorDir: string;
   private unackedBytes = 0;
+  private sizeBytes = 0;
   private finished = false;
   private result: DigestResult | undefined;
 
-  constructor(mirrorDir: string, job: ArchiveJob) {
+  constructor(mirrorDir: string, job: Omit<ArchiveJob, 'output'>) {
     super({ highWaterMark: 1024 * 1024 });
     this.mirrorDir = mirrorDir;
-    this.worker = new Worker(WORKER_URL, { workerData: job });
-    this.worker.on('message', (message: WorkerMessage) => this.onMessage(message));
-    this.worker.on('error', (err) =>
-      this.fail(new GitMirrorError('PROCESS_FAILED', this.describe(err.message))),
-    );
-    this.worker.on('exit', () => {
-      if (!this.finished)
-        this.fail(new GitMirrorError('PROCESS_FAILED', this.describe('archive worker exited early')));
+    const toRelay = new MessageChannel();
+    const fromRelay = new MessageChannel();
+    this.chunks = fromRelay.port2;
+    this.relay = new Worker(RELAY_WORKER_URL, {
+      workerData: {
+        input: toRelay.port2,
+        next: fromRelay.port1,
+        minChunkBytes: RELAY_CHUNK_BYTES,
+      } satisfies DigestRelayJob,
+      transferList: [toRelay.port2, fromRelay.port1],
     });
+    this.worker = new Worker(ARCHIVE_WORKER_URL, {
+      workerData: { ...job, output: toRelay.port1 } satisfies ArchiveJob,
+      transferList: [toRelay.port1],
+    });
+    this.chunks.on('message', (message: ChunkMessage | DigestEndMessage) => this.onChunk(message));
+    this.worker.on('message', (message: ErrorMessage) => this.onError(message));
+    for (const [worker, name] of [
+      [this.worker, 'archive'],
+      [this.relay, 'digest'],
+    ] as const) {
+      worker.on('error', (err) =>
+        this.fail(new GitMirrorError('PROCESS_FAILED', this.describe(err.message))),
+      );
+      worker.on('exit', () => {
+        if (!this.finished)
+          this.fail(new GitMirrorError('PROCESS_FAILED', this.describe(`${name} worker exited early`)));
+      });
+    }
   }
 
   /** Size and sha256 of everything this stream produced; available once it has ended. */
@@ -67,28 +92,32 @@ export class ArchiveStream extends Readable {
 
   override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
     this.finished = true;
-    // Reading files only, so stopping the worker mid-way leaves nothing behind.
-    this.worker.terminate().then(
-      () => callback(err),
-      () => callback(err),
-    );
+    // Reading files only, so stopping the workers mid-way leaves nothing behind.
+    this.chunks.close();
+    Promise.allSettled([this.worker.terminate(), this.relay.terminate()]).then(() => callback(err));
   }
 
-  private onMessage(message: WorkerMessage): void {
+  private onChunk(message: ChunkMessage | DigestEndMessage): void {
     if (this.destroyed) return;
     if (message.type === 'chunk') {
       const bytes = message.data.byteLength;
+      this.sizeBytes += bytes;
       if (this.push(Buffer.from(message.data))) this.worker.postMessage({ type: 'ack', bytes });
       else this.unackedBytes += bytes;
-    } else if (message.type === 'end') {
-      this.finished = true;
-      this.result = message.digest;
-      this.push(null);
-      void this.worker.terminate();
     } else {
-      const err = errorFromMessage(message);
-      this.fail(new GitMirrorError(err.code, this.describe(err.message)));
+      this.finished = true;
+      this.result = { sizeBytes: this.sizeBytes, sha256: message.sha256 };
+      this.push(null);
+      this.chunks.close();
+      void this.worker.terminate();
+      void this.relay.terminate();
     }
+  }
+
+  private onError(message: ErrorMessage): void {
+    if (this.destroyed) return;
+    const err = errorFromMessage(message);
+    this.fail(new GitMirrorError(err.code, this.describe(err.message)));
   }
 
   private fail(err: GitMirrorError): void {
@@ -103,11 +132,11 @@ export class ArchiveStream extends Readable {
 /**
  * A `tar.zst` of the bare mirror at `mirrorDir`: plain ustar/pax entries relative to the
  * mirror root, `*.lock` excluded, one zstd frame with a content checksum, so
- * `zstd -dc X.tar.zst | tar -x` restores it by hand. Tar, zstd and the sha256 of the
- * result run in a worker thread; `digest` has the size and sha256 once the stream ends.
+ * `zstd -dc X.tar.zst | tar -x` restores it by hand. Tar and zstd run in one worker thread,
+ * the sha256 of the result in another; `digest` has the size and sha256 once the stream ends.
  */
 export function createArchiveStream(mirrorDir: string, options: ArchiveOptions = {}): ArchiveStream {
-  const job: ArchiveJob = {
+  const job = {
     mirrorDir,
     level: options.level ?? 3,
     threads: options.threads ?? defaultCompressionThreads(),

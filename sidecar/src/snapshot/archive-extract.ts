@@ -9,6 +9,7 @@ import {
   type ErrorMessage,
   errorFromMessage,
   MAX_BYTES_IN_FLIGHT,
+  RELAY_CHUNK_BYTES,
   toTransferable,
 } from './worker-protocol.ts';
 
@@ -69,7 +70,7 @@ class ExtractSink extends Writable {
     this.options = options;
     const { port1, port2 } = new MessageChannel();
     this.relay = new Worker(RELAY_WORKER_URL, {
-      workerData: { next: port1 } satisfies DigestRelayJob,
+      workerData: { next: port1, minChunkBytes: RELAY_CHUNK_BYTES } satisfies DigestRelayJob,
       transferList: [port1],
     });
     this.worker = new Worker(EXTRACT_WORKER_URL, {

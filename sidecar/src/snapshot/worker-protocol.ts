@@ -37,6 +37,12 @@ export interface ErrorMessage {
 export const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
 
 /**
+ * Size the digest relay gathers small chunks up to. Well below MAX_BYTES_IN_FLIGHT: bytes the
+ * relay holds are unacknowledged, and the sender must still be able to send enough to fill it.
+ */
+export const RELAY_CHUNK_BYTES = 1024 * 1024;
+
+/**
  * An ArrayBuffer holding exactly `chunk`'s bytes that is safe to transfer. A Buffer that
  * owns its whole backing store is handed over as is; a slice (pooled socket buffers, views
  * into a larger block) is copied, because transferring would detach bytes that other
