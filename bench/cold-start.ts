@@ -45,6 +45,7 @@ export async function measureColdStart(
         ...storeEnv,
       },
       logFile: join(ctx.workDir, `sidecar-cold-${label}.log`),
+      compileCache: ctx.compileCache,
       nodeArgs: ctx.sidecarNodeArgs(`cold-${label}`),
     });
     try {

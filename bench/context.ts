@@ -14,6 +14,11 @@ export interface BenchContext {
   /** Bound for any single wait (a restore, a clone); generous, only to fail a hung run. */
   timeoutMs: number;
   log(line: string): void;
+  /**
+   * NODE_COMPILE_CACHE for every sidecar process, filled before the first one starts, as the
+   * image's is at build time: a new pod never compiles our modules, so neither does the bench.
+   */
+  compileCache: string;
   /** Node flags for a sidecar process (CPU profile per process when `--profile` is on). */
   sidecarNodeArgs(label: string): string[];
 }

@@ -9,12 +9,12 @@ import { join, resolve } from 'node:path';
 import { measureColdStart } from './cold-start.ts';
 import type { BenchContext } from './context.ts';
 import { type BenchOptions, parseBenchArgs, USAGE } from './options.ts';
-import { ensureBenchRepo, paramsHash } from './repo-cache.ts';
+import { benchCacheDir, ensureBenchRepo, paramsHash } from './repo-cache.ts';
 import { type BenchReport, checkTargets, machineInfo, markdownTable } from './report.ts';
 import { measureRestorePipeline } from './restore-pipeline.ts';
 import { type BenchS3, startSeededS3 } from './s3.ts';
 import { measureServing } from './serving.ts';
-import { type BenchSidecar, spawnSidecar, waitForMetric } from './sidecar-process.ts';
+import { type BenchSidecar, spawnSidecar, waitForMetric, warmCompileCache } from './sidecar-process.ts';
 import { measureSnapshot } from './snapshot.ts';
 import { startHttpBackend } from './upstream.ts';
 
@@ -35,6 +35,7 @@ async function main(options: BenchOptions): Promise<BenchReport> {
   const upstream = await startHttpBackend(repo.root);
   const workDir = await mkdtemp(join(resolve(options.workDir ?? tmpdir()), 'gitmirror-bench-'));
   log(`scratch dir ${workDir}`);
+  const compileCache = await warmCompileCache(join(benchCacheDir(), 'node-compile-cache'));
   const ctx: BenchContext = {
     workDir,
     upstreamUrl: upstream.url(repo.path),
@@ -44,6 +45,7 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     concurrency: options.concurrency,
     timeoutMs: HOUR_MS,
     log,
+    compileCache,
     sidecarNodeArgs: (label) =>
       options.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(options.profileDir, label)}`] : [],
   };
@@ -67,6 +69,7 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     sidecar = await spawnSidecar({
       env: { ...baseEnv, GITMIRROR_DATA_DIR: writerData },
       logFile: join(workDir, 'sidecar-writer.log'),
+      compileCache,
       nodeArgs: ctx.sidecarNodeArgs('writer'),
     });
     cleanup.push(() => sidecar!.stop());
@@ -115,6 +118,7 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     sidecar = await spawnSidecar({
       env: { ...baseEnv, GITMIRROR_DATA_DIR: writerData },
       logFile: join(workDir, 'sidecar-serving.log'),
+      compileCache,
       nodeArgs: ctx.sidecarNodeArgs('serving'),
     });
     await sidecar.waitReady(HOUR_MS);

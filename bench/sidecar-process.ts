@@ -1,12 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import type { MirrorList, MirrorStatus } from '../sidecar/src/admin/types.ts';
 import { freePort } from '../sidecar/test/support/sidecar-process.ts';
 import { sleep } from './util.ts';
 
 const MAIN = fileURLToPath(new URL('../sidecar/src/main.ts', import.meta.url));
+const WARM_SCRIPT = fileURLToPath(new URL('../scripts/warm-compile-cache.ts', import.meta.url));
+const run = promisify(execFile);
 /** Fine enough that polling adds little to a restore of a second or two, cheap for the sidecar. */
 const POLL_MS = 20;
 
@@ -33,9 +36,20 @@ export interface BenchSidecar {
 
 export interface SidecarLaunch {
   env: Record<string, string>;
+  /** NODE_COMPILE_CACHE, filled by `warmCompileCache`. */
+  compileCache: string;
   logFile: string;
   /** Extra node flags, e.g. `--cpu-prof --cpu-prof-dir=DIR` for a profile of this process. */
   nodeArgs?: string[];
+}
+
+/** Fills `dir` the way the image build does (`scripts/warm-compile-cache.ts`). */
+export async function warmCompileCache(dir: string): Promise<string> {
+  await run(process.execPath, [WARM_SCRIPT], {
+    env: { ...process.env, NODE_COMPILE_CACHE: dir },
+    timeout: 120_000,
+  });
+  return dir;
 }
 
 export async function spawnSidecar(launch: SidecarLaunch): Promise<BenchSidecar> {
@@ -49,6 +63,7 @@ export async function spawnSidecar(launch: SidecarLaunch): Promise<BenchSidecar>
       GITMIRROR_LISTEN: `127.0.0.1:${gitPort}`,
       GITMIRROR_ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
       GITMIRROR_LOG_LEVEL: 'info',
+      NODE_COMPILE_CACHE: launch.compileCache,
       ...launch.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -158,6 +158,20 @@ describe('Dockerfile', () => {
     assert.ok(ignored('sidecar/test/x.test.ts') && ignored('node_modules/x'), 'the ignore matcher works');
   });
 
+  test('compiles every module into a compile cache as the user that runs them', () => {
+    const env = runtime.find((i) => i.op === 'ENV' && i.args.startsWith('NODE_COMPILE_CACHE='));
+    assert.ok(env, 'NODE_COMPILE_CACHE is set in the runtime image');
+    const user = runtime.findIndex((i) => i.op === 'USER');
+    const warm = runtime.findIndex((i) => i.op === 'RUN' && i.args === 'node scripts/warm-compile-cache.ts');
+    // Node names the cache directory after the uid: filled as root, it would never be read.
+    assert.ok(warm > user && user >= 0, 'the cache is filled after USER, as the runtime user');
+    assert.ok(
+      runtime.some((i) => i.op === 'COPY' && i.args.startsWith('scripts/warm-compile-cache.ts')),
+      'the script is copied',
+    );
+    assert.ok(!ignored('scripts/warm-compile-cache.ts'), 'and not ignored');
+  });
+
   test('production code imports only production dependencies', () => {
     const deps = new Set(Object.keys(packageJson.dependencies));
     const files = [...sourceFiles('sidecar/src'), ...sourceFiles('operator/src')];
