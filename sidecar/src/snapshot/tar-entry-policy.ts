@@ -29,7 +29,12 @@ export const DEFAULT_EXTRACT_LIMITS: ExtractLimits = {
   maxTotalBytes: 1024 * GIB,
 };
 
-const MAX_PATH_LENGTH = 4096;
+/**
+ * Linux's PATH_MAX and NAME_MAX, in bytes. No file of a real mirror can exceed them, and an
+ * entry that does would fail in the kernel (ENAMETOOLONG) instead of being refused here.
+ */
+const MAX_PATH_BYTES = 4096;
+const MAX_SEGMENT_BYTES = 255;
 const MAX_DEPTH = 64;
 const FILE_TYPES = new Set(['File', 'OldFile', 'ContiguousFile']);
 
@@ -58,10 +63,12 @@ export function classifyEntry(path: string, type: string): EntryKind {
 /**
  * The entry's path as segments under the target (none for the root itself). `./` prefixes
  * and a trailing `/` (how tar writes directories) are fine; empty, `.` or `..` segments
- * anywhere else, absolute paths, backslashes and control characters are not.
+ * anywhere else, absolute paths, backslashes, control characters, and names or paths longer
+ * than the file system allows are not.
  */
 export function safeSegments(path: string): string[] {
-  if (path.length === 0 || path.length > MAX_PATH_LENGTH) throw unsafe(path, 'path is empty or too long');
+  if (path.length === 0 || Buffer.byteLength(path) > MAX_PATH_BYTES)
+    throw unsafe(path, 'path is empty or too long');
   if (path.startsWith('/')) throw unsafe(path, 'absolute paths are not allowed');
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
   if (/[\u0000-\u001f\u007f\\]/.test(path))
@@ -73,6 +80,8 @@ export function safeSegments(path: string): string[] {
   for (const segment of segments) {
     if (segment === '..') throw unsafe(path, '".." segments are not allowed');
     if (segment === '' || segment === '.') throw unsafe(path, 'empty or "." segments are not allowed');
+    if (Buffer.byteLength(segment) > MAX_SEGMENT_BYTES)
+      throw unsafe(path, `a name is longer than ${MAX_SEGMENT_BYTES} bytes`);
   }
   if (segments.length > MAX_DEPTH) throw unsafe(path, `deeper than ${MAX_DEPTH} levels`);
   return segments;
