@@ -22,7 +22,10 @@ describe('openSnapshotStore', () => {
   });
 
   it('opens s3://bucket/prefix with path style', async () => {
-    const store = await openSnapshotStore('s3://my-bucket/team/gitmirror/?forcePathStyle=true&partSizeMiB=8', opts);
+    const store = await openSnapshotStore(
+      's3://my-bucket/team/gitmirror/?forcePathStyle=true&partSizeMiB=8',
+      opts,
+    );
     assert.ok(store instanceof S3SnapshotStore);
     assert.equal(store.description, 's3://my-bucket/team/gitmirror');
     assert.equal(store.client.config.forcePathStyle, true);
