@@ -46,6 +46,8 @@ const job = workerData as ExtractJob;
 const FILE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 /** fs errors that mean two entries collide (a duplicate, a file where a directory is). */
 const CONFLICTS = new Set(['EEXIST', 'ENOTDIR', 'EISDIR', 'ELOOP']);
+/** Padding allowed after the end-of-archive marker; tar's own is at most a 10 KiB record. */
+const MAX_TRAILING_BYTES = 1024 * 1024;
 
 const decompress = new DecompressStream();
 const parser = new Parser({ strict: true, zstd: false, brotli: false, maxMetaEntrySize: 1024 * 1024 });
@@ -94,6 +96,8 @@ function checkLimits(entry: ReadEntry): void {
 
 function conflictOrSame(err: unknown, entry: ReadEntry): unknown {
   const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENAMETOOLONG')
+    return unsafe(entry.path, 'path too long for the file system under the target');
   return code && CONFLICTS.has(code) ? unsafe(entry.path, `conflicts with an earlier entry (${code})`) : err;
 }
 
@@ -159,9 +163,15 @@ parser.on('entry', (entry: ReadEntry) => {
     }
   });
 });
+// node-tar skips (rather than emits) entries it cannot represent: sparse files, volume
+// headers, unknown types, and metadata headers over maxMetaEntrySize.
 parser.on('ignoredEntry', (entry: ReadEntry) =>
-  stop(unsafe(entry.path, 'oversized metadata header'), 'error'),
+  stop(
+    unsafe(entry.path, entry.meta ? 'oversized metadata header' : `entry type ${entry.type} is not allowed`),
+    'error',
+  ),
 );
+parser.on('eof', onEndOfArchive);
 parser.on('error', (err: unknown) => stop(corrupt(err), 'error'));
 decompress.on('error', (err: unknown) => stop(corrupt(err), 'error'));
 parser.on('end', () => {
@@ -175,6 +185,24 @@ parser.on('end', () => {
   port.postMessage({ type: 'done', entries, bytes: totalBytes });
 });
 decompress.pipe(parser as unknown as NodeJS.WritableStream);
+
+/**
+ * After the end-of-archive marker node-tar parses nothing more but appends every later chunk
+ * to one buffer, which is quadratic in what follows: a 2 KB archive with 64 MiB of zeros
+ * after its marker took 10 s. So the parser is fed no more, and what follows is bounded:
+ * tar pads its last record (GNU tar: to 10 KiB), and like tar we ignore that padding.
+ */
+function onEndOfArchive(): void {
+  decompress.unpipe(parser as unknown as NodeJS.WritableStream);
+  let trailing = 0;
+  decompress.on('data', (chunk: Buffer) => {
+    trailing += chunk.length;
+    if (trailing > MAX_TRAILING_BYTES)
+      stop(corrupt(new Error('more than 1 MiB of data after the end-of-archive marker')), 'error');
+  });
+  decompress.once('end', () => parser.end());
+  decompress.resume();
+}
 
 job.input.on('message', (message: ChunkMessage | DigestEndMessage) => {
   if (message.type === 'chunk') {
