@@ -17,7 +17,10 @@ export function adminRouter(mirrors: MirrorManager): Router {
   const router = express.Router();
   router.use(express.json({ limit: '64kb' }));
   router.get('/v1/mirrors', (_req, res) => {
-    const body: MirrorList = { mirrors: mirrors.list().map((m) => m.status()) };
+    const body: MirrorList = {
+      mirrors: mirrors.list().map((m) => m.status()),
+      onDemand: mirrors.onDemandStatus(),
+    };
     res.json(body);
   });
   router.get('/v1/mirrors/*id', (req, res) => {

@@ -69,6 +69,12 @@ export interface MirrorStatus {
   /** True once the mirror serves from local data (restored or cloned, and caught up). */
   ready: boolean;
   access: Access;
+  /**
+   * configured (GITMIRROR_MIRRORS or a PUT), on-demand (created by a client's request) or disk
+   * (found on disk at start, not configured since). All but configured count against
+   * GITMIRROR_MAX_ON_DEMAND_MIRRORS. Optional: sidecars before it omit it.
+   */
+  origin?: 'configured' | 'on-demand' | 'disk';
   /** `mirrorSpecDigest` of the last spec PUT (absent for mirrors configured by env or found on disk). */
   specDigest?: string;
   fetchIntervalSeconds: number;
@@ -84,8 +90,28 @@ export interface MirrorStatus {
   latestSnapshot?: SnapshotRef;
 }
 
+/** Why a client request created no mirror; see `OnDemandStatus.refused`. */
+export type OnDemandRefusal = 'upstream' | 'disabled' | 'limit' | 'backoff';
+
+/** Mirrors created by client requests, against GITMIRROR_MAX_ON_DEMAND_MIRRORS. */
+export interface OnDemandStatus {
+  /** GITMIRROR_MAX_ON_DEMAND_MIRRORS; 0 means no mirror is created on demand. */
+  limit: number;
+  /** Mirrors held now that count against it (origin on-demand or disk). */
+  count: number;
+  /**
+   * Requests since start for a repository without a mirror that created none (they were
+   * proxied to upstream uncached), by reason: upstream did not answer info/refs with a git
+   * advertisement (401, 403, 404, 5xx, a redirect, not git); on-demand mirrors are off; the
+   * limit is reached; the repository's last on-demand warm-up failed recently.
+   */
+  refused: Record<OnDemandRefusal, number>;
+}
+
 export interface MirrorList {
   mirrors: MirrorStatus[];
+  /** Optional: sidecars before it omit it. */
+  onDemand?: OnDemandStatus;
 }
 
 /** Body of `POST /v1/mirrors/{id}/restore`; without a key the latest manifest is used. */

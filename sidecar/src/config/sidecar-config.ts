@@ -17,6 +17,11 @@ export interface SidecarConfig {
   snapshotRetryBaseMs: number;
   httpHosts: Set<string>;
   allowedHosts: Set<string>;
+  /**
+   * Mirrors a client request may create (after upstream showed the repository to it);
+   * over the bound, requests are proxied uncached. 0: only configured mirrors are held.
+   */
+  maxOnDemandMirrors: number;
   credentialsFile?: string;
   adminTokenFile?: string;
   fetchIntervalMs: number;
@@ -62,6 +67,14 @@ function positiveInt(text: string | undefined, fallback: number, name: string): 
   return n;
 }
 
+function nonNegativeInt(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined || text.trim() === '') return fallback;
+  const n = Number(text.trim());
+  if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
+    throw new GitMirrorError('CONFIG_INVALID', `${name}: "${text}" is not a whole number (0 or more)`);
+  return n;
+}
+
 function duration(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
   return parseDuration(env[name] || fallback, name);
 }
@@ -85,6 +98,11 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
     httpHosts: new Set(list(env.GITMIRROR_HTTP_HOSTS).map((h) => h.toLowerCase())),
     allowedHosts: new Set(
       list(env.GITMIRROR_ALLOWED_HOSTS ?? 'github.com,gitlab.com,bitbucket.org').map((h) => h.toLowerCase()),
+    ),
+    maxOnDemandMirrors: nonNegativeInt(
+      env.GITMIRROR_MAX_ON_DEMAND_MIRRORS,
+      100,
+      'GITMIRROR_MAX_ON_DEMAND_MIRRORS',
     ),
     credentialsFile: env.GITMIRROR_CREDENTIALS_FILE || undefined,
     adminTokenFile: env.GITMIRROR_ADMIN_TOKEN_FILE || undefined,

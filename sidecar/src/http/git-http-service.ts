@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { Request, Response } from 'express';
@@ -38,7 +39,8 @@ const UPSTREAM_IDLE_TIMEOUT_MS = 10 * 60_000;
 /**
  * Git smart HTTP under `/git/{host}/{path}`: served from the local mirror when it is
  * ready, proxied to upstream (shared between identical requests) while it is cold, and
- * always proxied for pushes.
+ * always proxied for pushes. A repository without a mirror is proxied uncached; only
+ * upstream showing it to a client creates a mirror (see `serveUnmirrored`).
  */
 export class GitHttpService {
   private readonly deps: GitHttpDeps;
@@ -61,7 +63,8 @@ export class GitHttpService {
         'only smart HTTP is served: use a git client (info/refs?service=git-upload-pack)',
       );
     }
-    const mirror = this.deps.mirrors.ensure(repo);
+    const mirror = this.deps.mirrors.get(repo.id);
+    if (!mirror) return this.serveUnmirrored(repo, action, req, res);
     if (!mirror.ready && mirror.mayRetryWarmup()) void this.deps.mirrors.warm(mirror).catch(() => {});
     if (action === 'snapshot') return this.serveSnapshot(mirror, req, res);
     if (!mirror.ready) return this.serveCold(mirror, action, req, res);
@@ -180,6 +183,37 @@ export class GitHttpService {
     this.deps.metrics.bytesServed.inc({ route: 'upload_pack', source: 'shared_upstream' }, bytes);
   }
 
+  /**
+   * No mirror of this repository. Upstream answers, relayed as it is (redirects rewritten as
+   * everywhere), and nothing is created unless upstream's answer to info/refs shows that the
+   * repository exists and this client may read it: then the mirror is created and warmed,
+   * within GITMIRROR_MAX_ON_DEMAND_MIRRORS. So made-up names, private repositories asked
+   * without credentials and anything upstream refuses cost no entry, clone or disk.
+   */
+  private async serveUnmirrored(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
+    if (action === 'snapshot')
+      throw new GitMirrorError(
+        'SNAPSHOT_NOT_FOUND',
+        `this cache holds no mirror of ${repo.id}; snapshots are served only for repositories it mirrors`,
+      );
+    res.locals.source = 'upstream';
+    const upstream = upstreamUrl(repo, this.deps.config.httpHosts);
+    if (action !== 'info-refs') return this.proxy(repo, upstream, '/git-upload-pack', req, res);
+    return this.proxy(repo, upstream, '/info/refs', req, res, undefined, {
+      onUpstreamHead: (head) => this.mirrorOnDemand(repo, head),
+    });
+  }
+
+  private mirrorOnDemand(repo: RepoId, head: IncomingMessage): void {
+    if (!isUploadPackAdvertisement(head)) {
+      this.deps.mirrors.refuseOnDemand(repo, 'upstream');
+      return;
+    }
+    const mirror = this.deps.mirrors.createOnDemand(repo);
+    if (mirror && !mirror.ready && mirror.mayRetryWarmup())
+      void this.deps.mirrors.warm(mirror).catch(() => {});
+  }
+
   private async proxyPush(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
     res.locals.route = 'receive-pack';
     res.locals.source = 'upstream';
@@ -198,7 +232,7 @@ export class GitHttpService {
     req: Request,
     res: Response,
     body?: Buffer | Readable,
-    options: { decoded?: boolean } = {},
+    options: { decoded?: boolean; onUpstreamHead?: (head: IncomingMessage) => void } = {},
   ): Promise<void> {
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     const headers = forwardedHeaders(req);
@@ -210,6 +244,7 @@ export class GitHttpService {
       body: body ?? (req.method === 'POST' ? (req as Readable) : undefined),
       idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
     });
+    options.onUpstreamHead?.(upstreamRes);
     if (!writeUpstreamHead(upstreamRes, res, (loc) => this.rewriteRedirect(loc))) {
       upstreamRes.resume();
       return;
@@ -254,6 +289,12 @@ export class GitHttpService {
       timeoutMs: UPLOAD_PACK_TIMEOUT_MS,
     };
   }
+}
+
+/** A 200 with git's ref advertisement: upstream has the repository and let this client read it. */
+function isUploadPackAdvertisement(head: IncomingMessage): boolean {
+  const type = (head.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  return head.statusCode === 200 && type === 'application/x-git-upload-pack-advertisement';
 }
 
 /** Git gzips large negotiation bodies; decode them so the wants can be read and upload-pack fed plain bytes. */

@@ -20,6 +20,8 @@ export class SidecarMetrics {
   readonly queueDepth: Gauge;
   readonly activeJobs: Gauge;
   readonly upstreamShared: Counter<'role'>;
+  readonly onDemandRefused: Counter<'reason'>;
+  readonly onDemandMirrors: Gauge;
   readonly restores: Counter<'outcome'>;
   readonly snapshots: Counter<'outcome'>;
   readonly snapshotBytes: Counter<'direction'>;
@@ -86,6 +88,19 @@ export class SidecarMetrics {
       name: 'gitmirror_cold_requests_total',
       help: 'Cold-mirror upload-pack requests by role: leader (went upstream) or follower (shared its response)',
       labelNames: ['role'],
+      registers: r,
+    });
+    this.onDemandRefused = new Counter({
+      name: 'gitmirror_on_demand_refused_total',
+      help: 'Requests for a repository without a mirror that created none (proxied uncached), by reason: upstream, disabled, limit, backoff',
+      labelNames: ['reason'],
+      registers: r,
+    });
+    for (const reason of ['upstream', 'disabled', 'limit', 'backoff'])
+      this.onDemandRefused.inc({ reason }, 0);
+    this.onDemandMirrors = new Gauge({
+      name: 'gitmirror_on_demand_mirrors',
+      help: 'Mirrors counting against GITMIRROR_MAX_ON_DEMAND_MIRRORS (created on demand or found on disk)',
       registers: r,
     });
     this.restores = new Counter({

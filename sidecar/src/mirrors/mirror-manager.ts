@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { rename, rm } from 'node:fs/promises';
 import { mirrorSpecDigest } from '../admin/spec-digest.ts';
-import type { Access, MirrorSpec } from '../admin/types.ts';
+import type { Access, MirrorSpec, OnDemandRefusal, OnDemandStatus } from '../admin/types.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { CredentialsFile } from '../git/credentials.ts';
@@ -19,9 +19,10 @@ import {
   sameRefs,
   upstreamRefs,
 } from './git-mirror-ops.ts';
-import { Mirror, type MirrorSettings } from './mirror.ts';
+import { Mirror, type MirrorOrigin, type MirrorSettings } from './mirror.ts';
 import { publishMirrorSnapshot } from './mirror-snapshot.ts';
 import { restoreOrClone, type WarmupDeps } from './mirror-warmup.ts';
+import { OnDemandGate } from './on-demand.ts';
 import { PeriodicTimers } from './periodic-timers.ts';
 import { parseRepoId, type RepoId, repoIdFromUrl, upstreamUrl } from './repo-id.ts';
 import { sweepStaleLocks } from './stale-locks.ts';
@@ -46,11 +47,13 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
   private readonly deps: MirrorManagerDeps;
   private readonly mirrors = new Map<string, Mirror>();
   private readonly timers: PeriodicTimers;
+  private readonly onDemand: OnDemandGate;
 
   constructor(deps: MirrorManagerDeps) {
     super();
     this.deps = deps;
     this.timers = new PeriodicTimers(deps.logger);
+    this.onDemand = new OnDemandGate(deps.config.maxOnDemandMirrors, deps.logger, deps.metrics);
   }
 
   get(id: string): Mirror | undefined {
@@ -61,7 +64,11 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     return [...this.mirrors.values()];
   }
 
-  /** Loads mirrors left on disk by a previous run: they are complete (installed by rename). */
+  /**
+   * Loads mirrors left on disk by a previous run: they are complete (installed by rename).
+   * They count against GITMIRROR_MAX_ON_DEMAND_MIRRORS until configured, and are kept and
+   * served even beyond it (the bound only stops new ones).
+   */
   async discoverExisting(): Promise<void> {
     for (const raw of await this.deps.layout.discover()) {
       let repo: RepoId;
@@ -70,7 +77,12 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       } catch {
         continue;
       }
-      const mirror = this.create(repo, this.defaultSettings(upstreamUrl(repo, this.deps.config.httpHosts)));
+      const mirror = this.create(
+        repo,
+        this.defaultSettings(upstreamUrl(repo, this.deps.config.httpHosts)),
+        undefined,
+        'disk',
+      );
       await sweepStaleLocks(mirror.dir);
       mirror.state = 'ready';
       mirror.restore = { phase: 'done', source: 'disk', bytesDone: 0 };
@@ -80,17 +92,50 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     }
   }
 
-  /** The mirror for a repo, creating an empty entry (not yet warmed) if needed. */
-  ensure(repo: RepoId, settings?: MirrorSettings): Mirror {
+  /**
+   * A client was just shown this repository by upstream (info/refs answered 200 with a git
+   * advertisement): the mirror for it, created empty (not yet warmed) if the on-demand rules
+   * allow; undefined, counted and logged, if they do not.
+   */
+  createOnDemand(repo: RepoId): Mirror | undefined {
     const existing = this.mirrors.get(repo.id);
     if (existing) return existing;
-    return this.create(repo, settings ?? this.defaultSettings(upstreamUrl(repo, this.deps.config.httpHosts)));
+    const count = this.onDemandCount();
+    const refusal = this.onDemand.check(repo.id, count);
+    if (refusal) {
+      this.onDemand.refuse(repo.id, refusal, count);
+      return undefined;
+    }
+    return this.create(
+      repo,
+      this.defaultSettings(upstreamUrl(repo, this.deps.config.httpHosts)),
+      undefined,
+      'on-demand',
+    );
+  }
+
+  /** A request for a repository without a mirror created none, because of upstream's answer. */
+  refuseOnDemand(repo: RepoId, reason: OnDemandRefusal): void {
+    this.onDemand.refuse(repo.id, reason, this.onDemandCount());
+  }
+
+  /** Mirrors counting against GITMIRROR_MAX_ON_DEMAND_MIRRORS: all but the configured ones. */
+  onDemandCount(): number {
+    let count = 0;
+    for (const mirror of this.mirrors.values()) if (mirror.origin !== 'configured') count++;
+    return count;
+  }
+
+  onDemandStatus(): OnDemandStatus {
+    return this.onDemand.status(this.onDemandCount());
   }
 
   /** A mirror named by its upstream URL (GITMIRROR_MIRRORS): that URL is used as given. */
   adopt(url: string): Mirror {
     const repo = repoIdFromUrl(url);
-    return this.mirrors.get(repo.id) ?? this.create(repo, this.defaultSettings(url), url);
+    const existing = this.mirrors.get(repo.id);
+    if (existing) existing.origin = 'configured';
+    return existing ?? this.create(repo, this.defaultSettings(url), url);
   }
 
   /** Applies a desired config from the admin API; returns whether the mirror was created. */
@@ -104,6 +149,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     const mirror = existing ?? this.create(repo, settings, spec.url);
     mirror.specDigest = mirrorSpecDigest(spec);
     if (!existing) return { mirror, created: true };
+    existing.origin = 'configured';
     const demoted = existing.settings.snapshot.writer && !settings.snapshot.writer;
     existing.settings = settings;
     // A replica that lost the writer role must not finish a snapshot the new writer is also taking.
@@ -126,17 +172,36 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       () => {
         mirror.warming = undefined;
         mirror.warmupFailures = 0;
+        this.onDemand.warmupSucceeded(mirror.id);
         this.afterWarm(mirror);
       },
       (err: unknown) => {
         mirror.warming = undefined;
         mirror.warmupFailures++;
         mirror.lastWarmupFailureAt = Date.now();
+        this.dropFailedOnDemand(mirror);
         throw err;
       },
     );
     mirror.warming.catch(() => {});
     return mirror.warming;
+  }
+
+  /**
+   * An on-demand mirror whose first warm-up failed (say a private repository this cache has
+   * no credentials for) holds nothing on disk: it is forgotten rather than kept as a failed
+   * entry that would take a place under the bound, and the gate makes requests wait before
+   * creating it again, as a failed mirror would.
+   */
+  private dropFailedOnDemand(mirror: Mirror): void {
+    if (mirror.origin !== 'on-demand' || mirror.ready || this.mirrors.get(mirror.id) !== mirror) return;
+    this.mirrors.delete(mirror.id);
+    mirror.removed = true;
+    this.onDemand.warmupFailed(mirror.id, mirror.lastWarmupFailureAt);
+    this.deps.logger.info(
+      { mirror: mirror.id, err: mirror.restore.error },
+      'on-demand mirror failed to warm up; forgotten, requests go to upstream',
+    );
   }
 
   private afterWarm(mirror: Mirror): void {
@@ -263,9 +328,14 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     this.timers.clearAll();
   }
 
-  private create(repo: RepoId, settings: MirrorSettings, url?: string): Mirror {
+  private create(
+    repo: RepoId,
+    settings: MirrorSettings,
+    url?: string,
+    origin: MirrorOrigin = 'configured',
+  ): Mirror {
     const upstream = url ? url.replace(/\/+$/, '') : upstreamUrl(repo, this.deps.config.httpHosts);
-    const mirror = new Mirror(repo, upstream, this.deps.layout.mirrorDir(repo), settings);
+    const mirror = new Mirror(repo, upstream, this.deps.layout.mirrorDir(repo), settings, origin);
     this.mirrors.set(repo.id, mirror);
     return mirror;
   }

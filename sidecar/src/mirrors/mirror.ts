@@ -10,6 +10,18 @@ import type { Credentials } from '../git/credentials.ts';
 import type { MirrorGitContext } from './git-mirror-ops.ts';
 import type { RepoId } from './repo-id.ts';
 
+/**
+ * How a mirror came to be held: named by GITMIRROR_MIRRORS or a `PUT` (configured), created by
+ * a client's request (on-demand), or found on disk at start and not configured since (disk).
+ * Only configured mirrors are outside GITMIRROR_MAX_ON_DEMAND_MIRRORS.
+ */
+export type MirrorOrigin = 'configured' | 'on-demand' | 'disk';
+
+/** How long a client request waits to start another warm-up after `failures` failed ones: 5 s, doubling, up to 5 min. */
+export function warmupRetryDelayMs(failures: number): number {
+  return failures === 0 ? 0 : Math.min(300_000, 5_000 * 2 ** (failures - 1));
+}
+
 export interface MirrorSettings {
   fetchIntervalMs: number;
   snapshot: { writer: boolean; intervalMs?: number; retain: number };
@@ -25,6 +37,7 @@ export class Mirror {
   readonly repo: RepoId;
   readonly upstream: string;
   readonly dir: string;
+  origin: MirrorOrigin;
   settings: MirrorSettings;
   state: MirrorState = 'empty';
   head?: string;
@@ -51,11 +64,18 @@ export class Mirror {
   /** Digest of the spec last applied through the admin API. */
   specDigest?: string;
 
-  constructor(repo: RepoId, upstream: string, dir: string, settings: MirrorSettings) {
+  constructor(
+    repo: RepoId,
+    upstream: string,
+    dir: string,
+    settings: MirrorSettings,
+    origin: MirrorOrigin = 'configured',
+  ) {
     this.repo = repo;
     this.upstream = upstream;
     this.dir = dir;
     this.settings = settings;
+    this.origin = origin;
   }
 
   get id(): string {
@@ -68,13 +88,11 @@ export class Mirror {
 
   /**
    * Whether a client request may start another warm-up after failures (a repository that
-   * does not exist upstream must not be re-cloned on every request): 5 s, doubling, up to
-   * 5 min. Admin restores are explicit and do not wait.
+   * upstream does not let us clone must not be re-cloned on every request). Admin restores
+   * are explicit and do not wait.
    */
   mayRetryWarmup(now = Date.now()): boolean {
-    if (this.warmupFailures === 0) return true;
-    const wait = Math.min(300_000, 5_000 * 2 ** (this.warmupFailures - 1));
-    return now - this.lastWarmupFailureAt >= wait;
+    return now - this.lastWarmupFailureAt >= warmupRetryDelayMs(this.warmupFailures);
   }
 
   gitContext(git: MirrorGitContext['git']): MirrorGitContext {
@@ -89,6 +107,7 @@ export class Mirror {
       state: this.state,
       ready: this.ready,
       access: this.settings.access,
+      origin: this.origin,
       specDigest: this.specDigest,
       fetchIntervalSeconds: this.settings.fetchIntervalMs / 1000,
       head: this.head,

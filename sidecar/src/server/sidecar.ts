@@ -85,6 +85,12 @@ export async function startSidecar(
   await mirrors.discoverExisting();
   const standalone = config.mirrors.map((url) => mirrors.adopt(url));
   for (const mirror of standalone) void mirrors.warm(mirror).catch(() => {});
+  const onDemand = mirrors.onDemandStatus();
+  if (onDemand.limit > 0 && onDemand.count > onDemand.limit)
+    logger.warn(
+      onDemand,
+      'more unconfigured mirrors on disk than GITMIRROR_MAX_ON_DEMAND_MIRRORS: all are kept and served, none is created on demand until some are removed',
+    );
 
   let shuttingDown = false;
   const isReady = () => !shuttingDown && standalone.every((m) => m.ready);
@@ -176,6 +182,7 @@ function buildAdminApp(
   app.disable('x-powered-by');
   app.get('/metrics', async (_req, res) => {
     metrics.setMirrorStates(mirrors.list().map((m) => m.state));
+    metrics.onDemandMirrors.set(mirrors.onDemandCount());
     for (const m of mirrors.list()) {
       if (m.lastFetchAt) metrics.mirrorStaleness.set({ mirror: m.id }, (Date.now() - m.lastFetchAt) / 1000);
     }

@@ -13,6 +13,27 @@ describe('sidecar configuration', () => {
     assert.deepEqual([...config.allowedHosts], ['github.com', 'gitlab.com', 'bitbucket.org']);
     assert.equal(config.snapshotIntervalMs, undefined);
     assert.deepEqual(config.mirrors, []);
+    assert.equal(config.maxOnDemandMirrors, 100);
+  });
+
+  it('takes GITMIRROR_MAX_ON_DEMAND_MIRRORS as a whole number, 0 included, and refuses anything else', () => {
+    for (const [text, n] of [
+      ['0', 0],
+      ['1', 1],
+      [' 250 ', 250],
+      ['', 100],
+    ] as const)
+      assert.equal(loadSidecarConfig({ GITMIRROR_MAX_ON_DEMAND_MIRRORS: text }).maxOnDemandMirrors, n, text);
+    for (const junk of ['-1', '1.5', '1e3', '0x10', 'ten', '10 mirrors', '99999999999999999999']) {
+      assert.throws(
+        () => loadSidecarConfig({ GITMIRROR_MAX_ON_DEMAND_MIRRORS: junk }),
+        (e) =>
+          isGitMirrorError(e, 'CONFIG_INVALID') &&
+          e.message.includes('GITMIRROR_MAX_ON_DEMAND_MIRRORS') &&
+          e.message.includes(junk),
+        junk,
+      );
+    }
   });
 
   it('parses lists, durations and listen addresses', () => {

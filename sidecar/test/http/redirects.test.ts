@@ -45,6 +45,7 @@ describe('upstream redirects', () => {
     assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'HOST_NOT_ALLOWED');
     assert.equal(res.headers.get('location'), null);
     assert.ok(hits >= 1, 'upstream was asked');
+    assert.equal(sidecar.mirrors.list().length, 0, 'a redirect creates no mirror');
   });
 
   it('rewrites a redirect to an allowed host so the client stays on the cache', async () => {
@@ -60,5 +61,6 @@ describe('upstream redirects', () => {
       res.headers.get('location'),
       '/git/github.com/org/renamed.git/info/refs?service=git-upload-pack',
     );
+    assert.equal(sidecar.mirrors.list().length, 0, 'a redirect creates no mirror');
   });
 });
