@@ -1,11 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import { type AddressInfo, connect, createServer, type Server } from 'node:net';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type ClientCert, createPki, type Pki } from './certs.ts';
 import type { Cleanup } from './cleanup.ts';
 import { KubeClient, type KubeIdentity } from './kube-client.ts';
-import { type ManagedProcess, startProcess } from './processes.ts';
+import { type ExitInfo, type ManagedProcess, startProcess } from './processes.ts';
 
 /**
  * etcd, kube-apiserver and kube-controller-manager as real processes, configured the way a
@@ -36,7 +36,35 @@ export interface ControlPlane {
   /** Admin kubeconfig (system:masters) for kubectl and helm. */
   adminKubeconfig: string;
   identity(name: string, groups?: string[]): Promise<KubeIdentity>;
-  processes: ManagedProcess[];
+  /** The live processes: etcd, the current kube-apiserver, kube-controller-manager. */
+  processes(): ManagedProcess[];
+  /**
+   * Stops kube-apiserver with `signal` (SIGTERM: its graceful shutdown, SIGKILL after
+   * `stopGraceMs`; SIGKILL: a crash), leaves it down for `downForMs` after it exited, and
+   * starts it again with the same flags on the same address, port, certificates and etcd.
+   * Resolves once the new one answers /readyz.
+   */
+  restartApiServer(options: RestartOptions): Promise<ApiServerRestart>;
+}
+
+export interface RestartOptions {
+  downForMs: number;
+  signal?: 'SIGTERM' | 'SIGKILL';
+  stopGraceMs?: number;
+}
+
+export interface ApiServerRestart {
+  signal: 'SIGTERM' | 'SIGKILL';
+  /** How the old process ended (a SIGTERM that needed the SIGKILL fallback shows SIGKILL). */
+  exit: ExitInfo;
+  /** Signal sent → process gone. */
+  stopMs: number;
+  /** Process gone → new process started. */
+  downMs: number;
+  /** New process started → /readyz answered. */
+  readyMs: number;
+  /** Signal sent → /readyz answered: how long clients could not count on the API. */
+  unavailableMs: number;
 }
 
 const START_TIMEOUT_MS = 180_000;
@@ -52,9 +80,7 @@ export async function startControlPlane(
   await mkdir(join(dir, 'pki'), { recursive: true });
   await mkdir(join(dir, 'logs'), { recursive: true });
   const pki = await createPki(join(dir, 'pki'), ['127.0.0.1', bridgeIp, SERVICE_IP]);
-  const processes: ManagedProcess[] = [];
   const track = (p: ManagedProcess) => {
-    processes.push(p);
     cleanup.add(
       p.name,
       async () => {
@@ -66,17 +92,29 @@ export async function startControlPlane(
   };
 
   const { etcd, port: etcdPort } = await startEtcdOnFreePorts(dir, tools.etcd, track);
-  // The bridge address is this run's own, so nothing else can take the port meanwhile.
+  // The bridge address is this run's own, so nothing else can take the port meanwhile, and a
+  // restarted kube-apiserver gets the same one back.
   const apiPort = await freePort(bridgeIp);
   const forwarder = await forwardLoopback(apiPort, bridgeIp);
   cleanup.add(
     'apiserver loopback forwarder',
-    () => closeServer(forwarder),
     () => forwarder.close(),
+    () => forwarder.closeSync(),
   );
-  const apiserver = track(startApiserver(dir, tools.kubeApiserver, pki, bridgeIp, apiPort, etcdPort));
+  let incarnation = 1;
+  const launchApiserver = () =>
+    startApiserver(dir, tools.kubeApiserver, pki, bridgeIp, apiPort, etcdPort, incarnation);
+  let apiserver = launchApiserver();
+  // One step for whichever kube-apiserver is current, so a restart keeps the teardown order.
+  cleanup.add(
+    'kube-apiserver',
+    async () => {
+      await apiserver.stop(15_000);
+    },
+    () => apiserver.stop(0),
+  );
 
-  const hostServer = `https://127.0.0.1:${(forwarder.address() as AddressInfo).port}`;
+  const hostServer = `https://127.0.0.1:${forwarder.port}`;
   const identity = async (name: string, groups: string[] = []): Promise<KubeIdentity> => {
     const cert = await pki.client(name, groups);
     return { server: hostServer, caFile: pki.caCert, certFile: cert.cert, keyFile: cert.key };
@@ -84,7 +122,8 @@ export async function startControlPlane(
   const admin = await pki.client('e2e-admin', ['system:masters']);
   const adminKubeconfig = join(dir, 'admin.kubeconfig');
   await writeKubeconfig(adminKubeconfig, hostServer, pki.caCert, admin);
-  await waitForApiserver(new KubeClient(await identity('e2e-admin', ['system:masters'])), [etcd, apiserver]);
+  const adminIdentity = await identity('e2e-admin', ['system:masters']);
+  await waitForApiserver(new KubeClient(adminIdentity), [etcd, apiserver]);
 
   const kcmKubeconfig = join(dir, 'kcm.kubeconfig');
   await writeKubeconfig(
@@ -93,7 +132,40 @@ export async function startControlPlane(
     pki.caCert,
     await pki.client('system:kube-controller-manager'),
   );
-  track(startControllerManager(dir, tools.kubeControllerManager, pki, kcmKubeconfig));
+  const controllerManager = track(
+    startControllerManager(dir, tools.kubeControllerManager, pki, kcmKubeconfig),
+  );
+
+  let restarting = false;
+  const restartApiServer = async ({
+    downForMs,
+    signal = 'SIGTERM',
+    stopGraceMs = 60_000,
+  }: RestartOptions): Promise<ApiServerRestart> => {
+    if (restarting) throw new Error('kube-apiserver is already being restarted');
+    restarting = true;
+    try {
+      const signalledAt = Date.now();
+      const exit = await apiserver.stop(signal === 'SIGKILL' ? 0 : stopGraceMs);
+      const goneAt = Date.now();
+      await sleep(downForMs);
+      incarnation++;
+      apiserver = launchApiserver();
+      const startedAt = Date.now();
+      await waitForApiserver(new KubeClient(adminIdentity), [etcd, apiserver]);
+      const readyAt = Date.now();
+      return {
+        signal,
+        exit,
+        stopMs: goneAt - signalledAt,
+        downMs: startedAt - goneAt,
+        readyMs: readyAt - startedAt,
+        unavailableMs: readyAt - signalledAt,
+      };
+    } finally {
+      restarting = false;
+    }
+  };
 
   return {
     pki,
@@ -103,7 +175,8 @@ export async function startControlPlane(
     apiserverPort: apiPort,
     adminKubeconfig,
     identity,
-    processes,
+    processes: () => [etcd, apiserver, controllerManager],
+    restartApiServer,
   };
 }
 
@@ -179,7 +252,9 @@ function startApiserver(
   bridgeIp: string,
   port: number,
   etcdPort: number,
+  incarnation: number,
 ): ManagedProcess {
+  const log = incarnation === 1 ? 'kube-apiserver.log' : `kube-apiserver-${incarnation}.log`;
   return startProcess(
     'kube-apiserver',
     binary,
@@ -201,7 +276,7 @@ function startApiserver(
       '--profiling=false',
       '--v=1',
     ],
-    { env: { PATH: process.env.PATH }, logFile: join(dir, 'logs', 'kube-apiserver.log') },
+    { env: { PATH: process.env.PATH }, logFile: join(dir, 'logs', log) },
   );
 }
 
@@ -288,13 +363,26 @@ function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
+interface Forwarder {
+  port: number;
+  /** Stops listening and cuts every connection still open. */
+  close(): Promise<void>;
+  closeSync(): void;
+}
+
 /**
  * 127.0.0.1:<any free port> → bridgeIp:port, byte for byte (TLS passes through untouched).
  * Listening on port 0 lets the kernel pick, so no other process can race us to the port.
+ *
+ * When one side of a connection is gone, the other is closed once what was already read has
+ * been written: a client must see its connection end when kube-apiserver exits (or restarts),
+ * rather than keep a half-closed one open; and a client that hangs up frees its upstream.
  */
-async function forwardLoopback(port: number, bridgeIp: string): Promise<Server> {
+async function forwardLoopback(port: number, bridgeIp: string): Promise<Forwarder> {
+  const open = new Set<Socket>();
   const server = createServer((socket) => {
     const upstream = connect(port, bridgeIp);
+    open.add(socket);
     socket.pipe(upstream).pipe(socket);
     const close = () => {
       socket.destroy();
@@ -302,10 +390,29 @@ async function forwardLoopback(port: number, bridgeIp: string): Promise<Server> 
     };
     socket.on('error', close);
     upstream.on('error', close);
+    socket.on('close', () => {
+      open.delete(socket);
+      upstream.destroySoon();
+    });
+    upstream.on('close', () => socket.destroySoon());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', resolve);
   });
-  return server;
+  const cut = () => {
+    for (const socket of open) socket.destroy();
+  };
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => {
+      const closed = closeServer(server);
+      cut();
+      return closed;
+    },
+    closeSync: () => {
+      server.close();
+      cut();
+    },
+  };
 }

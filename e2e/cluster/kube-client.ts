@@ -223,17 +223,30 @@ interface ListResult<T> {
 /**
  * List, then watch from the list's resourceVersion, forever: the handler sees every object
  * once per list (`sync`) and every change after. A 410 Gone (compacted history) or any other
- * error re-lists after a short pause. Stops when `signal` aborts.
+ * error re-lists after a short pause, so an API server that restarts is listed again as soon
+ * as it answers. `error` hears of a failure only when it differs from the one before (not of
+ * every retry while the server is down), and `recovered` of the list that ended the streak.
+ * Stops when `signal` aborts.
  */
 export async function listWatch<T extends { metadata?: { uid?: string } }>(
   client: KubeClient,
   path: string,
-  handler: { sync(items: T[]): void; event(event: WatchEvent<T>): void; error?(err: unknown): void },
+  handler: {
+    sync(items: T[]): void;
+    event(event: WatchEvent<T>): void;
+    error?(err: unknown): void;
+    recovered?(failures: number): void;
+  },
   signal: AbortSignal,
 ): Promise<void> {
+  let failures = 0;
+  let lastError = '';
   while (!signal.aborted) {
     try {
       const list = await client.get<ListResult<T>>(path);
+      if (failures > 0) handler.recovered?.(failures);
+      failures = 0;
+      lastError = '';
       handler.sync(list.items);
       let resourceVersion = list.metadata.resourceVersion;
       let gone = false;
@@ -256,7 +269,10 @@ export async function listWatch<T extends { metadata?: { uid?: string } }>(
       }
     } catch (err) {
       if (signal.aborted) return;
-      handler.error?.(err);
+      failures++;
+      const message = (err as Error).message;
+      if (message !== lastError) handler.error?.(err);
+      lastError = message;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }

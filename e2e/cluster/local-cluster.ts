@@ -85,6 +85,7 @@ export async function startLocalCluster(): Promise<E2eCluster> {
       ...toolRunners(tools, controlPlane.adminKubeconfig, helmHome),
       podUrl: async (namespace, pod, port) => `http://${await podIp(admin, namespace, pod)}:${port}`,
       kubelet,
+      restartApiServer: (options) => controlPlane.restartApiServer(options),
       dir,
       stop: () => cleanup.run(),
     };

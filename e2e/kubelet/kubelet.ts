@@ -65,6 +65,7 @@ export class TestKubelet {
         sync: (pods) => this.syncPods(pods),
         event: (e) => (e.type === 'DELETED' ? this.podDeleted(e.object) : this.podSeen(e.object)),
         error: (err) => this.log(`kubelet watch: ${(err as Error).message}`),
+        recovered: (n) => this.log(`kubelet watch: listing again after ${n} failed attempts`),
       },
       signal,
     );
@@ -75,6 +76,7 @@ export class TestKubelet {
         sync: (pods) => pods.forEach((p) => void this.bind(p)),
         event: (e) => (e.type === 'DELETED' ? undefined : void this.bind(e.object)),
         error: (err) => this.log(`scheduler watch: ${(err as Error).message}`),
+        recovered: (n) => this.log(`scheduler watch: listing again after ${n} failed attempts`),
       },
       signal,
     );

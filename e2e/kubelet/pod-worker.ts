@@ -50,6 +50,8 @@ export class PodWorker {
   private lastPatched = '';
   private patching: Promise<void> = Promise.resolve();
   private patchQueued = false;
+  /** The last status write error logged, so an API server outage is one line, not one a second. */
+  private statusError = '';
   readonly dir: string;
   private readonly sources: PodSources;
 
@@ -268,8 +270,12 @@ export class PodWorker {
     try {
       if (!(await this.env.patchStatus(this.pod, status))) this.gone = true;
       this.lastPatched = key;
+      if (this.statusError) this.env.log(`pod ${this.name}: status written again`);
+      this.statusError = '';
     } catch (err) {
-      this.env.log(`pod ${this.name}: status: ${(err as Error).message}`);
+      const message = (err as Error).message;
+      if (message !== this.statusError) this.env.log(`pod ${this.name}: status: ${message} (retrying)`);
+      this.statusError = message;
       setTimeout(() => this.changed(), 1000);
     }
   }

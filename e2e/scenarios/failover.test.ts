@@ -1,15 +1,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { Pod } from '../kubelet/pod-types.ts';
 import { type Environment, NAMESPACE, startEnvironment } from './support/environment.ts';
 import {
   applyGitMirror,
   condition,
   fleetPods,
   getGitMirror,
+  getPod,
   isReady,
-  kubectlJson,
+  leaseHolder,
+  operatorPods,
   sidecarMirrors,
+  snapshotWriters,
   WARM_GATE,
 } from './support/gitmirror.ts';
 import { watchSingleWriter } from './support/observers.ts';
@@ -22,21 +24,8 @@ import { waitFor } from './support/poll.ts';
  */
 
 const REPO = 'repo-c';
-const LEASE = 'gitmirror-operator';
-const OPERATOR_SELECTOR = 'app.kubernetes.io/component=operator';
 /** Long enough that the leader is surely killed while the new pod still catches up. */
 const UPSTREAM_DELAY_MS = 20_000;
-
-async function leaseHolder(env: Environment): Promise<string | undefined> {
-  const lease = await kubectlJson<{ spec: { holderIdentity?: string } }>(env, [
-    'get',
-    'lease',
-    LEASE,
-    '-n',
-    NAMESPACE,
-  ]);
-  return lease.spec.holderIdentity || undefined;
-}
 
 describe('operator leader fail-over during a warm-up', { timeout: 1_200_000 }, () => {
   let env: Environment;
@@ -95,16 +84,8 @@ describe('operator leader fail-over during a warm-up', { timeout: 1_200_000 }, (
       },
       { timeoutMs: 90_000 },
     );
-    const operators = await kubectlJson<{ items: Pod[] }>(env, [
-      'get',
-      'pods',
-      '-n',
-      NAMESPACE,
-      '-l',
-      OPERATOR_SELECTOR,
-    ]);
     assert.ok(
-      operators.items.some((p) => p.metadata.name === successor),
+      (await operatorPods(env)).some((p) => p.metadata.name === successor),
       `the new holder ${successor} is not an operator pod`,
     );
     const warmed = await waitFor(
@@ -123,20 +104,6 @@ describe('operator leader fail-over during a warm-up', { timeout: 1_200_000 }, (
     assert.equal(mirror?.restore.source, 'snapshot');
     assert.deepEqual(report.violations, []);
     assert.ok(report.samples >= 10, `only ${report.samples} writer samples`);
-    const writerCount = await countWriters(env);
-    assert.equal(writerCount, 1);
+    assert.equal((await snapshotWriters(env, env.mirrorId(REPO))).length, 1);
   });
 });
-
-async function getPod(env: Environment, name: string): Promise<Pod> {
-  return kubectlJson<Pod>(env, ['get', 'pod', name, '-n', NAMESPACE]);
-}
-
-async function countWriters(env: Environment): Promise<number> {
-  let count = 0;
-  for (const pod of await fleetPods(env)) {
-    const mirror = (await sidecarMirrors(env, pod.metadata.name)).find((m) => m.id === env.mirrorId(REPO));
-    if (mirror?.snapshot.writer) count++;
-  }
-  return count;
-}

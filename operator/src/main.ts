@@ -98,7 +98,7 @@ async function main(): Promise<void> {
         logger,
         onStartedLeading: () => {
           metrics.leader.set({ name: config.leaseName }, 1);
-          operator.startControllers();
+          void operator.startControllers();
         },
         onStoppedLeading: () => void shutdown(1),
       })
@@ -116,8 +116,14 @@ async function main(): Promise<void> {
   process.once('SIGTERM', () => void shutdown(0));
   process.once('SIGINT', () => void shutdown(0));
   await operator.startInformers();
-  if (elector) void elector.run();
-  else operator.startControllers();
+  // A replica campaigns only once its caches are filled. One restarted while the API server was
+  // down would otherwise win its own Lease back the moment the server returns and then sit
+  // waiting for its informers' next retry, while a standby with full caches could lead at once.
+  if (elector) {
+    void operator.whenInformersSynced().then(async (synced) => {
+      if (synced) await elector.run();
+    });
+  } else void operator.startControllers();
 }
 
 function closeServer(server: Server): Promise<void> {

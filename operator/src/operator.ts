@@ -46,7 +46,9 @@ export class Operator {
   readonly applied = new AppliedSpecs();
   readonly #deps: OperatorDeps;
   readonly #controllers: Controller[];
-  #started = false;
+  #started: Promise<void> | undefined;
+  readonly #stopping = Promise.withResolvers<'stopped'>();
+  #stopped = false;
 
   constructor(deps: OperatorDeps) {
     this.#deps = deps;
@@ -102,11 +104,33 @@ export class Operator {
     await Promise.all([...this.#deps.gitMirrors.all, ...this.#deps.pods.all].map((i) => i.start()));
   }
 
-  /** Only the leader reconciles. */
-  startControllers(): void {
-    if (this.#started) return;
-    this.#started = true;
+  /**
+   * Only the leader reconciles, and only once every informer has listed (client-go's
+   * WaitForCacheSync). A replica can win the Lease before that: one restarted while the API
+   * server was down re-acquires its own Lease as soon as the server is back, while its
+   * informers still wait out their restart backoff. Reconciling then would read half-empty
+   * caches: a pod's with no GitMirror in it opens a cold pod's gate (`NoMirrors`), a
+   * GitMirror's with no pods counts no replicas. Keys queued meanwhile wait in the queues.
+   */
+  startControllers(): Promise<void> {
+    this.#started ??= this.#startWhenSynced();
+    return this.#started;
+  }
+
+  async #startWhenSynced(): Promise<void> {
+    if (!this.informersSynced())
+      this.#deps.logger.info('waiting for the informers to list before reconciling');
+    if (!(await this.whenInformersSynced())) return;
     for (const controller of this.#controllers) controller.start();
+  }
+
+  /** Resolves true once every informer has listed, false if the operator stops first. */
+  async whenInformersSynced(): Promise<boolean> {
+    if (!this.informersSynced()) {
+      const synced = Promise.all([this.#deps.gitMirrors.whenSynced(), this.#deps.pods.whenSynced()]);
+      await Promise.race([synced, this.#stopping.promise]);
+    }
+    return !this.#stopped;
   }
 
   informersSynced(): boolean {
@@ -114,6 +138,8 @@ export class Operator {
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#stopping.resolve('stopped');
     await Promise.all(this.#controllers.map((c) => c.stop()));
     await Promise.all([...this.#deps.gitMirrors.all, ...this.#deps.pods.all].map((i) => i.stop()));
   }

@@ -41,7 +41,15 @@ export function startCluster(): Promise<E2eCluster> {
   return process.env.GITMIRROR_E2E_KUBECONFIG ? startExistingCluster() : startLocalCluster();
 }
 
-export async function startEnvironment(repoNames: string[]): Promise<Environment> {
+export interface EnvironmentOptions {
+  /** A repository the upstream serves only with these HTTP basic-auth credentials. */
+  privateRepo?: { name: string; user: string; password: string };
+}
+
+export async function startEnvironment(
+  repoNames: string[],
+  options: EnvironmentOptions = {},
+): Promise<Environment> {
   const cluster = await startCluster();
   // The cluster tears itself down on signals; the upstream's repos need the same care.
   const cleanup = new Cleanup();
@@ -59,7 +67,17 @@ export async function startEnvironment(repoNames: string[]): Promise<Environment
     );
     const repos = new Map<string, { bare: string; work: string }>();
     for (const name of repoNames) repos.set(name, await createUpstreamRepo(root, name, 20));
-    const upstream = await startGitUpstream(root, { listenHost: cluster.hostAddress });
+    const { privateRepo } = options;
+    const upstream = await startGitUpstream(root, {
+      listenHost: cluster.hostAddress,
+      ...(privateRepo && {
+        basicAuth: {
+          user: privateRepo.user,
+          password: privateRepo.password,
+          paths: [`/${privateRepo.name}.git/`],
+        },
+      }),
+    });
     cleanup.add('git upstream', () => upstream.close());
     let values: Record<string, unknown> = {};
     const helmValues = async (extra: Record<string, unknown>) => {

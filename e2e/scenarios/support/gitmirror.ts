@@ -19,16 +19,47 @@ export async function kubectlJson<T>(env: Environment, args: string[]): Promise<
   return JSON.parse(stdout) as T;
 }
 
-export async function fleetPods(env: Environment): Promise<Pod[]> {
-  const list = await kubectlJson<{ items: Pod[] }>(env, [
+/** The namespace's pods matching a label selector. */
+export async function podsWithLabel(env: Environment, selector: string): Promise<Pod[]> {
+  const list = await kubectlJson<{ items: Pod[] }>(env, ['get', 'pods', '-n', NAMESPACE, '-l', selector]);
+  return list.items;
+}
+
+export function fleetPods(env: Environment): Promise<Pod[]> {
+  return podsWithLabel(env, FLEET_SELECTOR);
+}
+
+export function operatorPods(env: Environment): Promise<Pod[]> {
+  return podsWithLabel(env, OPERATOR_SELECTOR);
+}
+
+export async function getPod(env: Environment, name: string): Promise<Pod> {
+  return kubectlJson<Pod>(env, ['get', 'pod', name, '-n', NAMESPACE]);
+}
+
+export const OPERATOR_SELECTOR = 'app.kubernetes.io/component=operator';
+export const OPERATOR_LEASE = 'gitmirror-operator';
+
+/** Who holds the operator's leader Lease (undefined when nobody does). */
+export async function leaseHolder(env: Environment): Promise<string | undefined> {
+  const lease = await kubectlJson<{ spec: { holderIdentity?: string } }>(env, [
     'get',
-    'pods',
+    'lease',
+    OPERATOR_LEASE,
     '-n',
     NAMESPACE,
-    '-l',
-    FLEET_SELECTOR,
   ]);
-  return list.items;
+  return lease.spec.holderIdentity || undefined;
+}
+
+/** Fleet pods whose sidecar says it is the snapshot writer of a mirror. */
+export async function snapshotWriters(env: Environment, mirrorId: string): Promise<string[]> {
+  const writers: string[] = [];
+  for (const pod of await fleetPods(env)) {
+    const mirror = (await sidecarMirrors(env, pod.metadata.name)).find((m) => m.id === mirrorId);
+    if (mirror?.snapshot.writer) writers.push(pod.metadata.name);
+  }
+  return writers;
 }
 
 export function isReady(pod: Pod): boolean {
@@ -43,7 +74,14 @@ export interface GitMirrorObject {
   metadata: { name: string; generation?: number; deletionTimestamp?: string };
   spec: Record<string, unknown>;
   status?: {
-    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    observedGeneration?: number;
+    conditions?: {
+      type: string;
+      status: string;
+      reason?: string;
+      message?: string;
+      observedGeneration?: number;
+    }[];
     latestSnapshot?: { key: string; commit: string; createdAt: string; sizeBytes: number };
     replicas?: { total: number; warm: number };
     writer?: string;
@@ -123,25 +161,45 @@ export async function sidecarMetric(
 /**
  * `git clone` of a repo through a fleet pod; resolves with the clone's HEAD commit. With the
  * pod's IP (from an EndpointSlice) the local cluster dials it directly, as kube-proxy would.
+ * With `credentials`, git answers the cache's 401 the way CI does: from a credential helper
+ * that reads the environment, so the password is in no argv.
  */
 export async function cloneThrough(
   env: Environment,
   pod: string,
   repo: string,
   ip?: string,
+  credentials?: { user: string; password: string },
 ): Promise<string> {
   const base =
     ip && env.cluster.kind === 'local' ? `http://${ip}:8080` : await env.cluster.podUrl(NAMESPACE, pod, 8080);
   const dir = await mkdtemp(join(tmpdir(), 'gitmirror-e2e-clone-'));
+  const helper = credentials && {
+    GIT_CONFIG_COUNT: '1',
+    GIT_CONFIG_KEY_0: 'credential.helper',
+    GIT_CONFIG_VALUE_0: '!f() { echo "username=$E2E_GIT_USER"; echo "password=$E2E_GIT_PASSWORD"; }; f',
+    E2E_GIT_USER: credentials.user,
+    E2E_GIT_PASSWORD: credentials.password,
+  };
   try {
-    await git(['clone', '--quiet', `${base}/git/${env.mirrorId(repo)}.git`, join(dir, 'work')]);
+    await git(
+      ['clone', '--quiet', `${base}/git/${env.mirrorId(repo)}.git`, join(dir, 'work')],
+      undefined,
+      60_000,
+      helper,
+    );
     return (await git(['rev-parse', 'HEAD'], join(dir, 'work'))).trim();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-export function git(args: string[], cwd?: string, timeoutMs = 60_000): Promise<string> {
+export function git(
+  args: string[],
+  cwd?: string,
+  timeoutMs = 60_000,
+  extraEnv: Record<string, string> = {},
+): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn('git', args, {
       cwd,
@@ -151,6 +209,7 @@ export function git(args: string[], cwd?: string, timeoutMs = 60_000): Promise<s
         GIT_CONFIG_NOSYSTEM: '1',
         GIT_CONFIG_GLOBAL: '/dev/null',
         GIT_TERMINAL_PROMPT: '0',
+        ...extraEnv,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

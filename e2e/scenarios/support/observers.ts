@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Pod } from '../../kubelet/pod-types.ts';
 import { type Environment, NAMESPACE } from './environment.ts';
-import { cloneThrough, fleetPods, isReady, kubectlJson, sidecarMirrors } from './gitmirror.ts';
+import { cloneThrough, fleetPods, isReady, kubectlJson, podsWithLabel, sidecarMirrors } from './gitmirror.ts';
 
 /**
  * Background observers that sample the fleet for the whole length of a scenario step and
@@ -179,4 +179,72 @@ export function cloneContinuously(env: Environment, repos: string[]): Observer<C
     },
     100,
   );
+}
+
+export interface NotReadyReport {
+  samples: number;
+  /** Samples that could not be taken (the API server was down, say). */
+  errors: number;
+  /** The longest stretch each pod was seen not Ready, from the first such sample to the last. */
+  longestMs: Map<string, number>;
+  violations: string[];
+}
+
+/**
+ * "No pod stuck NotReady": samples the pods matching each label selector and measures, per
+ * pod, each stretch from the first sample that saw it not Ready to the first that saw it
+ * Ready again. A stretch longer than `maxMs` is a violation; a pod still not Ready when the
+ * observer stops is measured up to then. Terminating pods are not judged.
+ */
+export function watchNotReady(
+  env: Environment,
+  selectors: string[],
+  maxMs: number,
+): Observer<NotReadyReport> {
+  const since = new Map<string, number>();
+  const report: NotReadyReport = { samples: 0, errors: 0, longestMs: new Map(), violations: [] };
+  const judge = (r: NotReadyReport, name: string, now: number) => {
+    const start = since.get(name);
+    if (start === undefined) return;
+    const stretch = now - start;
+    r.longestMs.set(name, Math.max(r.longestMs.get(name) ?? 0, stretch));
+    if (stretch > maxMs && !r.violations.some((v) => v.startsWith(`${name} `))) {
+      r.violations.push(`${name} not Ready for more than ${maxMs} ms`);
+    }
+  };
+  const observer = observe(
+    report,
+    async (r) => {
+      try {
+        const pods: Pod[] = [];
+        for (const selector of selectors) pods.push(...(await podsWithLabel(env, selector)));
+        const now = Date.now();
+        for (const pod of pods) {
+          const name = pod.metadata.name;
+          if (pod.metadata.deletionTimestamp) {
+            since.delete(name);
+            continue;
+          }
+          if (isReady(pod)) {
+            judge(r, name, now);
+            since.delete(name);
+          } else {
+            if (!since.has(name)) since.set(name, now);
+            judge(r, name, now);
+          }
+        }
+        r.samples++;
+      } catch {
+        r.errors++;
+      }
+    },
+    1000,
+  );
+  return {
+    stop: async () => {
+      const r = await observer.stop();
+      for (const name of since.keys()) judge(r, name, Date.now());
+      return r;
+    },
+  };
 }

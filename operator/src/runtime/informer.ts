@@ -20,7 +20,11 @@ export interface InformerOptions {
   restartBackoff?: BackoffPolicy;
 }
 
-const DEFAULT_RESTART: BackoffPolicy = { baseMs: 1_000, maxMs: 60_000, jitter: 0.2 };
+/**
+ * client-go's reflector backs off to at most 30 s too: after an API server outage, an informer
+ * is watching again within 30 s of its return, however long the outage lasted.
+ */
+const DEFAULT_RESTART: BackoffPolicy = { baseMs: 1_000, maxMs: 30_000, jitter: 0.2 };
 
 /**
  * Wraps a ListWatch so it never stays stopped: client-node ends the informer on any error but a
@@ -33,6 +37,7 @@ export class ResilientInformer<T> {
   readonly #options: InformerOptions;
   readonly #handlers: ((obj: T) => void)[] = [];
   #synced = false;
+  readonly #syncWaiters: (() => void)[] = [];
   #stopped = true;
   #failures = 0;
   #failedSinceStart = false;
@@ -59,6 +64,12 @@ export class ResilientInformer<T> {
 
   hasSynced(): boolean {
     return this.#synced;
+  }
+
+  /** Resolves once the first list has succeeded (at once if it has). */
+  whenSynced(): Promise<void> {
+    if (this.#synced) return Promise.resolve();
+    return new Promise((resolve) => this.#syncWaiters.push(resolve));
   }
 
   async start(): Promise<void> {
@@ -89,6 +100,7 @@ export class ResilientInformer<T> {
     if (!this.#failedSinceStart) {
       this.#synced = true;
       this.#failures = 0;
+      for (const resolve of this.#syncWaiters.splice(0)) resolve();
     }
   }
 
@@ -155,5 +167,9 @@ export class InformerSet<T> implements Store<T> {
 
   hasSynced(): boolean {
     return this.all.every((informer) => informer.hasSynced());
+  }
+
+  async whenSynced(): Promise<void> {
+    await Promise.all(this.all.map((informer) => informer.whenSynced()));
   }
 }

@@ -42,9 +42,18 @@ export class LeaderElector {
     return this.#leader;
   }
 
-  /** Campaigns until leading, then renews until stopped or the lease is lost. */
+  /**
+   * Campaigns until leading, then renews until stopped or the lease is lost.
+   *
+   * No attempt may outlast the renew deadline, as in client-go (whose leader-election client
+   * times out after it): an API server that holds a request — one starting up queues requests
+   * in its flow control for up to a minute, a partition drops them — must not keep a leader
+   * that can no longer renew believing it leads, while a standby sees the lease expire and
+   * takes over. A leader steps down once the deadline has passed since its last renewal,
+   * whether its last attempt failed or is still waiting.
+   */
   async run(): Promise<void> {
-    while (!this.#stopped() && !(await this.#tryAcquireOrRenew())) await this.#sleep();
+    while (!this.#stopped() && (await this.#attempt(this.#o.renewDeadlineMs)) !== 'held') await this.#sleep();
     if (this.#stopped()) return;
     this.#leader = true;
     this.#o.logger.info({ lease: this.#o.name, identity: this.#o.identity }, 'became leader');
@@ -53,10 +62,13 @@ export class LeaderElector {
     while (!this.#stopped()) {
       await this.#sleep();
       if (this.#stopped()) return;
-      if (await this.#tryAcquireOrRenew()) renewedAt = this.#o.clock.now();
-      else if (this.#o.clock.now() - renewedAt >= this.#o.renewDeadlineMs) {
+      const left = renewedAt + this.#o.renewDeadlineMs - this.#o.clock.now();
+      const outcome = left > 0 ? await this.#attempt(left) : 'timed out';
+      if (this.#stopped()) return;
+      if (outcome === 'held') renewedAt = this.#o.clock.now();
+      else if (outcome === 'timed out' || this.#o.clock.now() - renewedAt >= this.#o.renewDeadlineMs) {
         this.#leader = false;
-        this.#o.logger.error({ lease: this.#o.name }, 'leader lease lost: could not renew in time');
+        this.#o.logger.error({ lease: this.#o.name, outcome }, 'leader lease lost: could not renew in time');
         this.#o.onStoppedLeading();
         return;
       }
@@ -74,6 +86,28 @@ export class LeaderElector {
       this.#o.logger.info({ lease: this.#o.name }, 'released leader lease');
     } catch (err) {
       this.#o.logger.warn({ lease: this.#o.name, err: describeError(err) }, 'could not release leader lease');
+    }
+  }
+
+  /** One acquire-or-renew, given up after `timeoutMs` (the request may still land later). */
+  async #attempt(timeoutMs: number): Promise<'held' | 'not held' | 'timed out'> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timed out'>((resolve) => {
+      timer = setTimeout(() => resolve('timed out'), timeoutMs);
+      // release() does not wait for an attempt the API server is holding.
+      this.#abort.signal.addEventListener('abort', () => resolve('timed out'), { once: true });
+    });
+    const attempt = this.#tryAcquireOrRenew().then((held): 'held' | 'not held' =>
+      held ? 'held' : 'not held',
+    );
+    try {
+      const outcome = await Promise.race([attempt, timeout]);
+      if (outcome === 'timed out' && !this.#stopped()) {
+        this.#o.logger.warn({ lease: this.#o.name, timeoutMs }, 'leader election attempt timed out');
+      }
+      return outcome;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

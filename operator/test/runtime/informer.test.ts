@@ -59,6 +59,22 @@ describe('ResilientInformer', () => {
     await informer.stop();
   });
 
+  test('whenSynced resolves once a list has succeeded, not before', async () => {
+    const inner = new ScriptedInformer();
+    inner.script.push(false, true);
+    const informer = wrap(inner);
+    let synced = false;
+    const waiting = informer.whenSynced().then(() => {
+      synced = true;
+    });
+    await informer.start();
+    assert.equal(synced, false);
+    await waiting;
+    assert.equal(inner.starts, 2);
+    await informer.whenSynced();
+    await informer.stop();
+  });
+
   test('restarts after a watch error that client-node gives up on', async () => {
     const inner = new ScriptedInformer();
     const informer = wrap(inner);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../src/log.ts';
+import { systemClock } from '../../src/runtime/clock.ts';
 import { LeaderElector } from '../../src/runtime/leader-election.ts';
 import { eventually } from '../fakes/eventually.ts';
 import { FakeCluster } from '../fakes/fake-cluster.ts';
@@ -91,6 +92,72 @@ describe('LeaderElector', () => {
     await run;
     assert.deepEqual(a.events, ['started', 'stopped']);
     assert.equal(a.e.isLeader(), false);
+  });
+
+  test('steps down within the renew deadline when the API server holds its renewal (no answer at all)', async () => {
+    const cluster = new FakeCluster();
+    let hang = false;
+    const api = {
+      readLease: (ns: string, name: string) =>
+        hang ? new Promise<never>(() => {}) : cluster.readLease(ns, name),
+      createLease: cluster.createLease.bind(cluster),
+      replaceLease: cluster.replaceLease.bind(cluster),
+    };
+    const events: string[] = [];
+    const e = new LeaderElector({
+      api,
+      namespace: 'ops',
+      name: 'gitmirror-operator',
+      identity: 'a',
+      clock: systemClock,
+      logger: silentLogger(),
+      leaseDurationMs: 1_500,
+      renewDeadlineMs: 1_000,
+      retryPeriodMs: 50,
+      onStartedLeading: () => events.push('started'),
+      onStoppedLeading: () => events.push('stopped'),
+    });
+    const run = e.run();
+    await eventually(() => e.isLeader(), 'leadership');
+    const renewed = Date.parse(
+      String(cluster.leases.get('ops/gitmirror-operator')?.spec.renewTime?.toISOString()),
+    );
+    hang = true;
+    // A standby takes over once the lease has not changed for leaseDuration (1.5 s): by then
+    // this leader must have stepped down, though its renewal never came back.
+    await eventually(() => events.includes('stopped'), 'stepping down', 1_400);
+    assert.ok(Date.now() - renewed < 1_500, `stepped down ${Date.now() - renewed} ms after the last renewal`);
+    assert.equal(e.isLeader(), false);
+    await run;
+  });
+
+  test('a candidate whose attempt the API server holds tries again and leads once it answers', async () => {
+    const cluster = new FakeCluster();
+    let held = 0;
+    const api = {
+      readLease: (ns: string, name: string) =>
+        held++ === 0 ? new Promise<never>(() => {}) : cluster.readLease(ns, name),
+      createLease: cluster.createLease.bind(cluster),
+      replaceLease: cluster.replaceLease.bind(cluster),
+    };
+    const e = new LeaderElector({
+      api,
+      namespace: 'ops',
+      name: 'gitmirror-operator',
+      identity: 'b',
+      clock: systemClock,
+      logger: silentLogger(),
+      leaseDurationMs: 1_500,
+      renewDeadlineMs: 100,
+      retryPeriodMs: 10,
+      onStartedLeading: () => {},
+      onStoppedLeading: () => {},
+    });
+    const run = e.run();
+    await eventually(() => e.isLeader(), 'leadership after a held attempt', 2_000);
+    assert.ok(held >= 2);
+    await e.release();
+    await run;
   });
 
   test('of two candidates racing for a new lease exactly one wins', async () => {

@@ -28,14 +28,21 @@ export interface GitUpstream {
   close(): Promise<void>;
 }
 
+export interface BasicAuth {
+  user: string;
+  password: string;
+  /** Path prefixes (`/private.git/`) that need these credentials; without it, every path does. */
+  paths?: string[];
+}
+
 /**
  * A real git smart-HTTP upstream: `git http-backend` behind a Node HTTP server (the CGI
- * glue is ours, the protocol handling is git's). Optional basic auth, and a record of every
- * request so tests can count what reached upstream.
+ * glue is ours, the protocol handling is git's). Optional basic auth (for every repository or
+ * some), and a record of every request so tests can count what reached upstream.
  */
 export async function startGitUpstream(
   root: string,
-  options: { basicAuth?: { user: string; password: string }; listenHost?: string } = {},
+  options: { basicAuth?: BasicAuth; listenHost?: string } = {},
 ): Promise<GitUpstream> {
   const requests: UpstreamRequestRecord[] = [];
   let failure: number | undefined;
@@ -81,13 +88,14 @@ async function handle(
   root: string,
   req: IncomingMessage,
   res: ServerResponse,
-  auth: { user: string; password: string } | undefined,
+  basicAuth: BasicAuth | undefined,
   requests: UpstreamRequestRecord[],
   failure: number | undefined,
   delayMs: number,
 ): Promise<void> {
   const body = await readAll(req);
   const url = new URL(req.url ?? '/', 'http://upstream');
+  const auth = basicAuth?.paths?.every((p) => !url.pathname.startsWith(p)) ? undefined : basicAuth;
   const authorized =
     !auth ||
     req.headers.authorization === `Basic ${Buffer.from(`${auth.user}:${auth.password}`).toString('base64')}`;
