@@ -92,10 +92,12 @@ export class LeaderElector {
   /** One acquire-or-renew, given up after `timeoutMs` (the request may still land later). */
   async #attempt(timeoutMs: number): Promise<'held' | 'not held' | 'timed out'> {
     let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
     const timeout = new Promise<'timed out'>((resolve) => {
       timer = setTimeout(() => resolve('timed out'), timeoutMs);
       // release() does not wait for an attempt the API server is holding.
-      this.#abort.signal.addEventListener('abort', () => resolve('timed out'), { once: true });
+      onAbort = () => resolve('timed out');
+      this.#abort.signal.addEventListener('abort', onAbort, { once: true });
     });
     const attempt = this.#tryAcquireOrRenew().then((held): 'held' | 'not held' =>
       held ? 'held' : 'not held',
@@ -108,6 +110,8 @@ export class LeaderElector {
       return outcome;
     } finally {
       clearTimeout(timer);
+      // One listener per attempt, every retry period, for the life of the process: remove it.
+      if (onAbort) this.#abort.signal.removeEventListener('abort', onAbort);
     }
   }
 

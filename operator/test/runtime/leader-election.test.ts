@@ -60,6 +60,35 @@ describe('LeaderElector', () => {
     await runB;
   });
 
+  test('renews for as long as it leads without piling up abort listeners', async () => {
+    // AbortSignal has no leak warning, so count live 'abort' listeners per signal directly.
+    const live = new Map<AbortSignal, number>();
+    let most = 0;
+    const proto = AbortSignal.prototype;
+    const { addEventListener: add, removeEventListener: remove } = proto;
+    proto.addEventListener = function (this: AbortSignal, ...args: Parameters<typeof add>) {
+      if (args[0] === 'abort') most = Math.max(most, live.set(this, (live.get(this) ?? 0) + 1).get(this)!);
+      return add.apply(this, args);
+    } as typeof add;
+    proto.removeEventListener = function (this: AbortSignal, ...args: Parameters<typeof remove>) {
+      if (args[0] === 'abort') live.set(this, (live.get(this) ?? 1) - 1);
+      return remove.apply(this, args);
+    } as typeof remove;
+    try {
+      const cluster = new FakeCluster();
+      const a = elector(cluster, 'a');
+      const run = a.e.run();
+      await eventually(() => a.e.isLeader(), 'leadership');
+      await sleep(200); // retryPeriodMs is 5: dozens of renewals
+      await a.e.release();
+      await run;
+      assert.ok(most <= 3, `at most a few live abort listeners at once, saw ${most}`);
+    } finally {
+      proto.addEventListener = add;
+      proto.removeEventListener = remove;
+    }
+  });
+
   test('takes over a lease whose holder stopped renewing, judged by its own clock', async () => {
     const cluster = new FakeCluster();
     const now = new Date('2030-01-01T00:00:00Z');
