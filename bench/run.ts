@@ -36,6 +36,9 @@ async function main(options: BenchOptions): Promise<BenchReport> {
   const workDir = await mkdtemp(join(resolve(options.workDir ?? tmpdir()), 'gitmirror-bench-'));
   log(`scratch dir ${workDir}`);
   const compileCache = await warmCompileCache(join(benchCacheDir(), 'node-compile-cache'));
+  // The restore pipeline runs in this process; its worker threads read this at start-up, so
+  // they load their modules as the image's sidecar does.
+  process.env.NODE_COMPILE_CACHE = compileCache;
   const ctx: BenchContext = {
     workDir,
     upstreamUrl: upstream.url(repo.path),
