@@ -190,6 +190,8 @@ describe('default values', async () => {
     // No snapshot store configured: the sidecar's own default, no AWS settings.
     assert.equal(e.get('GITMIRROR_SNAPSHOT_STORE'), undefined);
     assert.ok(![...e.keys()].some((k) => k.startsWith('AWS_')));
+    // The operator configures every mirror of the fleet; other repositories pass through.
+    assert.equal(e.get('GITMIRROR_MAX_ON_DEMAND_MIRRORS')?.value, '0');
   });
 
   test('the git Service and the PDB select the fleet', () => {
