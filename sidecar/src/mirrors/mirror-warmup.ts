@@ -19,6 +19,9 @@ import {
 } from './git-mirror-ops.ts';
 import type { Mirror } from './mirror.ts';
 
+/** A ref listing, not a transfer: a minute is plenty, and the warm-up never waits the clone timeout on one. */
+const LS_REMOTE_TIMEOUT_MS = 60_000;
+
 export interface WarmupDeps {
   git: GitRunner;
   layout: DataLayout;
@@ -109,7 +112,7 @@ function askUpstreamMeanwhile(deps: WarmupDeps, mirror: Mirror): () => Map<strin
   let refs: Map<string, string> | undefined;
   // ls-remote needs no repository; the mirror's own dir does not exist yet.
   const ctx = { ...mirror.gitContext(deps.git), dir: deps.layout.tmpDir };
-  upstreamRefs(ctx, deps.cloneTimeoutMs).then(
+  upstreamRefs(ctx, LS_REMOTE_TIMEOUT_MS).then(
     (answer) => (refs = answer),
     () => undefined,
   );
@@ -139,7 +142,7 @@ async function catchUp(
     deps.metrics.restores.inc({ outcome: 'snapshot' });
   } catch (err) {
     if (signal.aborted) throw err;
-    const reachable = await upstreamRefs(ctx, 60_000).then(
+    const reachable = await upstreamRefs(ctx, LS_REMOTE_TIMEOUT_MS).then(
       () => true,
       () => false,
     );

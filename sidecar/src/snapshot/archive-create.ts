@@ -3,17 +3,16 @@ import { Readable } from 'node:stream';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ArchiveJob } from './archive-create-worker.ts';
-import type { DigestEndMessage, DigestRelayJob } from './digest-relay-worker.ts';
+import { startDigestRelay } from './digest-relay.ts';
+import type { DigestEndMessage } from './digest-relay-worker.ts';
 import {
   type ChunkMessage,
   type DigestResult,
   type ErrorMessage,
   errorFromMessage,
-  RELAY_CHUNK_BYTES,
 } from './worker-protocol.ts';
 
 const ARCHIVE_WORKER_URL = new URL('./archive-create-worker.ts', import.meta.url);
-const RELAY_WORKER_URL = new URL('./digest-relay-worker.ts', import.meta.url);
 
 export interface ArchiveOptions {
   signal?: AbortSignal;
@@ -49,14 +48,7 @@ export class ArchiveStream extends Readable {
     const toRelay = new MessageChannel();
     const fromRelay = new MessageChannel();
     this.chunks = fromRelay.port2;
-    this.relay = new Worker(RELAY_WORKER_URL, {
-      workerData: {
-        input: toRelay.port2,
-        next: fromRelay.port1,
-        minChunkBytes: RELAY_CHUNK_BYTES,
-      } satisfies DigestRelayJob,
-      transferList: [toRelay.port2, fromRelay.port1],
-    });
+    this.relay = startDigestRelay({ input: toRelay.port2, next: fromRelay.port1 });
     this.worker = new Worker(ARCHIVE_WORKER_URL, {
       workerData: { ...job, output: toRelay.port1 } satisfies ArchiveJob,
       transferList: [toRelay.port1],

@@ -17,9 +17,9 @@ import { type AckMessage, type ChunkMessage, errorMessage } from './worker-proto
 /**
  * Worker thread: zstd-decompress the chunks the digest relay passes on and unpack the tar
  * into the target directory, judging every entry before writing it. The extraction is
- * reported done only after the tar has ended and the relay's sha256 has matched. Files are created with
- * O_EXCL | O_NOFOLLOW inside a directory the caller just made, and no link is ever created,
- * so nothing can be written outside it.
+ * reported done only after the tar has ended and the relay's sha256 has matched. Files are
+ * created with O_EXCL | O_NOFOLLOW inside a directory the caller just made, and no link is
+ * ever created, so nothing can be written outside it.
  *
  * File I/O is synchronous on purpose: this thread exists to do it, and blocking here blocks
  * nobody else. Asynchronous writes cost a thread-pool hop and a promise per tar chunk, left

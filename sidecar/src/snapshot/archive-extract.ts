@@ -3,18 +3,16 @@ import { pipeline } from 'node:stream/promises';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { AbortMessage, ExtractJob } from './archive-extract-worker.ts';
-import type { DigestRelayJob } from './digest-relay-worker.ts';
+import { startDigestRelay } from './digest-relay.ts';
 import { DEFAULT_EXTRACT_LIMITS, type ExtractLimits } from './tar-entry-policy.ts';
 import {
   type ErrorMessage,
   errorFromMessage,
   MAX_BYTES_IN_FLIGHT,
-  RELAY_CHUNK_BYTES,
   toTransferable,
 } from './worker-protocol.ts';
 
 const EXTRACT_WORKER_URL = new URL('./archive-extract-worker.ts', import.meta.url);
-const RELAY_WORKER_URL = new URL('./digest-relay-worker.ts', import.meta.url);
 /** How long a stopping worker may take to finish the writes it has started. */
 const STOP_GRACE_MS = 10_000;
 
@@ -69,10 +67,7 @@ class ExtractSink extends Writable {
     super({ highWaterMark: 1024 * 1024 });
     this.options = options;
     const { port1, port2 } = new MessageChannel();
-    this.relay = new Worker(RELAY_WORKER_URL, {
-      workerData: { next: port1, minChunkBytes: RELAY_CHUNK_BYTES } satisfies DigestRelayJob,
-      transferList: [port1],
-    });
+    this.relay = startDigestRelay({ next: port1 });
     this.worker = new Worker(EXTRACT_WORKER_URL, {
       workerData: { ...options.job, input: port2 } satisfies ExtractJob,
       transferList: [port2],
