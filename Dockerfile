@@ -43,6 +43,7 @@ ENV NODE_ENV=production \
 COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY crds ./crds
+COPY core ./core
 COPY operator ./operator
 COPY sidecar ./sidecar
 COPY scripts/warm-compile-cache.ts ./scripts/

@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseRepoId } from '../sidecar/src/mirrors/repo-id.ts';
+import { parseRepoId } from '../core/repo-id.ts';
 import { FileSnapshotStore } from '../sidecar/src/snapshot/fs-store.ts';
 import { manifestKey } from '../sidecar/src/snapshot/layout.ts';
 import { downloadAndExtract } from '../sidecar/src/snapshot/restore-download.ts';

@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { MirrorList, MirrorStatus } from '../sidecar/src/admin/types.ts';
+import type { MirrorList, MirrorStatus } from '../core/admin-api.ts';
 import { freePort } from '../sidecar/test/support/sidecar-process.ts';
 import { sleep } from './util.ts';
 

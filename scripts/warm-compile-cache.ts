@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { flushCompileCache, getCompileCacheDir } from 'node:module';
-import { dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 /**
@@ -10,18 +10,19 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  * ~0.25 s for the sidecar, and @kubernetes/client-node alone takes ~0.6 s to compile for
  * the operator), which is on the path from pod start to an open readiness gate.
  *
- * Every module under sidecar/src and operator/src is imported except the entry points
- * (`main.ts`, which start servers) and worker scripts (`*-worker.ts`, which expect a parent
- * thread): importing our modules has no side effects by convention, and this proves it.
+ * Every module under core, sidecar/src and operator/src (core's tests aside) is imported except
+ * the entry points (`main.ts`, which start servers) and worker scripts (`*-worker.ts`, which
+ * expect a parent thread): importing our modules has no side effects by convention, and this
+ * proves it.
  */
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE_DIRS = ['sidecar/src', 'operator/src'];
+const SOURCE_DIRS = ['core', 'sidecar/src', 'operator/src'];
 
 export function warmableModules(root = ROOT): string[] {
   return SOURCE_DIRS.flatMap((dir) =>
     readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
-      .filter((e) => e.isFile() && e.name.endsWith('.ts'))
+      .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.parentPath.split(sep).includes('test'))
       .filter((e) => e.name !== 'main.ts' && !e.name.endsWith('-worker.ts'))
       .map((e) => relative(root, join(e.parentPath, e.name))),
   ).sort();

@@ -4,7 +4,7 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import type { MirrorStatus } from '../../sidecar/src/admin/types.ts';
+import type { MirrorStatus } from '../../core/admin-api.ts';
 import type { RunningSidecar } from '../../sidecar/src/server/sidecar.ts';
 import type { SnapshotManifest } from '../../sidecar/src/snapshot/store.ts';
 import { fsck, makeIncompressibleRepo } from '../../sidecar/test/snapshot/support/git-fixtures.ts';

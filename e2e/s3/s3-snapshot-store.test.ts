@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
-import { parseRepoId } from '../../sidecar/src/mirrors/repo-id.ts';
+import { parseRepoId } from '../../core/repo-id.ts';
 import { manifestKey, repoPrefix } from '../../sidecar/src/snapshot/layout.ts';
 import { publishSnapshot } from '../../sidecar/src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../sidecar/src/snapshot/restore-download.ts';

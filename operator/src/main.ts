@@ -1,5 +1,7 @@
 import type { Server } from 'node:http';
 import { collectDefaultMetrics } from 'prom-client';
+import { systemClock } from '../../core/clock.ts';
+import { createLogger, type Logger } from '../../core/log.ts';
 import type { GitMirror } from './api/gitmirror.ts';
 import { loadConfig, type OperatorConfig, usage } from './config/config.ts';
 import { describeError } from './errors.ts';
@@ -8,9 +10,7 @@ import { ClientNodeKubeApi } from './kube/client-node-api.ts';
 import { fleetPodInformer, gitMirrorInformer } from './kube/informers.ts';
 import { loadKubeConfig } from './kube/kubeconfig.ts';
 import type { Pod } from './kube/types.ts';
-import { createLogger, type Logger } from './log.ts';
 import { Operator } from './operator.ts';
-import { systemClock } from './runtime/clock.ts';
 import { startHealthServer } from './runtime/health.ts';
 import { type InformerLike, InformerSet, ResilientInformer } from './runtime/informer.ts';
 import { LeaderElector } from './runtime/leader-election.ts';

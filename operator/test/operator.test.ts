@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { silentLogger } from '../../core/log.ts';
 import type { GitMirror } from '../src/api/gitmirror.ts';
 import { warmCondition } from '../src/fleet/members.ts';
 import type { Pod } from '../src/kube/types.ts';
-import { silentLogger } from '../src/log.ts';
 import { Operator } from '../src/operator.ts';
 import { type InformerLike, InformerSet, ResilientInformer } from '../src/runtime/informer.ts';
 import { OperatorMetrics } from '../src/runtime/metrics.ts';

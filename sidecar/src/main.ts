@@ -1,10 +1,10 @@
+import { createLogger } from '../../core/log.ts';
 import { loadSidecarConfig } from './config/sidecar-config.ts';
 import { describeError } from './errors/gitmirror-error.ts';
-import { createLogger } from './log/logger.ts';
 import { startSidecar } from './server/sidecar.ts';
 import { openSnapshotService } from './snapshot/snapshot-service-impl.ts';
 
-const logger = createLogger();
+const logger = createLogger({ name: 'gitmirror-sidecar' });
 
 try {
   const config = loadSidecarConfig();

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MirrorList, MirrorStatus } from '../../../sidecar/src/admin/types.ts';
+import type { MirrorList, MirrorStatus, SnapshotRef } from '../../../core/admin-api.ts';
 import type { Pod } from '../../kubelet/pod-types.ts';
 import { type Environment, NAMESPACE } from './environment.ts';
 
@@ -82,7 +82,7 @@ export interface GitMirrorObject {
       message?: string;
       observedGeneration?: number;
     }[];
-    latestSnapshot?: { key: string; commit: string; createdAt: string; sizeBytes: number };
+    latestSnapshot?: SnapshotRef;
     replicas?: { total: number; warm: number };
     writer?: string;
     head?: string;

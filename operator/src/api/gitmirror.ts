@@ -1,3 +1,4 @@
+import type { SnapshotRef as CoreSnapshotRef } from '../../../core/snapshot.ts';
 import type { ObjectMeta } from '../kube/types.ts';
 import type { GitMirrorSpec, GitMirrorStatus } from './gitmirror.gen.ts';
 
@@ -18,7 +19,15 @@ export const FINALIZER = 'gitmirror.dev/cleanup';
 export const ADMIN_PORT_NAME = 'gitmirror-admin';
 
 export type Condition = NonNullable<GitMirrorStatus['conditions']>[number];
-export type SnapshotRef = NonNullable<GitMirrorStatus['latestSnapshot']>;
+
+/**
+ * `status.latestSnapshot` is the contract's snapshot reference. The CRD generates its own copy
+ * of the shape; should the two part, this becomes `never` and the typecheck fails where it is used.
+ */
+type CrdSnapshotRef = NonNullable<GitMirrorStatus['latestSnapshot']>;
+export type SnapshotRef = [CrdSnapshotRef, CoreSnapshotRef] extends [CoreSnapshotRef, CrdSnapshotRef]
+  ? CoreSnapshotRef
+  : never;
 
 export interface GitMirror {
   apiVersion: string;

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
-import { parseDuration } from '../api/duration.ts';
+import { parseDuration } from '../../../core/duration.ts';
 import { OperatorError } from '../errors.ts';
 
 export interface OperatorConfig {

@@ -1,6 +1,6 @@
+import type { Clock } from '../../../core/clock.ts';
+import type { Logger } from '../../../core/log.ts';
 import type { KubeApi, Stores } from '../kube/api.ts';
-import type { Logger } from '../log.ts';
-import type { Clock } from '../runtime/clock.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { SidecarClient } from '../sidecar/admin-client.ts';
 import type { AdminTokens } from '../sidecar/admin-token.ts';

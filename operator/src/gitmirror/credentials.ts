@@ -1,9 +1,7 @@
+import type { Credentials } from '../../../core/credentials.ts';
 import type { GitMirror } from '../api/gitmirror.ts';
 import { OperatorError } from '../errors.ts';
 import type { KubeApi } from '../kube/api.ts';
-import type { MirrorSpec } from '../sidecar/admin-client.ts';
-
-export type Credentials = NonNullable<MirrorSpec['credentials']>;
 
 /**
  * The upstream credentials a GitMirror names, read fresh on every reconcile (Secrets are not

@@ -1,18 +1,19 @@
 import { isDeepStrictEqual } from 'node:util';
-import { parseDuration } from '../api/duration.ts';
+import type { MirrorStatus } from '../../../core/admin-api.ts';
+import { rfc3339 } from '../../../core/clock.ts';
+import type { Credentials } from '../../../core/credentials.ts';
 import { type GitMirror, type GitMirrorStatus, KIND, splitKey } from '../api/gitmirror.ts';
 import { describeError, OperatorError, type OperatorErrorCode } from '../errors.ts';
 import type { FleetContext } from '../fleet/context.ts';
 import { fleetPods, isFleetMember, isReachable, sidecarTarget } from '../fleet/members.ts';
 import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
 import type { ObjectRef, Pod } from '../kube/types.ts';
-import { rfc3339 } from '../runtime/clock.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
-import type { MirrorStatus, SidecarTarget } from '../sidecar/admin-client.ts';
+import type { SidecarTarget } from '../sidecar/admin-client.ts';
 import { findCondition } from './conditions.ts';
-import { type Credentials, readCredentials } from './credentials.ts';
+import { readCredentials } from './credentials.ts';
 import { ensureFinalizer, hasFinalizer, removeFinalizer } from './finalizer.ts';
-import { mirrorSpecFor, repositoryOf } from './spec.ts';
+import { mirrorSpecFor, repositoryOf, specDuration } from './spec.ts';
 import {
   buildStatus,
   freshness,
@@ -92,8 +93,8 @@ export class GitMirrorReconciler {
 
   async #plan(gm: GitMirror): Promise<Plan> {
     const id = repositoryOf(gm);
-    parseDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
-    parseDuration(gm.spec.snapshot.interval, 'spec.snapshot.interval');
+    specDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
+    specDuration(gm.spec.snapshot.interval, 'spec.snapshot.interval');
     const credentials = await readCredentials(this.#d.api, gm);
     const token = await this.#d.tokens.ensure(gm.metadata.namespace ?? '');
     return { gm, id, credentials, token };
@@ -334,7 +335,7 @@ export class GitMirrorReconciler {
   #requeueAfter(gm: GitMirror, warming: boolean): number {
     const { warmingRequeueMs, maxSteadyRequeueMs } = this.#d.settings;
     if (warming) return warmingRequeueMs;
-    const fetchMs = parseDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
+    const fetchMs = specDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
     return Math.min(Math.max(fetchMs, 60_000), maxSteadyRequeueMs);
   }
 

@@ -1,10 +1,10 @@
-import { isGitMirrorError } from '../../../sidecar/src/errors/gitmirror-error.ts';
-import { repoIdFromUrl } from '../../../sidecar/src/mirrors/repo-id.ts';
-import { parseDuration } from '../api/duration.ts';
+import type { MirrorSpec, MirrorStatus } from '../../../core/admin-api.ts';
+import type { Credentials } from '../../../core/credentials.ts';
+import { parseDuration } from '../../../core/duration.ts';
+import { isContractError } from '../../../core/errors.ts';
+import { repoIdFromUrl } from '../../../core/repo-id.ts';
 import type { GitMirror, GitMirrorSpec } from '../api/gitmirror.ts';
 import { OperatorError } from '../errors.ts';
-import type { MirrorSpec, MirrorStatus } from '../sidecar/admin-client.ts';
-import type { Credentials } from './credentials.ts';
 
 /**
  * The mirror id the sidecar uses for this GitMirror (`host/path`), from the same parser the
@@ -14,9 +14,21 @@ export function repositoryOf(gm: GitMirror): string {
   try {
     return repoIdFromUrl(gm.spec.url).id;
   } catch (err) {
-    if (!isGitMirrorError(err)) throw err;
-    throw new OperatorError('SPEC_INVALID', `spec.url: ${err.message}`);
+    throw specInvalid(err, 'spec.url: ');
   }
+}
+
+/** Milliseconds of a duration field of the spec, in the grammar the CRD's pattern enforces. */
+export function specDuration(text: string, field: string): number {
+  try {
+    return parseDuration(text, field);
+  } catch (err) {
+    throw specInvalid(err, '');
+  }
+}
+
+function specInvalid(err: unknown, prefix: string): unknown {
+  return isContractError(err) ? new OperatorError('SPEC_INVALID', `${prefix}${err.message}`) : err;
 }
 
 /** Unset access means Private when credentials are configured, else Public. */
@@ -33,10 +45,10 @@ export function mirrorSpecFor(
   const { spec } = gm;
   return {
     url: spec.url,
-    fetchIntervalSeconds: parseDuration(spec.fetchInterval, 'spec.fetchInterval') / 1000,
+    fetchIntervalSeconds: specDuration(spec.fetchInterval, 'spec.fetchInterval') / 1000,
     snapshot: {
       writer,
-      intervalSeconds: parseDuration(spec.snapshot.interval, 'spec.snapshot.interval') / 1000,
+      intervalSeconds: specDuration(spec.snapshot.interval, 'spec.snapshot.interval') / 1000,
       retain: spec.snapshot.retain,
     },
     access: effectiveAccess(spec),

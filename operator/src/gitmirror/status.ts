@@ -1,5 +1,5 @@
+import type { MirrorStatus } from '../../../core/admin-api.ts';
 import type { GitMirrorStatus, SnapshotRef } from '../api/gitmirror.ts';
-import type { MirrorStatus } from '../sidecar/admin-client.ts';
 import { type ConditionInput, setCondition } from './conditions.ts';
 
 /** What one fleet member's sidecar said about the mirror in this reconcile. */

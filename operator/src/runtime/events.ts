@@ -1,8 +1,8 @@
+import type { Clock } from '../../../core/clock.ts';
+import type { Logger } from '../../../core/log.ts';
 import { describeError } from '../errors.ts';
 import type { KubeApi } from '../kube/api.ts';
 import type { EventInput } from '../kube/types.ts';
-import type { Logger } from '../log.ts';
-import type { Clock } from './clock.ts';
 
 export interface EventRecorderOptions {
   api: Pick<KubeApi, 'createEvent'>;

@@ -1,5 +1,5 @@
+import type { Logger } from '../../../core/log.ts';
 import type { Store } from '../kube/api.ts';
-import type { Logger } from '../log.ts';
 import { type BackoffPolicy, backoffDelay } from './backoff.ts';
 
 /** What the operator needs of a client-node ListWatch (and what a test double provides). */

@@ -4,10 +4,9 @@ import type {
   MirrorSpec,
   MirrorStatus,
   RestoreRequest,
-} from '../../../sidecar/src/admin/types.ts';
+} from '../../../core/admin-api.ts';
+import { isWireErrorCode } from '../../../core/errors.ts';
 import { OperatorError, type OperatorErrorCode } from '../errors.ts';
-
-export type { MirrorSpec, MirrorStatus, RestoreRequest } from '../../../sidecar/src/admin/types.ts';
 
 /** One sidecar's admin endpoint. `pod` (namespace/name) names it in errors and logs. */
 export interface SidecarTarget {
@@ -142,5 +141,6 @@ function httpError(what: string, status: number, text: string): OperatorError {
           ? 'SIDECAR_REJECTED'
           : 'SIDECAR_FAILED';
   const detail = remote ? `${remote.code}: ${String(remote.message).slice(0, 300)}` : `HTTP ${status}`;
-  return new OperatorError(code, `${what}: ${detail}`, { status, remoteCode: remote?.code });
+  const remoteCode = isWireErrorCode(remote?.code) ? remote.code : undefined;
+  return new OperatorError(code, `${what}: ${detail}`, { status, remoteCode });
 }

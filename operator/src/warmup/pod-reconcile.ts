@@ -1,4 +1,5 @@
-import { parseDuration } from '../api/duration.ts';
+import type { MirrorStatus } from '../../../core/admin-api.ts';
+import { rfc3339 } from '../../../core/clock.ts';
 import { type GitMirror, splitKey } from '../api/gitmirror.ts';
 import { describeError, isOperatorError } from '../errors.ts';
 import type { FleetContext } from '../fleet/context.ts';
@@ -13,12 +14,11 @@ import {
 } from '../fleet/members.ts';
 import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
 import { readCredentials } from '../gitmirror/credentials.ts';
-import { mirrorSpecFor, repositoryOf } from '../gitmirror/spec.ts';
+import { mirrorSpecFor, repositoryOf, specDuration } from '../gitmirror/spec.ts';
 import type { Pod } from '../kube/types.ts';
-import { rfc3339 } from '../runtime/clock.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import type { OperatorMetrics } from '../runtime/metrics.ts';
-import type { MirrorStatus, SidecarTarget } from '../sidecar/admin-client.ts';
+import type { SidecarTarget } from '../sidecar/admin-client.ts';
 import { conditionFor, decideGate, type GateDecision, type MirrorProgress } from './gate.ts';
 
 export interface WarmupSettings {
@@ -87,7 +87,7 @@ export class PodReconciler {
         out.push({
           gm,
           id: repositoryOf(gm),
-          timeoutMs: parseDuration(gm.spec.warmup.timeout, 'spec.warmup.timeout'),
+          timeoutMs: specDuration(gm.spec.warmup.timeout, 'spec.warmup.timeout'),
         });
       } catch (err) {
         this.#d.logger.warn(

@@ -1,12 +1,7 @@
-import { mirrorSpecDigest } from '../../../sidecar/src/admin/spec-digest.ts';
+import type { MirrorSpec, MirrorStatus, RestoreRequest } from '../../../core/admin-api.ts';
+import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import { OperatorError, type OperatorErrorCode } from '../../src/errors.ts';
-import type {
-  MirrorSpec,
-  MirrorStatus,
-  RestoreRequest,
-  SidecarClient,
-  SidecarTarget,
-} from '../../src/sidecar/admin-client.ts';
+import type { SidecarClient, SidecarTarget } from '../../src/sidecar/admin-client.ts';
 
 type Method = 'list' | 'get' | 'put' | 'restore' | 'delete';
 

@@ -1,8 +1,8 @@
+import type { Clock } from '../../../core/clock.ts';
+import { silentLogger } from '../../../core/log.ts';
 import { keyOf } from '../../src/api/gitmirror.ts';
 import { AppliedSpecs } from '../../src/fleet/mirror-sync.ts';
 import { GitMirrorReconciler, type ReconcileSettings } from '../../src/gitmirror/reconcile.ts';
-import { silentLogger } from '../../src/log.ts';
-import type { Clock } from '../../src/runtime/clock.ts';
 import type { ReconcileResult } from '../../src/runtime/controller.ts';
 import { EventRecorder } from '../../src/runtime/events.ts';
 import { OperatorMetrics } from '../../src/runtime/metrics.ts';

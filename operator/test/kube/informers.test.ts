@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KubeConfig } from '@kubernetes/client-node';
+import { silentLogger } from '../../../core/log.ts';
 import { fleetPodInformer, gitMirrorInformer } from '../../src/kube/informers.ts';
-import { silentLogger } from '../../src/log.ts';
 import { ResilientInformer } from '../../src/runtime/informer.ts';
 
 const pod = {

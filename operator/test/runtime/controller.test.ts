@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../../core/log.ts';
 import { Controller, type ReconcileResult } from '../../src/runtime/controller.ts';
 import { OperatorMetrics } from '../../src/runtime/metrics.ts';
 import { ItemBackoffRateLimiter, WorkQueue } from '../../src/runtime/workqueue.ts';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { silentLogger } from '../../src/log.ts';
+import { silentLogger } from '../../../core/log.ts';
 import { EventRecorder } from '../../src/runtime/events.ts';
 import { FakeCluster } from '../fakes/fake-cluster.ts';
 import { ManualClock } from '../fakes/harness.ts';

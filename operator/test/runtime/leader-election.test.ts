@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { silentLogger } from '../../src/log.ts';
-import { systemClock } from '../../src/runtime/clock.ts';
+import { systemClock } from '../../../core/clock.ts';
+import { silentLogger } from '../../../core/log.ts';
 import { LeaderElector } from '../../src/runtime/leader-election.ts';
 import { eventually } from '../fakes/eventually.ts';
 import { FakeCluster } from '../fakes/fake-cluster.ts';

@@ -1,5 +1,6 @@
+import type { MirrorSpec, RestoreRequest } from '../../../core/admin-api.ts';
+import { MIN_SNAPSHOT_RETAIN } from '../../../core/snapshot.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { MirrorSpec, RestoreRequest } from './types.ts';
 
 function bad(message: string): never {
   throw new GitMirrorError('BAD_REQUEST', message);
@@ -45,7 +46,7 @@ function parseSnapshot(value: unknown): NonNullable<MirrorSpec['snapshot']> {
   return {
     writer: value.writer,
     intervalSeconds: optionalNumber(value.intervalSeconds, 'snapshot.intervalSeconds', 60, 30 * 86400),
-    retain: optionalNumber(value.retain, 'snapshot.retain', 2, 1000),
+    retain: optionalNumber(value.retain, 'snapshot.retain', MIN_SNAPSHOT_RETAIN, 1000),
   };
 }
 

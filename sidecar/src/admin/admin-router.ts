@@ -1,10 +1,10 @@
 import express, { type Request, type Response, type Router } from 'express';
+import type { MirrorList } from '../../../core/admin-api.ts';
+import { parseRepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
-import { parseRepoId } from '../mirrors/repo-id.ts';
 import { parseMirrorSpec, parseRestoreRequest } from './admin-input.ts';
-import type { MirrorList } from './types.ts';
 
 const ACTIONS = ['restore', 'snapshot', 'fetch'] as const;
 type Action = (typeof ACTIONS)[number];

@@ -1,6 +1,8 @@
 import { resolve } from 'node:path';
-import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import { parseDuration } from './duration.ts';
+import { parseDuration } from '../../../core/duration.ts';
+import { isContractError } from '../../../core/errors.ts';
+import { snapshotRetain } from '../../../core/snapshot.ts';
+import { fromContractError, GitMirrorError } from '../errors/gitmirror-error.ts';
 
 /** Everything the sidecar reads from its environment, parsed and checked once at start. */
 export interface SidecarConfig {
@@ -76,7 +78,15 @@ function nonNegativeInt(text: string | undefined, fallback: number, name: string
 }
 
 function duration(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
-  return parseDuration(env[name] || fallback, name);
+  return envDuration(env[name] || fallback, name);
+}
+
+function envDuration(text: string, name: string): number {
+  try {
+    return parseDuration(text, name);
+  } catch (err) {
+    throw isContractError(err) ? fromContractError(err) : err;
+  }
 }
 
 export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): SidecarConfig {
@@ -92,9 +102,11 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
     mirrors: list(env.GITMIRROR_MIRRORS),
     snapshotIntervalMs: snapshotOff
       ? undefined
-      : parseDuration(snapshotInterval, 'GITMIRROR_SNAPSHOT_INTERVAL'),
+      : envDuration(snapshotInterval, 'GITMIRROR_SNAPSHOT_INTERVAL'),
     snapshotRetryBaseMs: duration(env, 'GITMIRROR_SNAPSHOT_RETRY_BASE', '30s'),
-    snapshotRetain: Math.max(2, positiveInt(env.GITMIRROR_SNAPSHOT_RETAIN, 3, 'GITMIRROR_SNAPSHOT_RETAIN')),
+    snapshotRetain: snapshotRetain(
+      positiveInt(env.GITMIRROR_SNAPSHOT_RETAIN, 3, 'GITMIRROR_SNAPSHOT_RETAIN'),
+    ),
     httpHosts: new Set(list(env.GITMIRROR_HTTP_HOSTS).map((h) => h.toLowerCase())),
     allowedHosts: new Set(
       list(env.GITMIRROR_ALLOWED_HOSTS ?? 'github.com,gitlab.com,bitbucket.org').map((h) => h.toLowerCase()),

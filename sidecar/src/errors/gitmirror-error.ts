@@ -1,33 +1,12 @@
+import { ContractError, type WireErrorCode } from '../../../core/errors.ts';
+
 /**
  * Every error the sidecar raises on purpose carries a stable `code` so callers, logs, metrics
- * and the admin API can branch on it without parsing messages. Messages never include
- * credentials: callers pass redacted URLs (see `redactUrl`).
+ * and the admin API can branch on it without parsing messages. The codes are the wire codes of
+ * the contract (core/errors.ts), all but INTERNAL, which only the error handler answers with.
+ * Messages never include credentials: callers pass redacted URLs (see `redactUrl`).
  */
-export type ErrorCode =
-  | 'BAD_REPO_PATH'
-  | 'HOST_NOT_ALLOWED'
-  | 'BAD_REQUEST'
-  | 'PAYLOAD_TOO_LARGE'
-  | 'UNAUTHORIZED'
-  | 'NOT_FOUND'
-  | 'CONFLICT'
-  | 'CONFIG_INVALID'
-  | 'GIT_FAILED'
-  | 'GIT_TIMEOUT'
-  | 'PROCESS_FAILED'
-  | 'PROCESS_TIMEOUT'
-  | 'UPSTREAM_FAILED'
-  | 'MIRROR_NOT_READY'
-  | 'FETCH_FAILED'
-  | 'SHUTTING_DOWN'
-  | 'SNAPSHOT_NOT_FOUND'
-  | 'SNAPSHOT_CORRUPT'
-  | 'SNAPSHOT_UNSAFE_ENTRY'
-  | 'SNAPSHOT_STORE_FAILED'
-  | 'SNAPSHOT_SKIPPED'
-  | 'RESTORE_FAILED'
-  | 'SANITY_CHECK_FAILED'
-  | 'ABORTED';
+export type ErrorCode = Exclude<WireErrorCode, 'INTERNAL'>;
 
 export class GitMirrorError extends Error {
   readonly code: ErrorCode;
@@ -73,9 +52,18 @@ export function isGitMirrorError(err: unknown, code?: ErrorCode): err is GitMirr
   return err instanceof GitMirrorError && (code === undefined || err.code === code);
 }
 
+/**
+ * A contract error from core as the sidecar's own: a bad repository id keeps its code (a 400
+ * to a client), a bad duration is bad configuration.
+ */
+export function fromContractError(err: ContractError): GitMirrorError {
+  const code = err.code === 'BAD_REPO_PATH' ? 'BAD_REPO_PATH' : 'CONFIG_INVALID';
+  return new GitMirrorError(code, err.message, { cause: err });
+}
+
 /** A short, credential-free description of any thrown value, for logs and status fields. */
 export function describeError(err: unknown): string {
-  if (err instanceof GitMirrorError) return `${err.code}: ${err.message}`;
+  if (err instanceof GitMirrorError || err instanceof ContractError) return `${err.code}: ${err.message}`;
   if (err instanceof Error) return err.message;
   return String(err);
 }

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { withUsername } from '../../../core/credentials.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
 /** Upstream credentials. Held in memory only; reach git through one process's environment. */
@@ -91,7 +92,7 @@ function parseLine(line: string, lineNumber: number): CredentialEntry {
     host: url.host.toLowerCase(),
     path: trimSlashes(url.pathname),
     // A bare token (`https://TOKEN@host`) is a password; hosts accept any user name with it.
-    credentials: password ? { username, password } : { username: 'x-access-token', password: username },
+    credentials: password ? { username, password } : withUsername({ password: username }),
   };
 }
 

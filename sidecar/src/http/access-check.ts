@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
+import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Logger } from '../log/logger.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import { requestUpstream } from './upstream-proxy.ts';
 

@@ -1,5 +1,5 @@
+import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import { parseRepoId, type RepoId } from '../mirrors/repo-id.ts';
 
 export type GitAction = 'info-refs' | 'upload-pack' | 'receive-pack' | 'snapshot';
 

@@ -1,8 +1,8 @@
 import type { Readable } from 'node:stream';
 import type { Request, Response } from 'express';
+import type { Logger } from '../../../core/log.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import type { Logger } from '../log/logger.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import { pktLine } from './pkt-line.ts';

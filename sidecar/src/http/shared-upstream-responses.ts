@@ -3,8 +3,8 @@ import { type FileHandle, open, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { Response } from 'express';
+import type { Logger } from '../../../core/log.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
-import type { Logger } from '../log/logger.ts';
 
 interface ResponseHead {
   statusCode: number;

@@ -1,7 +1,7 @@
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
+import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { RepoId } from '../mirrors/repo-id.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseRepoId, type RepoId } from './repo-id.ts';
+import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
 
 /**
  * Where things live under GITMIRROR_DATA_DIR. Temp dirs sit on the same filesystem as the

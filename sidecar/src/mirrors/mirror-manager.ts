@@ -1,13 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { rename, rm } from 'node:fs/promises';
-import { mirrorSpecDigest } from '../admin/spec-digest.ts';
-import type { Access, MirrorSpec, OnDemandRefusal, OnDemandStatus } from '../admin/types.ts';
+import type { Access, MirrorSpec, OnDemandRefusal, OnDemandStatus } from '../../../core/admin-api.ts';
+import { withUsername } from '../../../core/credentials.ts';
+import type { Logger } from '../../../core/log.ts';
+import { parseRepoId, type RepoId, repoIdFromUrl, upstreamUrl } from '../../../core/repo-id.ts';
+import { snapshotRetain } from '../../../core/snapshot.ts';
+import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { CredentialsFile } from '../git/credentials.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import type { JobScheduler } from '../jobs/job-scheduler.ts';
-import type { Logger } from '../log/logger.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { DataLayout } from './data-layout.ts';
@@ -24,7 +27,6 @@ import { publishMirrorSnapshot } from './mirror-snapshot.ts';
 import { restoreOrClone, type WarmupDeps } from './mirror-warmup.ts';
 import { OnDemandGate } from './on-demand.ts';
 import { PeriodicTimers } from './periodic-timers.ts';
-import { parseRepoId, type RepoId, repoIdFromUrl, upstreamUrl } from './repo-id.ts';
 import { sweepStaleLocks } from './stale-locks.ts';
 
 export interface MirrorManagerDeps {
@@ -357,7 +359,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
 
   private settingsFromSpec(spec: MirrorSpec): MirrorSettings {
     const credentials = spec.credentials
-      ? { username: spec.credentials.username || 'x-access-token', password: spec.credentials.password }
+      ? withUsername(spec.credentials)
       : this.deps.credentials.lookup(spec.url);
     const access: Access = spec.access ?? (credentials ? 'Private' : 'Public');
     const interval = spec.snapshot?.intervalSeconds;
@@ -366,7 +368,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       snapshot: {
         writer: spec.snapshot?.writer ?? false,
         intervalMs: interval ? interval * 1000 : this.deps.config.snapshotIntervalMs,
-        retain: Math.max(2, spec.snapshot?.retain ?? this.deps.config.snapshotRetain),
+        retain: snapshotRetain(spec.snapshot?.retain ?? this.deps.config.snapshotRetain),
       },
       access,
       credentials,

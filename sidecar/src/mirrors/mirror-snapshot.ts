@@ -1,6 +1,6 @@
+import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import type { Logger } from '../log/logger.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { PublishOutcome, SnapshotService } from '../snapshot/snapshot-service.ts';
 import { headCommit, refsDigest } from './git-mirror-ops.ts';

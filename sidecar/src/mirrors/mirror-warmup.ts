@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
+import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import { applyMirrorConfig } from '../git/mirror-config.ts';
-import type { Logger } from '../log/logger.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { DataLayout } from './data-layout.ts';

@@ -5,10 +5,10 @@ import type {
   RestoreStatus,
   SnapshotJobStatus,
   SnapshotRef,
-} from '../admin/types.ts';
+} from '../../../core/admin-api.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
 import type { Credentials } from '../git/credentials.ts';
 import type { MirrorGitContext } from './git-mirror-ops.ts';
-import type { RepoId } from './repo-id.ts';
 
 /**
  * How a mirror came to be held: named by GITMIRROR_MIRRORS or a `PUT` (configured), created by

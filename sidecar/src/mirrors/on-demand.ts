@@ -1,5 +1,5 @@
-import type { OnDemandRefusal, OnDemandStatus } from '../admin/types.ts';
-import type { Logger } from '../log/logger.ts';
+import type { OnDemandRefusal, OnDemandStatus } from '../../../core/admin-api.ts';
+import type { Logger } from '../../../core/log.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { warmupRetryDelayMs } from './mirror.ts';
 

@@ -1,4 +1,4 @@
-import type { Logger } from '../log/logger.ts';
+import type { Logger } from '../../../core/log.ts';
 
 /**
  * Per-mirror periodic work with jitter, so a fleet of replicas (or many mirrors in one

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, Response } from 'express';
-import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Logger } from '../log/logger.ts';
+import { isContractError } from '../../../core/errors.ts';
+import type { Logger } from '../../../core/log.ts';
+import { fromContractError, GitMirrorError } from '../errors/gitmirror-error.ts';
 
 /**
  * Turns thrown errors into `{error: {code, message}}` with the error's HTTP status. Errors
@@ -8,7 +9,12 @@ import type { Logger } from '../log/logger.ts';
  */
 export function errorHandler(logger: Logger) {
   return (err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const known = err instanceof GitMirrorError ? err : bodyParserError(err);
+    const known =
+      err instanceof GitMirrorError
+        ? err
+        : isContractError(err)
+          ? fromContractError(err)
+          : bodyParserError(err);
     if (!known) logger.error({ err }, 'unhandled error');
     if (res.headersSent) {
       res.destroy();

@@ -1,5 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
-import type { Logger } from '../log/logger.ts';
+import type { Logger } from '../../../core/log.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 
 /**

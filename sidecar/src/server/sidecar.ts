@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
+import { createLogger, type Logger } from '../../../core/log.ts';
 import { adminAuth } from '../admin/admin-auth.ts';
 import { adminRouter } from '../admin/admin-router.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
@@ -11,7 +12,6 @@ import { UpstreamAccessCheck } from '../http/access-check.ts';
 import { GitHttpService } from '../http/git-http-service.ts';
 import { SharedUpstreamResponses } from '../http/shared-upstream-responses.ts';
 import { JobScheduler } from '../jobs/job-scheduler.ts';
-import { createLogger, type Logger } from '../log/logger.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { DataLayout } from '../mirrors/data-layout.ts';
 import { MirrorManager } from '../mirrors/mirror-manager.ts';
@@ -43,7 +43,7 @@ export async function startSidecar(
   config: SidecarConfig,
   overrides: SidecarOverrides = {},
 ): Promise<RunningSidecar> {
-  const logger = overrides.logger ?? createLogger();
+  const logger = overrides.logger ?? createLogger({ name: 'gitmirror-sidecar' });
   const git = overrides.git ?? new ProcessGitRunner();
   const metrics = new SidecarMetrics();
   const layout = new DataLayout(config.dataDir);

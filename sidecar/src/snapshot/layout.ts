@@ -1,4 +1,4 @@
-import type { RepoId } from '../mirrors/repo-id.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
 
 /**
  * Store keys of one repo's snapshots (relative to the store's prefix):

@@ -1,5 +1,5 @@
+import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { RepoId } from '../mirrors/repo-id.ts';
 import { manifestKey, parseArchiveKey } from './layout.ts';
 import { SNAPSHOT_FORMAT, type SnapshotManifest, type SnapshotRecord, type SnapshotStore } from './store.ts';
 

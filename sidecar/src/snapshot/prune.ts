@@ -1,4 +1,4 @@
-import type { RepoId } from '../mirrors/repo-id.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
 import { parseArchiveKey, repoPrefix } from './layout.ts';
 import type { ObjectInfo, SnapshotManifest, SnapshotStore } from './store.ts';
 

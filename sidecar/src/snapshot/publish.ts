@@ -1,6 +1,7 @@
+import type { Logger } from '../../../core/log.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
+import { MIN_SNAPSHOT_RETAIN } from '../../../core/snapshot.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Logger } from '../log/logger.ts';
-import type { RepoId } from '../mirrors/repo-id.ts';
 import { type ArchiveOptions, createArchiveStream } from './archive-create.ts';
 import { archiveKey, isCommitId, parseArchiveKey } from './layout.ts';
 import { readManifest, recordOf, writeManifest } from './manifest.ts';
@@ -35,8 +36,8 @@ export async function publishSnapshot(options: PublishOptions): Promise<Snapshot
   const { repo, commit, retain } = options;
   if (!isCommitId(commit))
     throw new GitMirrorError('BAD_REQUEST', 'commit must be a full lower-case hex object id');
-  if (!Number.isInteger(retain) || retain < 2)
-    throw new GitMirrorError('CONFIG_INVALID', 'snapshot retain must be >= 2');
+  if (!Number.isInteger(retain) || retain < MIN_SNAPSHOT_RETAIN)
+    throw new GitMirrorError('CONFIG_INVALID', `snapshot retain must be >= ${MIN_SNAPSHOT_RETAIN}`);
   const replaced = await readReplaceable(options);
   const now = options.now?.() ?? new Date();
   const createdAt = nextStamp(now, replaced, repo);

@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import type { RepoId } from '../mirrors/repo-id.ts';
 import { extractArchive } from './archive-extract.ts';
 import { findRecord, readManifest, recordOf } from './manifest.ts';
 import type { SnapshotManifest, SnapshotRecord, SnapshotStore } from './store.ts';

@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
-import type { Logger } from '../log/logger.ts';
-import type { RepoId } from '../mirrors/repo-id.ts';
+import type { Logger } from '../../../core/log.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
 import { readManifest } from './manifest.ts';
 import { publishSnapshot, shouldSkip } from './publish.ts';
 import { downloadAndExtract } from './restore-download.ts';

@@ -1,4 +1,4 @@
-import type { RepoId } from '../mirrors/repo-id.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
 import type { SnapshotManifest, SnapshotStore } from './store.ts';
 
 export interface RestoreProgress {

@@ -1,14 +1,11 @@
 import type { Readable } from 'node:stream';
+import type { SnapshotRef } from '../../../core/snapshot.ts';
 
 /** Format tag written into every manifest; readers refuse others. */
 export const SNAPSHOT_FORMAT = 'gitmirror-mirror-tar-zst/1';
 
 /** One published archive: everything a reader needs to fetch it and verify what it got. */
-export interface SnapshotRecord {
-  key: string;
-  commit: string;
-  createdAt: string;
-  sizeBytes: number;
+export interface SnapshotRecord extends SnapshotRef {
   sha256: string;
 }
 

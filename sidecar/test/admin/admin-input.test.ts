@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import { parseMirrorSpec, parseRestoreRequest } from '../../src/admin/admin-input.ts';
-import { mirrorSpecDigest } from '../../src/admin/spec-digest.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 
 describe('admin input validation', () => {

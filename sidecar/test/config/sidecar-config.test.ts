@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseDuration } from '../../src/config/duration.ts';
 import { loadSidecarConfig } from '../../src/config/sidecar-config.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 
@@ -64,12 +63,18 @@ describe('sidecar configuration', () => {
     );
   });
 
-  it('parses durations like Go and the CRD do', () => {
-    assert.equal(parseDuration('90s'), 90_000);
-    assert.equal(parseDuration('1h5m'), 3_900_000);
-    assert.equal(parseDuration('250ms'), 250);
-    assert.equal(parseDuration('30'), 30_000);
-    assert.throws(() => parseDuration('5x'));
-    assert.throws(() => parseDuration('m5'));
+  it('reads durations in the grammar the CRD uses', () => {
+    const config = loadSidecarConfig({ GITMIRROR_FETCH_INTERVAL: '1h5m', GITMIRROR_FRESHNESS_WAIT: '250ms' });
+    assert.equal(config.fetchIntervalMs, 3_900_000);
+    assert.equal(config.freshnessWaitMs, 250);
+    for (const value of ['30', '1d', '5x', 'm5']) {
+      assert.throws(
+        () => loadSidecarConfig({ GITMIRROR_REF_CHECK_INTERVAL: value }),
+        (e) =>
+          isGitMirrorError(e, 'CONFIG_INVALID') &&
+          /GITMIRROR_REF_CHECK_INTERVAL.*30s, 5m or 1h30m/.test(e.message),
+        value,
+      );
+    }
   });
 });

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { pino } from 'pino';
-import type { MirrorList } from '../../src/admin/types.ts';
+import type { MirrorList } from '../../../core/admin-api.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { MirrorStatus } from '../../src/admin/types.ts';
+import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { addCommit, createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { MirrorList, MirrorStatus } from '../../src/admin/types.ts';
+import type { MirrorList, MirrorStatus } from '../../../core/admin-api.ts';
 import { makeLargeRepo } from '../snapshot/support/git-fixtures.ts';
 import { addCommit, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';

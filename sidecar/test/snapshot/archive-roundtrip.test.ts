@@ -5,7 +5,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseRepoId } from '../../src/mirrors/repo-id.ts';
+import { parseRepoId } from '../../../core/repo-id.ts';
 import { runProcess } from '../../src/process/child-process.ts';
 import { extractArchive } from '../../src/snapshot/archive-extract.ts';
 import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';

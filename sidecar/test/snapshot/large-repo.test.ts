@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
-import { parseRepoId } from '../../src/mirrors/repo-id.ts';
+import { parseRepoId } from '../../../core/repo-id.ts';
 import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { publishSnapshot } from '../../src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { parseRepoId } from '../../src/mirrors/repo-id.ts';
+import { parseRepoId } from '../../../core/repo-id.ts';
 import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { archiveKey, formatStamp, manifestKey, parseArchiveKey } from '../../src/snapshot/layout.ts';
 import { findRecord, readManifest, validateManifest, writeManifest } from '../../src/snapshot/manifest.ts';

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, rm, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { parseRepoId } from '../../src/mirrors/repo-id.ts';
+import { parseRepoId } from '../../../core/repo-id.ts';
 import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { archiveKey, manifestKey, parseArchiveKey, repoPrefix } from '../../src/snapshot/layout.ts';
 import { readManifest } from '../../src/snapshot/manifest.ts';

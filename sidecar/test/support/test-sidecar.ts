@@ -1,5 +1,5 @@
+import { silentLogger } from '../../../core/log.ts';
 import { loadSidecarConfig } from '../../src/config/sidecar-config.ts';
-import { silentLogger } from '../../src/log/logger.ts';
 import { type RunningSidecar, type SidecarOverrides, startSidecar } from '../../src/server/sidecar.ts';
 import { openSnapshotService } from '../../src/snapshot/snapshot-service-impl.ts';
 

@@ -1,9 +1,10 @@
-import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import { ContractError } from './errors.ts';
 
 /**
  * A repository the cache can hold: `{host}/{path}` as it appears in the git URL, without
  * `.git`. It names the mirror directory, the snapshot prefix and the admin route, so it is
  * validated strictly: every accepted id maps to a path under the data dir and nowhere else.
+ * The operator derives a GitMirror's id with the same parser, so both sides always agree on it.
  */
 export interface RepoId {
   /** `host/path`, the canonical id. */
@@ -20,7 +21,7 @@ const SEGMENT = /^[A-Za-z0-9._~-]{1,100}$/;
 const MAX_SEGMENTS = 8;
 
 function reject(message: string): never {
-  throw new GitMirrorError('BAD_REPO_PATH', message);
+  throw new ContractError('BAD_REPO_PATH', message);
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { MirrorSpec } from './types.ts';
+import type { MirrorSpec } from './admin-api.ts';
 
 /**
  * A digest of a mirror's desired config, credentials included, echoed in `MirrorStatus`

@@ -1,3 +1,9 @@
+import type { Credentials } from './credentials.ts';
+import type { WireErrorCode } from './errors.ts';
+import type { SnapshotRef } from './snapshot.ts';
+
+export type { SnapshotRef } from './snapshot.ts';
+
 /**
  * The sidecar admin API's JSON shapes: the one contract between the operator and the
  * sidecar (`docs/admin-api.md` describes the routes). Durations are seconds.
@@ -15,7 +21,7 @@ export interface MirrorSpec {
   snapshot?: { writer: boolean; intervalSeconds?: number; retain?: number };
   access?: Access;
   /** Upstream credentials; kept in memory only, never written to disk or echoed back. */
-  credentials?: { username?: string; password: string };
+  credentials?: Credentials;
 }
 
 export type MirrorState = 'empty' | 'restoring' | 'cloning' | 'ready' | 'failed';
@@ -29,13 +35,6 @@ export type RestorePhase =
   | 'cloning'
   | 'done'
   | 'failed';
-
-export interface SnapshotRef {
-  key: string;
-  commit: string;
-  createdAt: string;
-  sizeBytes: number;
-}
 
 export interface RestoreStatus {
   phase: RestorePhase;
@@ -121,7 +120,7 @@ export interface RestoreRequest {
   force?: boolean;
 }
 
-/** Error body of every non-2xx admin answer. */
+/** Error body of every non-2xx answer. */
 export interface ErrorBody {
-  error: { code: string; message: string };
+  error: { code: WireErrorCode; message: string };
 }

@@ -1,4 +1,7 @@
-/** Time as the reconcilers see it; unit tests substitute a clock they move by hand. */
+/**
+ * Time as both programs see it: the operator's reconcilers and the sidecar's mirrors take a
+ * Clock, so unit tests substitute one they move by hand.
+ */
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
