@@ -1,11 +1,11 @@
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { type GitMirror, keyOf } from './api/gitmirror.ts';
+import type { Pod } from './api/kubernetes.ts';
 import { fleetOf, fleetPods } from './fleet/members.ts';
 import { AppliedSpecs } from './fleet/mirror-sync.ts';
 import { GitMirrorReconciler, type ReconcileSettings } from './gitmirror/reconcile.ts';
 import type { KubeApi } from './kube/api.ts';
-import type { Pod } from './kube/types.ts';
 import { Controller } from './runtime/controller.ts';
 import { EventRecorder } from './runtime/events.ts';
 import type { InformerSet } from './runtime/informer.ts';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { loadConfig, usage } from '../src/config/config.ts';
-import { isOperatorError } from '../src/errors.ts';
+import { isOperatorError } from '../src/errors/operator-error.ts';
 
 describe('operator configuration', () => {
   test('defaults: all namespaces, admin port 9090, 4 workers, leader election on', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FINALIZER, type GitMirror } from '../src/api/gitmirror.ts';
-import { isOperatorError } from '../src/errors.ts';
+import { isOperatorError } from '../src/errors/operator-error.ts';
 import { findCondition } from '../src/gitmirror/conditions.ts';
 import { harness, REPO_ID, REPO_URL, SETTINGS, TOKEN_SECRET } from './fakes/harness.ts';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { WARM_CONDITION } from '../src/api/gitmirror.ts';
-import { isOperatorError } from '../src/errors.ts';
+import { isOperatorError } from '../src/errors/operator-error.ts';
 import { warmCondition } from '../src/fleet/members.ts';
 import { harness, POLL_MS, REPO_ID, REPO_URL, TOKEN_SECRET } from './fakes/harness.ts';
 

@@ -1,6 +1,6 @@
 import type { SnapshotRef as CoreSnapshotRef } from '../../../core/snapshot.ts';
-import type { ObjectMeta } from '../kube/types.ts';
 import type { GitMirrorSpec, GitMirrorStatus } from './gitmirror.gen.ts';
+import type { ObjectMeta } from './kubernetes.ts';
 
 export type { GitMirrorSpec, GitMirrorStatus } from './gitmirror.gen.ts';
 

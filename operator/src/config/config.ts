@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../../../core/duration.ts';
-import { OperatorError } from '../errors.ts';
+import { OperatorError } from '../errors/operator-error.ts';
 
 export interface OperatorConfig {
   /** Watched namespaces; empty means all. */

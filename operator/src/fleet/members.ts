@@ -1,6 +1,6 @@
 import { ADMIN_PORT_NAME, CACHE_LABEL, type GitMirror, WARM_CONDITION } from '../api/gitmirror.ts';
+import type { Pod, PodCondition } from '../api/kubernetes.ts';
 import type { Store } from '../kube/api.ts';
-import type { Pod, PodCondition } from '../kube/types.ts';
 import type { SidecarTarget } from '../sidecar/admin-client.ts';
 
 /** The fleet a pod belongs to (its gitmirror.dev/cache label), if any. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { MirrorSpec, MirrorStatus } from '../../../core/admin-api.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
-import { specApplied } from '../gitmirror/spec.ts';
 import type { SidecarClient, SidecarTarget } from '../sidecar/admin-client.ts';
+import { specApplied } from './spec.ts';
 
 /**
  * Remembers a fingerprint of the last spec PUT to each (pod, mirror). Sidecars echo a

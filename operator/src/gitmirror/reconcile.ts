@@ -3,17 +3,17 @@ import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { rfc3339 } from '../../../core/clock.ts';
 import type { Credentials } from '../../../core/credentials.ts';
 import { type GitMirror, type GitMirrorStatus, KIND, splitKey } from '../api/gitmirror.ts';
-import { describeError, OperatorError, type OperatorErrorCode } from '../errors.ts';
+import type { ObjectRef, Pod } from '../api/kubernetes.ts';
+import { describeError, OperatorError, type OperatorErrorCode } from '../errors/operator-error.ts';
 import type { FleetContext } from '../fleet/context.ts';
+import { readCredentials } from '../fleet/credentials.ts';
 import { fleetPods, isFleetMember, isReachable, sidecarTarget } from '../fleet/members.ts';
 import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
-import type { ObjectRef, Pod } from '../kube/types.ts';
+import { mirrorSpecFor, repositoryOf, specDuration } from '../fleet/spec.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import type { SidecarTarget } from '../sidecar/admin-client.ts';
 import { findCondition } from './conditions.ts';
-import { readCredentials } from './credentials.ts';
 import { ensureFinalizer, hasFinalizer, removeFinalizer } from './finalizer.ts';
-import { mirrorSpecFor, repositoryOf, specDuration } from './spec.ts';
 import {
   buildStatus,
   freshness,

@@ -1,5 +1,5 @@
 import type { GitMirror } from '../api/gitmirror.ts';
-import type { EventInput, Lease, Pod, PodCondition } from './types.ts';
+import type { EventInput, Lease, Pod, PodCondition } from '../api/kubernetes.ts';
 
 /**
  * The seam between the reconcilers and Kubernetes. The real implementation wraps
@@ -55,4 +55,14 @@ export interface Store<T> {
 export interface Stores {
   gitMirrors: Store<GitMirror>;
   pods: Store<Pod>;
+}
+
+/** What the operator needs of a client-node ListWatch (and what a test double provides). */
+export interface InformerLike<T> {
+  on(verb: 'add' | 'update' | 'delete', cb: (obj: T) => void): void;
+  on(verb: 'error' | 'connect', cb: (err?: unknown) => void): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  get(name: string, namespace?: string): T | undefined;
+  list(namespace?: string): readonly T[];
 }

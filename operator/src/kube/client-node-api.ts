@@ -12,9 +12,9 @@ import {
   V1MicroTime,
 } from '@kubernetes/client-node';
 import { type GitMirror, GROUP, PLURAL, VERSION } from '../api/gitmirror.ts';
-import { OperatorError, type OperatorErrorCode } from '../errors.ts';
+import type { Lease, PodCondition } from '../api/kubernetes.ts';
+import { OperatorError, type OperatorErrorCode } from '../errors/operator-error.ts';
 import type { EventRecord, KubeApi } from './api.ts';
-import type { Lease, PodCondition } from './types.ts';
 
 const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 // Pods' status.conditions merge on `type` only under a strategic-merge patch; a JSON merge

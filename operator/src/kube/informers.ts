@@ -1,7 +1,7 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, makeInformer } from '@kubernetes/client-node';
 import { CACHE_LABEL, type GitMirror, GROUP, PLURAL, VERSION } from '../api/gitmirror.ts';
-import type { InformerLike } from '../runtime/informer.ts';
-import type { Pod } from './types.ts';
+import type { Pod } from '../api/kubernetes.ts';
+import type { InformerLike } from './api.ts';
 
 /**
  * client-node informers for the two watched kinds, one per namespace (or one cluster-wide when

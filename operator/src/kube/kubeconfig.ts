@@ -1,5 +1,5 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import { OperatorError } from '../errors.ts';
+import { OperatorError } from '../errors/operator-error.ts';
 
 /**
  * In a pod: the service account. Elsewhere: the given kubeconfig file, else $KUBECONFIG or

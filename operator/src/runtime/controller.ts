@@ -1,5 +1,5 @@
 import type { Logger } from '../../../core/log.ts';
-import { describeError } from '../errors.ts';
+import { describeError } from '../errors/operator-error.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import type { WorkQueue } from './workqueue.ts';
 

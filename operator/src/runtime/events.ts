@@ -1,8 +1,8 @@
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
-import { describeError } from '../errors.ts';
+import type { EventInput } from '../api/kubernetes.ts';
+import { describeError } from '../errors/operator-error.ts';
 import type { KubeApi } from '../kube/api.ts';
-import type { EventInput } from '../kube/types.ts';
 
 export interface EventRecorderOptions {
   api: Pick<KubeApi, 'createEvent'>;

@@ -1,16 +1,6 @@
 import type { Logger } from '../../../core/log.ts';
-import type { Store } from '../kube/api.ts';
+import type { InformerLike, Store } from '../kube/api.ts';
 import { type BackoffPolicy, backoffDelay } from './backoff.ts';
-
-/** What the operator needs of a client-node ListWatch (and what a test double provides). */
-export interface InformerLike<T> {
-  on(verb: 'add' | 'update' | 'delete', cb: (obj: T) => void): void;
-  on(verb: 'error' | 'connect', cb: (err?: unknown) => void): void;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  get(name: string, namespace?: string): T | undefined;
-  list(namespace?: string): readonly T[];
-}
 
 export interface InformerOptions {
   name: string;

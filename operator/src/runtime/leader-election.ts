@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
-import { describeError, isOperatorError } from '../errors.ts';
+import type { Lease } from '../api/kubernetes.ts';
+import { describeError, isOperatorError } from '../errors/operator-error.ts';
 import type { KubeApi } from '../kube/api.ts';
-import type { Lease } from '../kube/types.ts';
 
 export interface LeaderElectionOptions {
   api: Pick<KubeApi, 'readLease' | 'createLease' | 'replaceLease'>;

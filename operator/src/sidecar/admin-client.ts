@@ -6,7 +6,7 @@ import type {
   RestoreRequest,
 } from '../../../core/admin-api.ts';
 import { isWireErrorCode } from '../../../core/errors.ts';
-import { OperatorError, type OperatorErrorCode } from '../errors.ts';
+import { OperatorError, type OperatorErrorCode } from '../errors/operator-error.ts';
 
 /** One sidecar's admin endpoint. `pod` (namespace/name) names it in errors and logs. */
 export interface SidecarTarget {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { isOperatorError, OperatorError } from '../errors.ts';
+import { isOperatorError, OperatorError } from '../errors/operator-error.ts';
 import type { KubeApi } from '../kube/api.ts';
 
 /** Key of the token inside the per-namespace Secret; fleet pods mount it as GITMIRROR_ADMIN_TOKEN_FILE. */

@@ -1,5 +1,5 @@
 import { WARM_CONDITION } from '../api/gitmirror.ts';
-import type { PodCondition } from '../kube/types.ts';
+import type { PodCondition } from '../api/kubernetes.ts';
 
 /** How one mirror of the fleet stands on the pod being warmed. */
 export interface MirrorProgress {

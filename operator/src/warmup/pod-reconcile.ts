@@ -1,8 +1,10 @@
 import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { rfc3339 } from '../../../core/clock.ts';
 import { type GitMirror, splitKey } from '../api/gitmirror.ts';
-import { describeError, isOperatorError } from '../errors.ts';
+import type { Pod } from '../api/kubernetes.ts';
+import { describeError, isOperatorError } from '../errors/operator-error.ts';
 import type { FleetContext } from '../fleet/context.ts';
+import { readCredentials } from '../fleet/credentials.ts';
 import {
   fleetOf,
   isFleetMember,
@@ -13,9 +15,7 @@ import {
   warmCondition,
 } from '../fleet/members.ts';
 import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
-import { readCredentials } from '../gitmirror/credentials.ts';
-import { mirrorSpecFor, repositoryOf, specDuration } from '../gitmirror/spec.ts';
-import type { Pod } from '../kube/types.ts';
+import { mirrorSpecFor, repositoryOf, specDuration } from '../fleet/spec.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import type { OperatorMetrics } from '../runtime/metrics.ts';
 import type { SidecarTarget } from '../sidecar/admin-client.ts';

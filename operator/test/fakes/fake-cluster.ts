@@ -5,9 +5,9 @@ import {
   keyOf,
   WARM_CONDITION,
 } from '../../src/api/gitmirror.ts';
-import { OperatorError, type OperatorErrorCode } from '../../src/errors.ts';
+import type { Lease, Pod, PodCondition } from '../../src/api/kubernetes.ts';
+import { OperatorError, type OperatorErrorCode } from '../../src/errors/operator-error.ts';
 import type { EventRecord, KubeApi, Store, Stores } from '../../src/kube/api.ts';
-import type { Lease, Pod, PodCondition } from '../../src/kube/types.ts';
 
 /** An informer cache stand-in: objects are replaced, never mutated, as with a real watch. */
 export class MemoryStore<T extends { metadata: { name: string; namespace?: string } }> implements Store<T> {

@@ -1,6 +1,6 @@
 import type { MirrorSpec, MirrorStatus, RestoreRequest } from '../../../core/admin-api.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
-import { OperatorError, type OperatorErrorCode } from '../../src/errors.ts';
+import { OperatorError, type OperatorErrorCode } from '../../src/errors/operator-error.ts';
 import type { SidecarClient, SidecarTarget } from '../../src/sidecar/admin-client.ts';
 
 type Method = 'list' | 'get' | 'put' | 'restore' | 'delete';

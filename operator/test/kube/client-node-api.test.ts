@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { isOperatorError } from '../../src/errors.ts';
+import { isOperatorError } from '../../src/errors/operator-error.ts';
 import { ClientNodeKubeApi } from '../../src/kube/client-node-api.ts';
 
 interface Seen {

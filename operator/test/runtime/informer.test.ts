@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../../core/log.ts';
-import { type InformerLike, InformerSet, ResilientInformer } from '../../src/runtime/informer.ts';
+import type { InformerLike } from '../../src/kube/api.ts';
+import { InformerSet, ResilientInformer } from '../../src/runtime/informer.ts';
 import { eventually } from '../fakes/eventually.ts';
 
 interface Obj {

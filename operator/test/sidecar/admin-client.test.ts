@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { isOperatorError } from '../../src/errors.ts';
+import { isOperatorError } from '../../src/errors/operator-error.ts';
 import { HttpSidecarClient, type SidecarTarget } from '../../src/sidecar/admin-client.ts';
 
 const TOKEN = 'the-admin-token';

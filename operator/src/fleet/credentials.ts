@@ -1,6 +1,6 @@
 import type { Credentials } from '../../../core/credentials.ts';
 import type { GitMirror } from '../api/gitmirror.ts';
-import { OperatorError } from '../errors.ts';
+import { OperatorError } from '../errors/operator-error.ts';
 import type { KubeApi } from '../kube/api.ts';
 
 /**

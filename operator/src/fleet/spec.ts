@@ -4,7 +4,7 @@ import { parseDuration } from '../../../core/duration.ts';
 import { isContractError } from '../../../core/errors.ts';
 import { repoIdFromUrl } from '../../../core/repo-id.ts';
 import type { GitMirror, GitMirrorSpec } from '../api/gitmirror.ts';
-import { OperatorError } from '../errors.ts';
+import { OperatorError } from '../errors/operator-error.ts';
 
 /**
  * The mirror id the sidecar uses for this GitMirror (`host/path`), from the same parser the
