@@ -85,7 +85,14 @@ export class Operator {
         restoreRetryMs: settings.restoreRetryMs,
       },
     });
-    const common = { workers: settings.workers, logger, metrics };
+    // A stall may be cured in a Secret (a GitMirror's credentials, the admin token), and the
+    // operator does not watch Secrets: stalled keys are looked at again this often.
+    const common = {
+      workers: settings.workers,
+      logger,
+      metrics,
+      stalledRecheckMs: settings.maxSteadyRequeueMs,
+    };
     this.#controllers = [
       new Controller({
         ...common,

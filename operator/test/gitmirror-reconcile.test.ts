@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FINALIZER, type GitMirror } from '../src/api/gitmirror.ts';
-import { isOperatorError } from '../src/errors/operator-error.ts';
+import { errorKind, isOperatorError } from '../src/errors/operator-error.ts';
 import { findCondition } from '../src/gitmirror/conditions.ts';
 import { harness, REPO_ID, REPO_URL, SETTINGS, TOKEN_SECRET } from './fakes/harness.ts';
 
@@ -279,7 +279,13 @@ describe('GitMirror reconcile: one snapshot writer', () => {
       metadata: { ...p.metadata, deletionTimestamp: '2026-01-01T00:02:00Z' },
     }));
     h.sidecars.of('ns/p1').failNext('put', 'SIDECAR_TIMEOUT');
-    await assert.rejects(h.gm('repo'), (err) => isOperatorError(err, 'WRITER_HANDOVER_BLOCKED'));
+    await assert.rejects(
+      h.gm('repo'),
+      (err) =>
+        isOperatorError(err, 'WRITER_HANDOVER_BLOCKED') &&
+        err.kind === 'waiting' &&
+        err.requeueAfterMs === SETTINGS.warmingRequeueMs,
+    );
     assert.deepEqual(h.sidecars.writersOf(REPO_ID), ['ns/p1']);
     assert.equal(status(h).writer, 'p1');
     h.cluster.pods.delete('ns', 'p1');
@@ -326,11 +332,10 @@ describe('GitMirror reconcile: credentials', () => {
       ...gm,
       spec: { ...gm.spec, credentialsSecretRef: { name: 'upstream' } },
     }));
-    const result = await h.gm('repo');
+    await assert.rejects(h.gm('repo'), (err) => isOperatorError(err, 'CREDENTIALS_NOT_FOUND'));
     assert.equal(h.sidecars.calls.length, 0);
     assert.equal(ready(h)?.reason, 'CredentialsNotFound');
     assert.equal(findCondition(status(h).conditions, 'Stalled')?.status, 'True');
-    assert.equal(result.requeueAfterMs, SETTINGS.maxSteadyRequeueMs);
     assert.equal(h.cluster.events.at(-1)?.type, 'Warning');
   });
 
@@ -341,7 +346,7 @@ describe('GitMirror reconcile: credentials', () => {
       ...gm,
       spec: { ...gm.spec, credentialsSecretRef: { name: 'upstream' } },
     }));
-    await h.gm('repo');
+    await assert.rejects(h.gm('repo'), (err) => errorKind(err) === 'stalled');
     assert.equal(ready(h)?.reason, 'CredentialsInvalid');
   });
 
@@ -377,6 +382,93 @@ describe('GitMirror reconcile: credentials', () => {
     await h.gm('repo');
     assert.equal(puts().length, 2);
     assert.deepEqual(puts()[1]?.spec?.credentials, { password: 'two' });
+  });
+});
+
+describe('GitMirror reconcile: errors before the fleet is asked show in conditions', () => {
+  function condition(h: H, type: string) {
+    return findCondition(status(h).conditions, type);
+  }
+
+  test('a finalizer that cannot be added: Reconciling with the error, retried with backoff', async () => {
+    const h = setup(['p1']);
+    h.cluster.failNext('setGitMirrorFinalizers', 'KUBE_FORBIDDEN');
+    await assert.rejects(
+      h.gm('repo'),
+      (err) => isOperatorError(err, 'KUBE_FORBIDDEN') && err.kind === 'transient',
+    );
+    assert.equal(h.sidecars.calls.length, 0);
+    assert.equal(condition(h, 'Reconciling')?.status, 'True');
+    assert.equal(condition(h, 'Reconciling')?.reason, 'ProgressingWithRetry');
+    assert.match(condition(h, 'Reconciling')?.message ?? '', /KUBE_FORBIDDEN: injected/);
+    assert.equal(ready(h)?.status, 'False');
+    assert.equal(ready(h)?.reason, 'ProgressingWithRetry');
+    assert.equal(condition(h, 'Stalled')?.status, 'False');
+    await h.gm('repo');
+    assert.equal(ready(h)?.reason, 'WarmingUp');
+    assert.equal(condition(h, 'Reconciling')?.reason, 'WarmingUp');
+  });
+
+  test('an admin token Secret that cannot be created', async () => {
+    const h = harness();
+    h.cluster.addGitMirror('repo', { url: REPO_URL });
+    h.cluster.addPod('p1');
+    h.cluster.failNext('createSecret', 'KUBE_FORBIDDEN', 'secrets is forbidden');
+    await assert.rejects(h.gm('repo'), (err) => isOperatorError(err, 'KUBE_FORBIDDEN'));
+    assert.equal(h.sidecars.calls.length, 0);
+    assert.match(ready(h)?.message ?? '', /KUBE_FORBIDDEN: secrets is forbidden/);
+    assert.equal(status(h).repository, REPO_ID, 'the id was known before the token');
+  });
+
+  test('a credentials Secret that cannot be read leaves a True Ready standing', async () => {
+    const h = setup(['p1']);
+    await warm(h, ['p1']);
+    h.cluster.secrets.set('ns/upstream', { token: 't' });
+    h.cluster.updateGitMirror('ns', 'repo', (gm) => ({
+      ...gm,
+      spec: { ...gm.spec, credentialsSecretRef: { name: 'upstream' } },
+    }));
+    h.cluster.failNext('readSecret', 'KUBE_UNAVAILABLE');
+    await assert.rejects(h.gm('repo'), (err) => errorKind(err) === 'transient');
+    assert.equal(ready(h)?.status, 'True', 'the replicas still serve');
+    assert.equal(condition(h, 'Reconciling')?.reason, 'ProgressingWithRetry');
+    assert.match(condition(h, 'Reconciling')?.message ?? '', /KUBE_UNAVAILABLE/);
+    assert.equal(status(h).writer, 'p1', 'what the fleet said last is kept');
+  });
+
+  test('an invalid spec stalls until the spec changes', async () => {
+    const h = setup(['p1']);
+    h.cluster.updateGitMirror('ns', 'repo', (gm) => ({
+      ...gm,
+      spec: { ...gm.spec, url: 'https://github.com/org/%2e%2e' },
+    }));
+    await assert.rejects(
+      h.gm('repo'),
+      (err) => isOperatorError(err, 'SPEC_INVALID') && err.kind === 'stalled',
+    );
+    assert.equal(h.sidecars.calls.length, 0);
+    assert.equal(condition(h, 'Stalled')?.status, 'True');
+    assert.equal(condition(h, 'Stalled')?.reason, 'InvalidSpec');
+    assert.equal(ready(h)?.reason, 'InvalidSpec');
+    assert.match(ready(h)?.message ?? '', /^spec\.url: /);
+    h.cluster.updateGitMirror('ns', 'repo', (gm) => ({ ...gm, spec: { ...gm.spec, url: REPO_URL } }));
+    await h.gm('repo');
+    assert.equal(condition(h, 'Stalled')?.status, 'False');
+    assert.equal(ready(h)?.reason, 'WarmingUp');
+  });
+
+  test('a stall on a missing Secret ends when the Secret appears', async () => {
+    const h = setup(['p1']);
+    h.cluster.updateGitMirror('ns', 'repo', (gm) => ({
+      ...gm,
+      spec: { ...gm.spec, credentialsSecretRef: { name: 'upstream' } },
+    }));
+    await assert.rejects(h.gm('repo'), (err) => errorKind(err) === 'stalled');
+    h.cluster.secrets.set('ns/upstream', { token: 't' });
+    await h.gm('repo');
+    assert.equal(condition(h, 'Stalled')?.status, 'False');
+    assert.equal(ready(h)?.reason, 'WarmingUp');
+    assert.equal(h.sidecars.calls.filter((c) => c.method === 'put').length, 1);
   });
 });
 

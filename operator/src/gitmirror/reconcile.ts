@@ -4,7 +4,7 @@ import { rfc3339 } from '../../../core/clock.ts';
 import type { Credentials } from '../../../core/credentials.ts';
 import { type GitMirror, type GitMirrorStatus, KIND, splitKey } from '../api/gitmirror.ts';
 import type { ObjectRef, Pod } from '../api/kubernetes.ts';
-import { describeError, OperatorError, type OperatorErrorCode } from '../errors/operator-error.ts';
+import { describeError, OperatorError } from '../errors/operator-error.ts';
 import type { FleetContext } from '../fleet/context.ts';
 import { readCredentials } from '../fleet/credentials.ts';
 import { fleetPods, isFleetMember, isReachable, sidecarTarget } from '../fleet/members.ts';
@@ -15,10 +15,9 @@ import type { SidecarTarget } from '../sidecar/admin-client.ts';
 import { findCondition } from './conditions.ts';
 import { ensureFinalizer, hasFinalizer, removeFinalizer } from './finalizer.ts';
 import {
-  buildStatus,
-  freshness,
   type MemberObservation,
-  readiness,
+  type ReconcileOutcome,
+  statusAfter,
   statusPatch,
   summarize,
 } from './status.ts';
@@ -39,13 +38,6 @@ export interface ReconcileSettings {
 export interface GitMirrorReconcilerDeps extends FleetContext {
   settings: ReconcileSettings;
 }
-
-/** Errors that only a change by a person resolves: reported as Stalled, polled slowly. */
-const STALLING: Partial<Record<OperatorErrorCode, string>> = {
-  CREDENTIALS_NOT_FOUND: 'CredentialsNotFound',
-  CREDENTIALS_INVALID: 'CredentialsInvalid',
-  SPEC_INVALID: 'InvalidSpec',
-};
 
 interface Plan {
   gm: GitMirror;
@@ -75,33 +67,36 @@ export class GitMirrorReconciler {
     this.#d = deps;
   }
 
+  /**
+   * The steps run in order and any of them may stop the pass; whatever happened, status is
+   * built from it and patched once, so an error before the fleet was asked (finalizer, spec,
+   * credentials Secret, admin token) shows in the conditions too. The error then goes to the
+   * controller, which acts on its kind.
+   */
   readonly reconcile = async (key: string): Promise<ReconcileResult> => {
     const { namespace, name } = splitKey(key);
-    const gm = this.#d.stores.gitMirrors.get(namespace, name);
-    if (!gm) return {};
-    if (gm.metadata.deletionTimestamp) return this.#finalize(gm);
-    const live = await ensureFinalizer(this.#d.api, gm);
-    let plan: Plan;
+    const cached = this.#d.stores.gitMirrors.get(namespace, name);
+    if (!cached) return {};
+    if (cached.metadata.deletionTimestamp) return this.#finalize(cached);
+    const outcome: ReconcileOutcome = {};
+    let gm = cached;
+    let result: ReconcileResult = {};
     try {
-      plan = await this.#plan(live);
+      gm = await ensureFinalizer(this.#d.api, gm);
+      result = await this.#steps(gm, outcome);
     } catch (err) {
-      if (err instanceof OperatorError && STALLING[err.code]) return this.#stall(live, err);
-      throw err;
+      outcome.error = err;
     }
-    return this.#sync(plan);
+    const generation = gm.metadata.generation ?? 0;
+    await this.#writeStatus(gm, statusAfter({ previous: gm.status, generation, now: this.#now(), outcome }));
+    if (outcome.error !== undefined) throw outcome.error;
+    return result;
   };
 
-  async #plan(gm: GitMirror): Promise<Plan> {
-    const id = repositoryOf(gm);
-    specDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
-    specDuration(gm.spec.snapshot.interval, 'spec.snapshot.interval');
-    const credentials = await readCredentials(this.#d.api, gm);
-    const token = await this.#d.tokens.ensure(gm.metadata.namespace ?? '');
-    return { gm, id, credentials, token };
-  }
-
-  async #sync(plan: Plan): Promise<ReconcileResult> {
-    const { gm } = plan;
+  /** Resolves the spec, asks the fleet, elects the writer and hands the mirror out. */
+  async #steps(gm: GitMirror, outcome: ReconcileOutcome): Promise<ReconcileResult> {
+    outcome.repository = repositoryOf(gm);
+    const plan = await this.#plan(gm, outcome.repository);
     const observations = await this.#observe(plan);
     const members = observations.filter((o) => o.member);
     const recorded = gm.status?.writer || undefined;
@@ -115,39 +110,27 @@ export class GitMirrorReconciler {
         writing: o.status?.snapshot.writer === true,
       })),
     );
-    const outcome = await this.#apply(plan, observations, writer, recorded);
+    const applied = await this.#apply(plan, observations, writer, recorded);
     const memberObservations: MemberObservation[] = members.map((o) => ({
       pod: o.pod.metadata.name,
       status: o.status,
       error: o.error,
     }));
-    const generation = gm.metadata.generation ?? 0;
     const summary = summarize(memberObservations, gm.status?.latestSnapshot);
-    const { ready, reconciling } = readiness(memberObservations, summary, generation);
-    const stalled = {
-      type: 'Stalled',
-      status: 'False' as const,
-      reason: 'NoError',
-      message: '',
-      observedGeneration: generation,
-    };
-    const status = buildStatus({
-      previous: gm.status,
-      generation,
-      repository: plan.id,
-      summary,
-      writer: outcome.writer,
-      conditions: [ready, reconciling, stalled, freshness(memberObservations, generation)].filter(
-        (c): c is NonNullable<typeof c> => c !== undefined,
-      ),
-      now: this.#now(),
-    });
-    await this.#writeStatus(gm, status);
-    if (outcome.failure) throw outcome.failure;
+    outcome.fleet = { members: memberObservations, summary, writer: applied.writer };
+    if (applied.failure) throw applied.failure;
     // Until the first snapshot shows up, look as often as while warming: the writer publishes
     // soon after it is chosen, and nothing else would tell us.
-    const awaitingSnapshot = outcome.writer !== undefined && !summary.latestSnapshot;
+    const awaitingSnapshot = applied.writer !== undefined && !summary.latestSnapshot;
     return { requeueAfterMs: this.#requeueAfter(gm, summary.warm < summary.total || awaitingSnapshot) };
+  }
+
+  async #plan(gm: GitMirror, id: string): Promise<Plan> {
+    specDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
+    specDuration(gm.spec.snapshot.interval, 'spec.snapshot.interval');
+    const credentials = await readCredentials(this.#d.api, gm);
+    const token = await this.#d.tokens.ensure(gm.metadata.namespace ?? '');
+    return { gm, id, credentials, token };
   }
 
   async #observe(plan: Plan): Promise<Observation[]> {
@@ -193,7 +176,10 @@ export class GitMirrorReconciler {
     if (chosen && !blocked) failure = (await this.#syncPod(plan, chosen, true)) ?? failure;
     if (blocked) {
       const message = `snapshot writer hand-over to ${writer} waits until the previous writer is demoted`;
-      failure = new OperatorError('WRITER_HANDOVER_BLOCKED', message, { cause: failure });
+      failure = new OperatorError('WRITER_HANDOVER_BLOCKED', message, {
+        cause: failure,
+        requeueAfterMs: this.#d.settings.warmingRequeueMs,
+      });
     }
     // Unconfirmed (the writer did not answer) keeps the record: that pod may still be writing.
     const confirmed = chosen?.status?.snapshot.writer === true || writer === recorded;
@@ -223,28 +209,6 @@ export class GitMirrorReconciler {
       o.error = describeError(err);
       return err instanceof Error ? err : new Error(String(err));
     }
-  }
-
-  async #stall(gm: GitMirror, err: OperatorError): Promise<ReconcileResult> {
-    const generation = gm.metadata.generation ?? 0;
-    const reason = STALLING[err.code]!;
-    const message = err.message;
-    const status = buildStatus({
-      previous: gm.status,
-      generation,
-      repository: gm.status?.repository,
-      summary: undefined,
-      writer: gm.status?.writer,
-      conditions: [
-        { type: 'Ready', status: 'False', reason, message, observedGeneration: generation },
-        { type: 'Stalled', status: 'True', reason, message, observedGeneration: generation },
-        { type: 'Reconciling', status: 'False', reason, message, observedGeneration: generation },
-      ],
-      now: this.#now(),
-    });
-    await this.#writeStatus(gm, status);
-    // Secrets are not watched, so a fixed Secret is noticed by this poll.
-    return { requeueAfterMs: this.#d.settings.maxSteadyRequeueMs };
   }
 
   async #finalize(gm: GitMirror): Promise<ReconcileResult> {

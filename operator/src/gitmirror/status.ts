@@ -1,6 +1,7 @@
 import type { MirrorStatus } from '../../../core/admin-api.ts';
 import type { GitMirrorStatus, SnapshotRef } from '../api/gitmirror.ts';
-import { type ConditionInput, setCondition } from './conditions.ts';
+import { describeError, OperatorError } from '../errors/operator-error.ts';
+import { type ConditionInput, findCondition, setCondition } from './conditions.ts';
 
 /** What one fleet member's sidecar said about the mirror in this reconcile. */
 export interface MemberObservation {
@@ -128,6 +129,72 @@ export function freshness(members: MemberObservation[], generation: number): Con
     message: `${failing.length}/${warm.length} warm replicas cannot fetch from upstream${age}: ${worst.lastFetchError!.slice(0, 300)}`,
     observedGeneration: generation,
   };
+}
+
+/** What one reconcile found out, however far it got: the input of its one status write. */
+export interface ReconcileOutcome {
+  /** The mirror id, once the spec's URL was read. */
+  repository?: string;
+  /** What the fleet's sidecars said, once they were asked, and the writer after the hand-over. */
+  fleet?: { members: MemberObservation[]; summary: Summary; writer: string | undefined };
+  /** What stopped the reconcile, if anything. */
+  error?: unknown;
+}
+
+/** The status after one reconcile: from the fleet when it was asked, else from what stopped it. */
+export function statusAfter(input: {
+  previous: GitMirrorStatus | undefined;
+  generation: number;
+  now: string;
+  outcome: ReconcileOutcome;
+}): GitMirrorStatus {
+  const { previous, generation, now, outcome } = input;
+  return buildStatus({
+    previous,
+    generation,
+    now,
+    repository: outcome.repository ?? previous?.repository,
+    summary: outcome.fleet?.summary,
+    writer: outcome.fleet?.writer,
+    conditions: conditionsAfter(outcome, previous, generation),
+  });
+}
+
+function conditionsAfter(
+  outcome: ReconcileOutcome,
+  previous: GitMirrorStatus | undefined,
+  generation: number,
+): ConditionInput[] {
+  const c = (type: string, status: 'True' | 'False', reason: string, message: string): ConditionInput => ({
+    type,
+    status,
+    reason,
+    message,
+    observedGeneration: generation,
+  });
+  if (outcome.fleet) {
+    const { members, summary } = outcome.fleet;
+    const { ready, reconciling } = readiness(members, summary, generation);
+    const fresh = freshness(members, generation);
+    return [ready, reconciling, c('Stalled', 'False', 'NoError', ''), ...(fresh ? [fresh] : [])];
+  }
+  const { error } = outcome;
+  const stalled = error instanceof OperatorError ? error.stalledReason : undefined;
+  if (error instanceof OperatorError && stalled) {
+    return [
+      c('Ready', 'False', stalled, error.message),
+      c('Stalled', 'True', stalled, error.message),
+      c('Reconciling', 'False', stalled, error.message),
+    ];
+  }
+  // The fleet was not asked, so whether it serves is not known anew: a Ready True stands.
+  const message = describeError(error);
+  const retrying = [
+    c('Reconciling', 'True', 'ProgressingWithRetry', message),
+    c('Stalled', 'False', 'NoError', ''),
+  ];
+  if (findCondition(previous?.conditions, 'Ready')?.status === 'True') return retrying;
+  return [c('Ready', 'False', 'ProgressingWithRetry', message), ...retrying];
 }
 
 export interface StatusInput {

@@ -1,5 +1,5 @@
 import type { Logger } from '../../../core/log.ts';
-import { describeError } from '../errors/operator-error.ts';
+import { describeError, errorKind, OperatorError } from '../errors/operator-error.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import type { WorkQueue } from './workqueue.ts';
 
@@ -17,11 +17,19 @@ export interface ControllerOptions {
   workers: number;
   logger: Logger;
   metrics: OperatorMetrics;
+  /**
+   * A stalled key is otherwise looked at again only when its object changes. Set this when a
+   * stall can be cured outside the watched objects: a GitMirror's credentials Secret is not
+   * watched (the operator may not list Secrets), so its controller looks again this often.
+   */
+  stalledRecheckMs?: number;
 }
 
 /**
  * Runs `workers` loops over one queue. The queue guarantees a key is held by one worker at a
- * time; a thrown error retries the key with backoff, a result may ask for a later look.
+ * time; a result may ask for a later look, and a thrown error is handled by its kind (see
+ * `ErrorKind`): stalled waits for a change, waiting looks again after the time it names,
+ * anything else retries with backoff.
  */
 export class Controller {
   readonly name: string;
@@ -55,7 +63,7 @@ export class Controller {
   }
 
   async #process(key: string): Promise<void> {
-    const { queue, reconcile, metrics, logger } = this.#options;
+    const { queue, reconcile, metrics } = this.#options;
     const controller = this.name;
     const stopTimer = metrics.reconcileTime.startTimer({ controller });
     metrics.activeWorkers.inc({ controller });
@@ -67,17 +75,38 @@ export class Controller {
         metrics.reconcileTotal.inc({ controller, result: 'requeue_after' });
       } else metrics.reconcileTotal.inc({ controller, result: 'success' });
     } catch (err) {
-      metrics.reconcileTotal.inc({ controller, result: 'error' });
-      metrics.reconcileErrors.inc({ controller });
-      const retries = queue.retries(key);
-      logger.warn(
-        { controller, key, retries, err: describeError(err) },
-        'reconcile failed; retrying with backoff',
-      );
-      queue.addRateLimited(key);
+      this.#failed(key, err);
     } finally {
       metrics.activeWorkers.dec({ controller });
       stopTimer();
     }
+  }
+
+  /** The one place where an error's kind decides what happens to its key. */
+  #failed(key: string, err: unknown): void {
+    const { queue, metrics, logger, stalledRecheckMs } = this.#options;
+    const controller = this.name;
+    const kind = errorKind(err);
+    if (err instanceof OperatorError && kind === 'waiting') {
+      queue.forget(key);
+      queue.addAfter(key, err.requeueAfterMs!);
+      metrics.reconcileTotal.inc({ controller, result: 'requeue_after' });
+      logger.debug({ controller, key, reason: describeError(err) }, 'waiting');
+      return;
+    }
+    if (kind === 'stalled') {
+      queue.forget(key);
+      if (stalledRecheckMs !== undefined) queue.addAfter(key, stalledRecheckMs);
+      metrics.reconcileTotal.inc({ controller, result: 'stalled' });
+      logger.info({ controller, key, err: describeError(err) }, 'stalled until the object changes');
+      return;
+    }
+    metrics.reconcileTotal.inc({ controller, result: 'error' });
+    metrics.reconcileErrors.inc({ controller });
+    logger.warn(
+      { controller, key, retries: queue.retries(key), err: describeError(err) },
+      'reconcile failed; retrying with backoff',
+    );
+    queue.addRateLimited(key);
   }
 }

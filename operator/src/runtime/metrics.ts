@@ -12,7 +12,7 @@ export class OperatorMetrics {
   readonly registry = new Registry();
   readonly reconcileTotal = new Counter({
     name: 'controller_runtime_reconcile_total',
-    help: 'Reconciliations per controller and result (success, error, requeue_after).',
+    help: 'Reconciliations per controller and result (success, error, requeue_after, stalled).',
     labelNames: ['controller', 'result'] as const,
     registers: [this.registry],
   });

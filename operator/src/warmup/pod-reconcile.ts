@@ -2,7 +2,7 @@ import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { rfc3339 } from '../../../core/clock.ts';
 import { type GitMirror, splitKey } from '../api/gitmirror.ts';
 import type { Pod } from '../api/kubernetes.ts';
-import { describeError, isOperatorError } from '../errors/operator-error.ts';
+import { describeError, errorKind, isOperatorError } from '../errors/operator-error.ts';
 import type { FleetContext } from '../fleet/context.ts';
 import { readCredentials } from '../fleet/credentials.ts';
 import {
@@ -39,9 +39,6 @@ interface Assignment {
   id: string;
   timeoutMs: number;
 }
-
-/** Errors only a person can fix: the GitMirror reports them as Stalled and holds no pod back. */
-const STALLED_CODES = ['CREDENTIALS_NOT_FOUND', 'CREDENTIALS_INVALID', 'SPEC_INVALID'] as const;
 
 /**
  * Warms one fleet pod: hands its sidecar every mirror of the fleet, starts the restores, and
@@ -134,7 +131,8 @@ export class PodReconciler {
       status = await ensureRestoring(sidecars, target, a.id, status, clock.now(), settings.restoreRetryMs);
       return progressOf(a, status, undefined);
     } catch (err) {
-      if (STALLED_CODES.some((code) => isOperatorError(err, code))) {
+      // Only a person can fix it: the GitMirror reports it as Stalled and holds no pod back.
+      if (errorKind(err) === 'stalled') {
         this.#d.logger.warn(
           { gitmirror: a.gm.metadata.name, err: describeError(err) },
           'GitMirror is stalled; not waiting for it',

@@ -1,17 +1,32 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { silentLogger } from '../../../core/log.ts';
+import { pino } from 'pino';
+import { OperatorError } from '../../src/errors/operator-error.ts';
 import { Controller, type ReconcileResult } from '../../src/runtime/controller.ts';
 import { OperatorMetrics } from '../../src/runtime/metrics.ts';
 import { ItemBackoffRateLimiter, WorkQueue } from '../../src/runtime/workqueue.ts';
 import { eventually } from '../fakes/eventually.ts';
 
-function controller(reconcile: (key: string) => Promise<ReconcileResult>, workers = 4) {
+function controller(
+  reconcile: (key: string) => Promise<ReconcileResult>,
+  options: { workers?: number; stalledRecheckMs?: number } = {},
+) {
   const metrics = new OperatorMetrics();
   const queue = new WorkQueue(new ItemBackoffRateLimiter({ baseMs: 10, maxMs: 40 }));
-  const c = new Controller({ name: 'test', queue, reconcile, workers, logger: silentLogger(), metrics });
-  return { c, queue, metrics };
+  const logs: { level: number; msg: string }[] = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => logs.push(JSON.parse(line)) });
+  const c = new Controller({
+    name: 'test',
+    queue,
+    reconcile,
+    workers: options.workers ?? 4,
+    logger,
+    metrics,
+    stalledRecheckMs: options.stalledRecheckMs,
+  });
+  const warnings = () => logs.filter((l) => l.level >= 40).map((l) => l.msg);
+  return { c, queue, metrics, warnings };
 }
 
 async function counter(metrics: OperatorMetrics, result: string): Promise<number> {
@@ -48,14 +63,17 @@ describe('Controller', () => {
     let running = 0;
     let maxRunning = 0;
     let finished = 0;
-    const { c, queue } = controller(async () => {
-      running++;
-      maxRunning = Math.max(maxRunning, running);
-      await sleep(20);
-      running--;
-      finished++;
-      return {};
-    }, 2);
+    const { c, queue } = controller(
+      async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        await sleep(20);
+        running--;
+        finished++;
+        return {};
+      },
+      { workers: 2 },
+    );
     c.start();
     for (const k of ['a', 'b', 'c', 'd']) queue.add(k);
     await eventually(() => finished === 4, 'all four keys');
@@ -80,6 +98,81 @@ describe('Controller', () => {
     assert.equal(queue.retries('k'), 0);
     assert.equal(await counter(metrics, 'error'), 3);
     assert.equal(await counter(metrics, 'success'), 1);
+  });
+
+  test('a transient error is logged as a failure and retried with backoff', async () => {
+    let runs = 0;
+    const { c, queue, warnings } = controller(async () => {
+      if (++runs < 3) throw new OperatorError('SIDECAR_TIMEOUT', 'no answer');
+      return {};
+    });
+    c.start();
+    queue.add('k');
+    await eventually(() => runs === 3 && !queue.isProcessing('k'), 'the third run');
+    await c.stop();
+    assert.deepEqual(warnings(), [
+      'reconcile failed; retrying with backoff',
+      'reconcile failed; retrying with backoff',
+    ]);
+  });
+
+  test('a waiting error requeues after its time, without backoff or a failure log', async () => {
+    const at: number[] = [];
+    const { c, queue, metrics, warnings } = controller(async () => {
+      at.push(Date.now());
+      if (at.length < 4)
+        throw new OperatorError('WRITER_HANDOVER_BLOCKED', 'the old writer answers no PUT', {
+          requeueAfterMs: 30,
+        });
+      return {};
+    });
+    c.start();
+    queue.add('k');
+    await eventually(() => at.length === 4 && !queue.isProcessing('k'), 'the fourth run');
+    await c.stop();
+    const gaps = at.slice(1).map((t, i) => t - at[i]!);
+    assert.ok(
+      gaps.every((g) => g >= 25),
+      `gaps ${gaps.join(',')} are the asked-for 30 ms`,
+    );
+    assert.equal(queue.retries('k'), 0);
+    assert.deepEqual(warnings(), []);
+    assert.equal(await counter(metrics, 'requeue_after'), 3);
+    assert.equal(await counter(metrics, 'error'), 0);
+  });
+
+  test('a stalled error is not retried: the key waits for a change to its object', async () => {
+    let runs = 0;
+    const { c, queue, metrics, warnings } = controller(async () => {
+      runs++;
+      throw new OperatorError('SPEC_INVALID', 'spec.url: not a URL');
+    });
+    c.start();
+    queue.add('k');
+    await eventually(() => runs === 1 && !queue.isProcessing('k'), 'the first run');
+    await sleep(100);
+    assert.equal(runs, 1, 'no retry, however long');
+    assert.equal(await counter(metrics, 'stalled'), 1);
+    assert.deepEqual(warnings(), []);
+    queue.add('k');
+    await eventually(() => runs === 2, 'the run after the object changed');
+    await c.stop();
+  });
+
+  test('a stalled error is looked at again after stalledRecheckMs when one is set', async () => {
+    let runs = 0;
+    const { c, queue } = controller(
+      async () => {
+        runs++;
+        throw new OperatorError('CREDENTIALS_NOT_FOUND', 'secret ns/upstream does not exist');
+      },
+      { stalledRecheckMs: 30 },
+    );
+    c.start();
+    queue.add('k');
+    await eventually(() => runs >= 3, 'two rechecks');
+    await c.stop();
+    assert.equal(queue.retries('k'), 0);
   });
 
   test('requeues after the delay a reconcile asks for', async () => {
