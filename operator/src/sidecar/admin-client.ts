@@ -125,7 +125,11 @@ function causeOf(err: unknown): string {
   return cause instanceof Error ? cause.message : String(cause);
 }
 
-function httpError(what: string, status: number, text: string): OperatorError {
+/**
+ * The error for a non-2xx answer: `what` names the call, `text` is the body. Exported so the
+ * fake sidecars of the unit tests fail the same way a real answer does.
+ */
+export function httpError(what: string, status: number, text: string): OperatorError {
   let remote: ErrorBody['error'] | undefined;
   try {
     remote = (JSON.parse(text) as ErrorBody).error;

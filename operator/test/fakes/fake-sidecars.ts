@@ -1,7 +1,10 @@
 import type { MirrorSpec, MirrorStatus, RestoreRequest } from '../../../core/admin-api.ts';
+import type { WireErrorCode } from '../../../core/errors.ts';
+import { isContractError } from '../../../core/errors.ts';
+import { repoIdFromUrl } from '../../../core/repo-id.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import { OperatorError, type OperatorErrorCode } from '../../src/errors/operator-error.ts';
-import type { SidecarClient, SidecarTarget } from '../../src/sidecar/admin-client.ts';
+import { httpError, type SidecarClient, type SidecarTarget } from '../../src/sidecar/admin-client.ts';
 
 type Method = 'list' | 'get' | 'put' | 'restore' | 'delete';
 
@@ -10,6 +13,14 @@ export interface SidecarCall {
   method: Method;
   id?: string;
   spec?: MirrorSpec;
+}
+
+/**
+ * The error a real sidecar's answer turns into: the same mapping the HTTP client applies.
+ * core/test/admin-api-contract.test.ts holds this fake and the real sidecar to one specification.
+ */
+function answer(what: string, status: number, code: WireErrorCode, message: string): OperatorError {
+  return httpError(what, status, JSON.stringify({ error: { code, message } }));
 }
 
 /** One fake sidecar: the mirrors it holds and the failures it is told to produce. */
@@ -69,6 +80,15 @@ export class FakeSidecar {
   }
 
   put(id: string, spec: MirrorSpec): MirrorStatus {
+    const what = `PUT /v1/mirrors/${id}`;
+    let named: string;
+    try {
+      named = repoIdFromUrl(spec.url).id;
+    } catch (err) {
+      if (!isContractError(err)) throw err;
+      throw answer(what, 400, 'BAD_REPO_PATH', err.message);
+    }
+    if (named !== id) throw answer(what, 400, 'BAD_REQUEST', `url names ${named}, not ${id}`);
     this.specs.set(id, spec);
     const existing = this.mirrors.get(id);
     const status: MirrorStatus = {
@@ -76,7 +96,7 @@ export class FakeSidecar {
       url: spec.url,
       state: existing?.state ?? 'empty',
       ready: existing?.ready ?? false,
-      access: spec.access ?? 'Public',
+      access: spec.access ?? (spec.credentials ? 'Private' : 'Public'),
       specDigest: mirrorSpecDigest(spec),
       fetchIntervalSeconds: spec.fetchIntervalSeconds ?? 300,
       head: existing?.head,
@@ -91,7 +111,7 @@ export class FakeSidecar {
 
   restore(id: string, request: RestoreRequest): MirrorStatus {
     const m = this.mirrors.get(id);
-    if (!m) throw new OperatorError('SIDECAR_NOT_FOUND', `no mirror ${id}`, { status: 404 });
+    if (!m) throw answer(`POST /v1/mirrors/${id}/restore`, 404, 'NOT_FOUND', `no mirror ${id}`);
     if (m.ready && !request.force) return m;
     const next: MirrorStatus = {
       ...m,
@@ -129,9 +149,8 @@ export class FakeSidecars implements SidecarClient {
     const injected = sidecar.failures.get(method)?.shift();
     if (injected) throw injected;
     const expected = this.tokens.get(target.pod.split('/')[0]!);
-    if (expected && target.token !== expected) {
-      throw new OperatorError('SIDECAR_UNAUTHORIZED', `${method} on pod ${target.pod}: 401`, { status: 401 });
-    }
+    if (expected && target.token !== expected)
+      throw answer(`${method} on pod ${target.pod}`, 401, 'UNAUTHORIZED', 'missing or wrong bearer token');
     return sidecar;
   }
 
