@@ -52,6 +52,17 @@ export interface Readiness {
   reconciling: ConditionInput;
 }
 
+/** Builds conditions that all describe one generation. */
+function conditionAt(generation: number) {
+  return (type: string, status: 'True' | 'False', reason: string, message: string): ConditionInput => ({
+    type,
+    status,
+    reason,
+    message,
+    observedGeneration: generation,
+  });
+}
+
 /**
  * Ready means the fleet serves the mirror from local data on at least one replica; Reconciling
  * stays True while some members are still warming, so `kubectl wait --for=condition=Ready`
@@ -59,13 +70,7 @@ export interface Readiness {
  */
 export function readiness(members: MemberObservation[], summary: Summary, generation: number): Readiness {
   const of = `${summary.warm}/${summary.total} replicas warm`;
-  const c = (type: string, status: 'True' | 'False', reason: string, message: string): ConditionInput => ({
-    type,
-    status,
-    reason,
-    message,
-    observedGeneration: generation,
-  });
+  const c = conditionAt(generation);
   if (summary.total === 0) {
     const msg = 'no running pod of the fleet; the mirror is handed out when one starts';
     return {
@@ -165,13 +170,7 @@ function conditionsAfter(
   previous: GitMirrorStatus | undefined,
   generation: number,
 ): ConditionInput[] {
-  const c = (type: string, status: 'True' | 'False', reason: string, message: string): ConditionInput => ({
-    type,
-    status,
-    reason,
-    message,
-    observedGeneration: generation,
-  });
+  const c = conditionAt(generation);
   if (outcome.fleet) {
     const { members, summary } = outcome.fleet;
     const { ready, reconciling } = readiness(members, summary, generation);
