@@ -1,6 +1,5 @@
 import type { MirrorSpec, MirrorStatus, RestoreRequest } from '../../../core/admin-api.ts';
-import type { WireErrorCode } from '../../../core/errors.ts';
-import { isContractError } from '../../../core/errors.ts';
+import { isContractError, type WireErrorCode } from '../../../core/errors.ts';
 import { repoIdFromUrl } from '../../../core/repo-id.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import { OperatorError, type OperatorErrorCode } from '../../src/errors/operator-error.ts';
