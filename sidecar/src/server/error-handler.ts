@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import type { ErrorBody } from '../../../core/admin-api.ts';
 import { isContractError } from '../../../core/errors.ts';
 import type { Logger } from '../../../core/log.ts';
 import { fromContractError, GitMirrorError } from '../errors/gitmirror-error.ts';
@@ -23,7 +24,7 @@ export function errorHandler(logger: Logger) {
     const status = known?.status ?? 500;
     res.status(status).json({
       error: { code: known?.code ?? 'INTERNAL', message: known?.message ?? 'internal error' },
-    });
+    } satisfies ErrorBody);
   };
 }
 

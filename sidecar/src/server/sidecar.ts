@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
+import type { ErrorBody } from '../../../core/admin-api.ts';
 import { createLogger, type Logger } from '../../../core/log.ts';
 import { adminAuth } from '../admin/admin-auth.ts';
 import { adminRouter } from '../admin/admin-router.ts';
@@ -162,7 +163,7 @@ function buildGitApp(
       res
         .status(405)
         .set('Allow', 'GET, HEAD, POST')
-        .json({ error: { code: 'BAD_REQUEST', message: 'method not allowed' } });
+        .json({ error: { code: 'BAD_REQUEST', message: 'method not allowed' } } satisfies ErrorBody);
       return;
     }
     await service.handle(req, res);
