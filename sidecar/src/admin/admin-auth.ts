@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { NextFunction, Request, Response } from 'express';
+import type { Clock } from '../../../core/clock.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
 const RELOAD_EVERY_MS = 5_000;
@@ -12,13 +13,13 @@ const RELOAD_EVERY_MS = 5_000;
  * operator rotates it. Without a token file: loopback clients only, so an unconfigured
  * sidecar is never administrable from the network.
  */
-export async function adminAuth(tokenFile: string | undefined) {
+export async function adminAuth(tokenFile: string | undefined, clock: Clock) {
   if (!tokenFile) return loopbackOnly;
   let expected = await loadToken(tokenFile);
-  let loadedAt = Date.now();
+  let loadedAt = clock.now();
   return async (req: Request, _res: Response, next: NextFunction) => {
-    if (Date.now() - loadedAt > RELOAD_EVERY_MS) {
-      loadedAt = Date.now();
+    if (clock.now() - loadedAt > RELOAD_EVERY_MS) {
+      loadedAt = clock.now();
       // A missing or empty file mid-rotation keeps the previous token rather than opening up.
       expected = await loadToken(tokenFile).catch(() => expected);
     }

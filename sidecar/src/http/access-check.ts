@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
@@ -19,9 +20,11 @@ export class UpstreamAccessCheck {
   private readonly cache = new Map<string, { decision: AccessDecision; expires: number }>();
   private readonly inflight = new Map<string, Promise<AccessDecision>>();
   private readonly logger: Logger;
+  private readonly clock: Clock;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, clock: Clock) {
     this.logger = logger;
+    this.clock = clock;
   }
 
   async check(mirror: Mirror, authorization: string | undefined): Promise<AccessDecision> {
@@ -29,7 +32,7 @@ export class UpstreamAccessCheck {
     if (!authorization) return 'needs-credentials';
     const key = createHash('sha256').update(`${mirror.id}\0${authorization}`).digest('hex');
     const cached = this.cache.get(key);
-    if (cached && cached.expires > Date.now()) return cached.decision;
+    if (cached && cached.expires > this.clock.now()) return cached.decision;
     let pending = this.inflight.get(key);
     if (!pending) {
       pending = this.ask(mirror, authorization).finally(() => this.inflight.delete(key));
@@ -39,7 +42,7 @@ export class UpstreamAccessCheck {
     if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
     this.cache.set(key, {
       decision,
-      expires: Date.now() + (decision === 'allowed' ? ALLOW_TTL_MS : DENY_TTL_MS),
+      expires: this.clock.now() + (decision === 'allowed' ? ALLOW_TTL_MS : DENY_TTL_MS),
     });
     return decision;
   }

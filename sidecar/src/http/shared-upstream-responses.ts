@@ -3,6 +3,7 @@ import { type FileHandle, open, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { Response } from 'express';
+import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
 
@@ -41,13 +42,15 @@ const KEEP_COMPLETED_MS = 10 * 60_000;
 export class SharedUpstreamResponses {
   private readonly dir: string;
   private readonly logger: Logger;
+  private readonly clock: Clock;
   private readonly downloads = new Map<string, SharedDownload>();
   private readonly sweeper: NodeJS.Timeout;
   private sequence = 0;
 
-  constructor(dir: string, logger: Logger) {
-    this.dir = dir;
-    this.logger = logger;
+  constructor(options: { dir: string; logger: Logger; clock: Clock }) {
+    this.dir = options.dir;
+    this.logger = options.logger;
+    this.clock = options.clock;
     this.sweeper = setInterval(() => this.expire(), 60_000);
     this.sweeper.unref();
   }
@@ -139,7 +142,7 @@ export class SharedUpstreamResponses {
           await file.close();
         }
         download.done = true;
-        download.completedAt = Date.now();
+        download.completedAt = this.clock.now();
         download.progress.emit('progress');
         this.release(download);
       })().catch((err: Error) => {
@@ -192,7 +195,7 @@ export class SharedUpstreamResponses {
   }
 
   private expire(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     for (const download of this.downloads.values()) {
       if (download.completedAt && now - download.completedAt > KEEP_COMPLETED_MS) {
         this.downloads.delete(download.key);

@@ -16,7 +16,6 @@ interface QueuedJob {
   resolve(value: unknown): void;
   reject(err: unknown): void;
   promise: Promise<unknown>;
-  enqueuedAt: number;
 }
 
 export interface JobSchedulerOptions {
@@ -61,7 +60,7 @@ export class JobScheduler {
       reject = rej;
     });
     promise.catch(() => {});
-    this.queue.push({ ...request, resolve, reject, promise, enqueuedAt: Date.now() });
+    this.queue.push({ ...request, resolve, reject, promise });
     this.pump();
     return promise as Promise<T>;
   }
@@ -101,8 +100,10 @@ export class JobScheduler {
     for (const job of this.queue.splice(0))
       job.reject(new GitMirrorError('SHUTTING_DOWN', 'sidecar is shutting down'));
     for (const { controller } of this.activeMirrors.values()) controller.abort();
-    const deadline = Date.now() + boundMs;
-    while (this.activeMirrors.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Elapsed real time, as the sleeps in between are real: not the injected clock.
+    const deadline = performance.now() + boundMs;
+    while (this.activeMirrors.size > 0 && performance.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
   }
 
   private pump(): void {

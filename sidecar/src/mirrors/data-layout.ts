@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
@@ -62,12 +63,9 @@ export class DataLayout {
     return { removed, recovered };
   }
 
-  /** Name under tmp/ for the previous mirror while a replacement is installed. */
+  /** Name under tmp/ for the previous mirror while a replacement is installed; unique, so two never collide. */
   retiredName(repo: RepoId): string {
-    return join(
-      this.tmpDir,
-      `retired-${Buffer.from(repo.id).toString('base64url')}-${Date.now().toString(36)}`,
-    );
+    return join(this.tmpDir, `retired-${Buffer.from(repo.id).toString('base64url')}-${randomSuffix()}`);
   }
 
   /** Mirror dirs found on disk: every `*.git` dir under mirrors/ that has a HEAD file. */
@@ -95,6 +93,10 @@ function retiredTarget(layout: DataLayout, name: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+function randomSuffix(): string {
+  return randomBytes(6).toString('hex');
 }
 
 export async function exists(path: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Express } from 'express';
 import type { ErrorBody } from '../../../core/admin-api.ts';
+import { type Clock, systemClock } from '../../../core/clock.ts';
 import { createLogger, type Logger } from '../../../core/log.ts';
 import { adminAuth } from '../admin/admin-auth.ts';
 import { adminRouter } from '../admin/admin-router.ts';
@@ -24,6 +25,8 @@ import { requestLog } from './request-log.ts';
 export interface SidecarOverrides {
   git?: GitRunner;
   logger?: Logger;
+  /** Time for everything the sidecar records or decides by it (staleness, backoff, TTLs); tests move it. */
+  clock?: Clock;
   /** Builds the snapshot layer; undefined disables snapshots (restores fall back to clone). */
   snapshots?: (config: SidecarConfig) => Promise<SnapshotService | undefined>;
 }
@@ -46,6 +49,7 @@ export async function startSidecar(
 ): Promise<RunningSidecar> {
   const logger = overrides.logger ?? createLogger({ name: 'gitmirror-sidecar' });
   const git = overrides.git ?? new ProcessGitRunner();
+  const clock = overrides.clock ?? systemClock;
   const metrics = new SidecarMetrics();
   const layout = new DataLayout(config.dataDir);
   await layout.prepare();
@@ -81,7 +85,7 @@ export async function startSidecar(
     logger,
     metrics,
   });
-  const shared = new SharedUpstreamResponses(layout.spoolDir, logger);
+  const shared = new SharedUpstreamResponses({ dir: layout.spoolDir, logger, clock });
   mirrors.on('ready', (mirror) => shared.dropMirror(mirror.id));
   await mirrors.discoverExisting();
   const standalone = config.mirrors.map((url) => mirrors.adopt(url));
@@ -100,13 +104,14 @@ export async function startSidecar(
     git,
     mirrors,
     shared,
-    access: new UpstreamAccessCheck(logger),
+    access: new UpstreamAccessCheck(logger, clock),
     snapshots,
     logger,
     metrics,
   });
   const gitApp = buildGitApp(service, isReady, logger, metrics);
-  const adminApp = buildAdminApp(mirrors, metrics, scheduler, await adminAuth(config.adminTokenFile), logger);
+  const auth = await adminAuth(config.adminTokenFile, clock);
+  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, auth, logger, clock });
   const gitServer = await listen(gitApp, config.listen);
   const adminServer = await listen(adminApp, config.adminListen);
   logger.info(
@@ -172,20 +177,22 @@ function buildGitApp(
   return app;
 }
 
-function buildAdminApp(
-  mirrors: MirrorManager,
-  metrics: SidecarMetrics,
-  scheduler: JobScheduler,
-  auth: express.RequestHandler,
-  logger: Logger,
-): Express {
+function buildAdminApp(parts: {
+  mirrors: MirrorManager;
+  metrics: SidecarMetrics;
+  scheduler: JobScheduler;
+  auth: express.RequestHandler;
+  logger: Logger;
+  clock: Clock;
+}): Express {
+  const { mirrors, metrics, scheduler, auth, logger, clock } = parts;
   const app = express();
   app.disable('x-powered-by');
   app.get('/metrics', async (_req, res) => {
     metrics.setMirrorStates(mirrors.list().map((m) => m.state));
     metrics.onDemandMirrors.set(mirrors.onDemandCount());
     for (const m of mirrors.list()) {
-      if (m.lastFetchAt) metrics.mirrorStaleness.set({ mirror: m.id }, (Date.now() - m.lastFetchAt) / 1000);
+      if (m.lastFetchAt) metrics.mirrorStaleness.set({ mirror: m.id }, (clock.now() - m.lastFetchAt) / 1000);
     }
     metrics.queueDepth.set(scheduler.queueDepth);
     metrics.activeJobs.set(scheduler.activeCount);
