@@ -9,7 +9,7 @@ import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
-import { missingObjects } from '../mirrors/git-mirror-ops.ts';
+import type { Freshness } from '../mirrors/freshness.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
@@ -26,6 +26,7 @@ export interface GitHttpDeps {
   config: SidecarConfig;
   git: GitRunner;
   mirrors: MirrorManager;
+  freshness: Freshness;
   shared: SharedUpstreamResponses;
   access: UpstreamAccessCheck;
   snapshots?: SnapshotService;
@@ -65,12 +66,12 @@ export class GitHttpService {
     }
     const mirror = this.deps.mirrors.get(repo.id);
     if (!mirror) return this.serveUnmirrored(repo, action, req, res);
-    if (!mirror.ready && mirror.mayRetryWarmup()) void this.deps.mirrors.warm(mirror).catch(() => {});
+    this.deps.mirrors.warmIfAllowed(mirror);
     if (action === 'snapshot') return this.serveSnapshot(mirror, req, res);
     if (!mirror.ready) return this.serveCold(mirror, action, req, res);
     if (!(await this.authorize(mirror, req, res))) return;
     if (action === 'info-refs') {
-      await this.deps.mirrors.ensureFresh(mirror);
+      await this.deps.freshness.beforeRefs(mirror);
       res.locals.source = 'local';
       return serveLocalInfoRefs(this.localDeps(), mirror, req, res);
     }
@@ -107,9 +108,8 @@ export class GitHttpService {
   }
 
   /**
-   * Reads the wants from the head of the request; if the mirror lacks one (a commit pushed
-   * since our last fetch), fetch and look again, and if it is still missing let upstream
-   * answer rather than fail the client.
+   * Reads the wants from the head of the request; if the mirror lacks one even after the
+   * fetch that causes, upstream answers rather than the client failing.
    */
   private async serveUploadPack(mirror: Mirror, req: Request, res: Response): Promise<void> {
     const { head, replay } = await peekHead(
@@ -120,16 +120,7 @@ export class GitHttpService {
       if (err instanceof GitMirrorError) throw err;
       throw new GitMirrorError('BAD_REQUEST', `unreadable request body: ${(err as Error).message}`);
     });
-    const { wants } = parseUploadPackHead(head);
-    const ctx = mirror.gitContext(this.deps.git);
-    let missing = await missingObjects(ctx, wants);
-    if (missing.length > 0) {
-      await Promise.race([
-        this.deps.mirrors.fetch(mirror).catch(() => {}),
-        delay(this.deps.config.freshnessWaitMs),
-      ]);
-      missing = await missingObjects(ctx, wants);
-    }
+    const missing = await this.deps.freshness.missingWants(mirror, parseUploadPackHead(head).wants);
     if (missing.length > 0) {
       res.locals.source = 'upstream';
       return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, replay, {
@@ -210,8 +201,7 @@ export class GitHttpService {
       return;
     }
     const mirror = this.deps.mirrors.createOnDemand(repo);
-    if (mirror && !mirror.ready && mirror.mayRetryWarmup())
-      void this.deps.mirrors.warm(mirror).catch(() => {});
+    if (mirror) this.deps.mirrors.warmIfAllowed(mirror);
   }
 
   private async proxyPush(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
@@ -308,8 +298,4 @@ function decodeBody(req: Request): Readable {
   if (encoding && encoding !== 'identity')
     throw new GitMirrorError('BAD_REQUEST', `unsupported Content-Encoding ${encoding}`);
   return req;
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
 }

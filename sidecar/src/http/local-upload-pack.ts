@@ -69,7 +69,7 @@ async function runUploadPack(
   route: string,
 ): Promise<void> {
   const started = performance.now();
-  mirror.activeServes++;
+  mirror.serveStarted();
   const proc = deps.git.spawn({
     args: ['upload-pack', '--stateless-rpc', ...extraArgs, mirror.dir],
     timeoutMs: deps.timeoutMs,
@@ -92,7 +92,7 @@ async function runUploadPack(
     deps.logger.warn({ mirror: mirror.id, route, err: describeError(err) }, 'upload-pack failed');
     res.destroy();
   } finally {
-    mirror.activeServes--;
+    mirror.serveFinished();
     deps.metrics.bytesServed.inc({ route, source: 'local' }, bytes);
     if (route === 'upload_pack')
       deps.metrics.uploadPackDuration.observe({ source: 'local' }, (performance.now() - started) / 1000);

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { rename, rm } from 'node:fs/promises';
 import type { Access, MirrorSpec, OnDemandRefusal, OnDemandStatus } from '../../../core/admin-api.ts';
+import type { Clock } from '../../../core/clock.ts';
 import { withUsername } from '../../../core/credentials.ts';
 import type { Logger } from '../../../core/log.ts';
 import { parseRepoId, type RepoId, repoIdFromUrl, upstreamUrl } from '../../../core/repo-id.ts';
@@ -14,20 +15,14 @@ import type { JobScheduler } from '../jobs/job-scheduler.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { DataLayout } from './data-layout.ts';
-import {
-  fetchMirror,
-  headCommit,
-  localRefs,
-  repackMirror,
-  sameRefs,
-  upstreamRefs,
-} from './git-mirror-ops.ts';
+import { fetchMirror, headCommit, repackMirror } from './git-mirror-ops.ts';
 import { Mirror, type MirrorOrigin, type MirrorSettings } from './mirror.ts';
 import { publishMirrorSnapshot } from './mirror-snapshot.ts';
 import { restoreOrClone, type WarmupDeps } from './mirror-warmup.ts';
 import { OnDemandGate } from './on-demand.ts';
 import { PeriodicTimers } from './periodic-timers.ts';
 import { sweepStaleLocks } from './stale-locks.ts';
+import { WarmupBackoff } from './warmup-backoff.ts';
 
 export interface MirrorManagerDeps {
   config: SidecarConfig;
@@ -38,6 +33,7 @@ export interface MirrorManagerDeps {
   credentials: CredentialsFile;
   logger: Logger;
   metrics: SidecarMetrics;
+  clock: Clock;
 }
 
 /**
@@ -50,12 +46,22 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
   private readonly mirrors = new Map<string, Mirror>();
   private readonly timers: PeriodicTimers;
   private readonly onDemand: OnDemandGate;
+  private readonly backoff: WarmupBackoff;
+  /** Single-flight warm-ups: a request for one under way joins it. */
+  private readonly warmups = new WeakMap<Mirror, Promise<void>>();
 
   constructor(deps: MirrorManagerDeps) {
     super();
     this.deps = deps;
     this.timers = new PeriodicTimers(deps.logger);
-    this.onDemand = new OnDemandGate(deps.config.maxOnDemandMirrors, deps.logger, deps.metrics);
+    this.backoff = new WarmupBackoff(deps.clock);
+    this.onDemand = new OnDemandGate({
+      limit: deps.config.maxOnDemandMirrors,
+      logger: deps.logger,
+      metrics: deps.metrics,
+      clock: deps.clock,
+      backoff: this.backoff,
+    });
   }
 
   get(id: string): Mirror | undefined {
@@ -86,9 +92,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
         'disk',
       );
       await sweepStaleLocks(mirror.dir);
-      mirror.state = 'ready';
-      mirror.restore = { phase: 'done', source: 'disk', bytesDone: 0 };
-      mirror.head = await headCommit(mirror.gitContext(this.deps.git));
+      mirror.readyFrom({ source: 'disk', head: await headCommit(mirror.gitContext(this.deps.git)) });
       this.emit('ready', mirror);
       void this.fetch(mirror, { lowSpeedAbort: false }).catch(() => {});
     }
@@ -136,7 +140,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
   adopt(url: string): Mirror {
     const repo = repoIdFromUrl(url);
     const existing = this.mirrors.get(repo.id);
-    if (existing) existing.origin = 'configured';
+    existing?.markConfigured();
     return existing ?? this.create(repo, this.defaultSettings(url), url);
   }
 
@@ -149,11 +153,8 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     const settings = this.settingsFromSpec(spec);
     const existing = this.mirrors.get(repo.id);
     const mirror = existing ?? this.create(repo, settings, spec.url);
-    mirror.specDigest = mirrorSpecDigest(spec);
+    const { demoted } = mirror.applySpec(settings, mirrorSpecDigest(spec));
     if (!existing) return { mirror, created: true };
-    existing.origin = 'configured';
-    const demoted = existing.settings.snapshot.writer && !settings.snapshot.writer;
-    existing.settings = settings;
     // A replica that lost the writer role must not finish a snapshot the new writer is also taking.
     if (demoted) this.deps.scheduler.cancel(existing.id, 'snapshot');
     this.scheduleTimers(existing);
@@ -162,7 +163,8 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
 
   /** Restores or clones the mirror. Joins a warm-up already under way; a ready mirror is left alone unless forced. */
   warm(mirror: Mirror, options: { key?: string; force?: boolean } = {}): Promise<void> {
-    if (mirror.warming) return mirror.warming;
+    const running = this.warmups.get(mirror);
+    if (running) return running;
     if (mirror.ready && !options.force) return Promise.resolve();
     const deps: WarmupDeps = { ...this.deps, cloneTimeoutMs: this.deps.config.cloneTimeoutMs };
     const job = this.deps.scheduler.submit({
@@ -170,36 +172,44 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       kind: 'restore',
       run: (signal) => restoreOrClone(deps, mirror, options.key, signal),
     });
-    mirror.warming = job.then(
+    const warming = job.then(
       () => {
-        mirror.warming = undefined;
-        mirror.warmupFailures = 0;
-        this.onDemand.warmupSucceeded(mirror.id);
+        this.warmups.delete(mirror);
+        this.backoff.forget(mirror.id);
         this.afterWarm(mirror);
       },
       (err: unknown) => {
-        mirror.warming = undefined;
-        mirror.warmupFailures++;
-        mirror.lastWarmupFailureAt = Date.now();
+        this.warmups.delete(mirror);
+        // A removed mirror's cancelled warm-up is no reason to hold back a new one.
+        if (this.holds(mirror)) this.backoff.failed(mirror.id);
         this.dropFailedOnDemand(mirror);
         throw err;
       },
     );
-    mirror.warming.catch(() => {});
-    return mirror.warming;
+    warming.catch(() => {});
+    this.warmups.set(mirror, warming);
+    return warming;
+  }
+
+  /**
+   * A client request found the mirror cold: warm it up, unless its last warm-up failed so
+   * recently that the retry policy says to wait (5 s, doubling, up to 5 min).
+   */
+  warmIfAllowed(mirror: Mirror): void {
+    if (mirror.ready || !this.backoff.allows(mirror.id)) return;
+    void this.warm(mirror).catch(() => {});
   }
 
   /**
    * An on-demand mirror whose first warm-up failed (say a private repository this cache has
    * no credentials for) holds nothing on disk: it is forgotten rather than kept as a failed
-   * entry that would take a place under the bound, and the gate makes requests wait before
-   * creating it again, as a failed mirror would.
+   * entry that would take a place under the bound. The warm-up backoff outlives it, so the
+   * gate makes requests wait before creating it again, as a failed mirror would.
    */
   private dropFailedOnDemand(mirror: Mirror): void {
-    if (mirror.origin !== 'on-demand' || mirror.ready || this.mirrors.get(mirror.id) !== mirror) return;
+    if (mirror.origin !== 'on-demand' || mirror.ready || !this.holds(mirror)) return;
     this.mirrors.delete(mirror.id);
-    mirror.removed = true;
-    this.onDemand.warmupFailed(mirror.id, mirror.lastWarmupFailureAt);
+    mirror.remove();
     this.deps.logger.info(
       { mirror: mirror.id, err: mirror.restore.error },
       'on-demand mirror failed to warm up; forgotten, requests go to upstream',
@@ -207,6 +217,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
   }
 
   private afterWarm(mirror: Mirror): void {
+    if (!mirror.ready) return; // removed while it warmed up
     this.deps.logger.info(
       { mirror: mirror.id, source: mirror.restore.source, head: mirror.head },
       'mirror ready',
@@ -231,51 +242,12 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     const ctx = mirror.gitContext(this.deps.git);
     try {
       await fetchMirror(ctx, { timeoutMs: this.deps.config.fetchTimeoutMs, signal, lowSpeedAbort });
-      mirror.lastFetchAt = Date.now();
-      mirror.lastUpstreamCheckAt = mirror.lastFetchAt;
-      mirror.lastFetchOk = true;
-      mirror.lastFetchError = undefined;
-      mirror.head = await headCommit(ctx);
+      mirror.recordFetch({ ok: true, head: await headCommit(ctx) });
     } catch (err) {
-      mirror.lastFetchOk = false;
-      mirror.lastFetchError = describeError(err);
-      this.deps.logger.warn({ mirror: mirror.id, err: mirror.lastFetchError }, 'fetch failed');
+      const error = describeError(err);
+      mirror.recordFetch({ ok: false, error });
+      this.deps.logger.warn({ mirror: mirror.id, err: error }, 'fetch failed');
       throw err;
-    }
-  }
-
-  /**
-   * Called when a client asks for refs. At most once per ref-check interval per mirror it
-   * compares upstream's refs with ours; if they differ it fetches and waits (bounded) so the
-   * client sees upstream's new commits now rather than at the next periodic fetch.
-   */
-  async ensureFresh(mirror: Mirror): Promise<void> {
-    if (!mirror.ready) return;
-    if (
-      Date.now() - mirror.lastUpstreamCheckAt < this.deps.config.refCheckIntervalMs &&
-      !mirror.freshnessCheck
-    )
-      return;
-    mirror.freshnessCheck ??= this.checkFreshness(mirror).finally(() => {
-      mirror.freshnessCheck = undefined;
-    });
-    await mirror.freshnessCheck;
-  }
-
-  private async checkFreshness(mirror: Mirror): Promise<void> {
-    mirror.lastUpstreamCheckAt = Date.now();
-    const ctx = mirror.gitContext(this.deps.git);
-    try {
-      const [upstream, local] = await Promise.all([upstreamRefs(ctx, 30_000), localRefs(ctx)]);
-      if (sameRefs(upstream, local)) return;
-      const fetched = this.fetch(mirror);
-      await Promise.race([
-        fetched,
-        new Promise((r) => setTimeout(r, this.deps.config.freshnessWaitMs).unref()),
-      ]);
-    } catch (err) {
-      // Upstream unreachable: serve what we have; staleness shows in status and metrics.
-      this.deps.logger.debug({ mirror: mirror.id, err: describeError(err) }, 'freshness check failed');
     }
   }
 
@@ -305,19 +277,13 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
   /** Refreshes `latestSnapshot` from the store (for status), without failing on store errors. */
   async refreshLatestSnapshot(mirror: Mirror): Promise<void> {
     const manifest = await this.deps.snapshots?.latest(mirror.repo).catch(() => undefined);
-    if (manifest) {
-      mirror.latestSnapshot = {
-        key: manifest.key,
-        commit: manifest.commit,
-        createdAt: manifest.createdAt,
-        sizeBytes: manifest.sizeBytes,
-      };
-    }
+    if (manifest) mirror.sawSnapshot(manifest);
   }
 
   async remove(mirror: Mirror): Promise<void> {
-    mirror.removed = true;
+    mirror.remove();
     this.mirrors.delete(mirror.id);
+    this.backoff.forget(mirror.id);
     this.timers.clear(mirror.id);
     this.deps.scheduler.cancel(mirror.id);
     // Rename first so the mirror vanishes atomically, then delete at leisure.
@@ -337,9 +303,15 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
     origin: MirrorOrigin = 'configured',
   ): Mirror {
     const upstream = url ? url.replace(/\/+$/, '') : upstreamUrl(repo, this.deps.config.httpHosts);
-    const mirror = new Mirror(repo, upstream, this.deps.layout.mirrorDir(repo), settings, origin);
+    const dir = this.deps.layout.mirrorDir(repo);
+    const mirror = new Mirror({ repo, upstream, dir, settings, origin, clock: this.deps.clock });
     this.mirrors.set(repo.id, mirror);
     return mirror;
+  }
+
+  /** Whether `mirror` is the one held under its id (not removed, nor replaced since). */
+  private holds(mirror: Mirror): boolean {
+    return this.mirrors.get(mirror.id) === mirror;
   }
 
   defaultSettings(upstream: string): MirrorSettings {
@@ -378,7 +350,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
   /** (Re)arms the periodic fetch, repack and — on the writer — snapshot of a ready mirror. */
   private scheduleTimers(mirror: Mirror): void {
     this.timers.clear(mirror.id);
-    if (!mirror.ready || mirror.removed) return;
+    if (!mirror.ready) return; // a removed mirror is never ready
     const swallow = () => {};
     this.timers.every(mirror.id, 'fetch', mirror.settings.fetchIntervalMs, () =>
       this.fetch(mirror).catch(swallow),

@@ -24,7 +24,7 @@ export async function publishMirrorSnapshot(
   signal: AbortSignal,
   fetch: (signal: AbortSignal) => Promise<void>,
 ): Promise<PublishOutcome> {
-  mirror.snapshot = { ...mirror.snapshot, running: true, lastAttemptAt: new Date().toISOString() };
+  mirror.snapshotStarted();
   try {
     if (!mirror.ready) throw new GitMirrorError('MIRROR_NOT_READY', `${mirror.id} is not ready`);
     await fetch(signal).catch((err: unknown) => {
@@ -44,18 +44,7 @@ export async function publishMirrorSnapshot(
       signal,
     });
     const { manifest } = outcome;
-    mirror.latestSnapshot = {
-      key: manifest.key,
-      commit: manifest.commit,
-      createdAt: manifest.createdAt,
-      sizeBytes: manifest.sizeBytes,
-    };
-    mirror.snapshot = {
-      ...mirror.snapshot,
-      running: false,
-      lastResult: outcome.result,
-      lastError: undefined,
-    };
+    mirror.snapshotFinished({ ok: true, result: outcome.result, latest: manifest });
     deps.metrics.snapshots.inc({ outcome: outcome.result });
     if (outcome.result === 'published')
       deps.metrics.snapshotBytes.inc({ direction: 'upload' }, manifest.sizeBytes);
@@ -65,12 +54,7 @@ export async function publishMirrorSnapshot(
     );
     return outcome;
   } catch (err) {
-    mirror.snapshot = {
-      ...mirror.snapshot,
-      running: false,
-      lastResult: 'failed',
-      lastError: describeError(err),
-    };
+    mirror.snapshotFinished({ ok: false, error: describeError(err) });
     deps.metrics.snapshots.inc({ outcome: 'failed' });
     deps.logger.warn({ mirror: mirror.id, err: describeError(err) }, 'snapshot failed');
     throw err;

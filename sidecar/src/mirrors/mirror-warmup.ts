@@ -42,9 +42,7 @@ export async function restoreOrClone(
   key: string | undefined,
   signal: AbortSignal,
 ) {
-  const started = new Date().toISOString();
-  mirror.restore = { phase: 'resolving', bytesDone: 0, startedAt: started, key };
-  if (!mirror.ready) mirror.state = 'restoring';
+  mirror.beginWarmup(key);
   let fallbackReason: string | undefined;
   if (deps.snapshots) {
     try {
@@ -73,18 +71,17 @@ async function restoreFromSnapshot(
 ): Promise<boolean> {
   if (!key && !(await snapshots.latest(mirror.repo))) return false;
   const upstreamNow = askUpstreamMeanwhile(deps, mirror);
-  mirror.restore.phase = 'downloading';
+  mirror.downloadingSnapshot();
   const downloaded = await snapshots.download(mirror.repo, {
     key,
     tempParent: deps.layout.tmpDir,
     signal,
-    onProgress: (p) => Object.assign(mirror.restore, { bytesDone: p.bytesDone, bytesTotal: p.bytesTotal }),
+    onProgress: (p) => mirror.warmupProgress(p),
   });
   const { manifest } = downloaded;
-  mirror.restore.key = manifest.key;
   deps.metrics.snapshotBytes.inc({ direction: 'download' }, manifest.sizeBytes);
   try {
-    mirror.restore.phase = 'checking';
+    mirror.checkingSnapshot(manifest.key);
     const tempCtx = { git: deps.git, dir: downloaded.dir, upstream: mirror.upstream };
     await sanityCheck(tempCtx, manifest.commit);
     await applyMirrorConfig(deps.git, downloaded.dir, mirror.upstream);
@@ -92,12 +89,7 @@ async function restoreFromSnapshot(
   } finally {
     await downloaded.cleanup();
   }
-  mirror.latestSnapshot = {
-    key: manifest.key,
-    commit: manifest.commit,
-    createdAt: manifest.createdAt,
-    sizeBytes: manifest.sizeBytes,
-  };
+  mirror.sawSnapshot(manifest);
   await catchUp(deps, mirror, signal, upstreamNow());
   return true;
 }
@@ -131,14 +123,12 @@ async function catchUp(
   signal: AbortSignal,
   upstreamNow: Map<string, string> | undefined,
 ): Promise<void> {
-  mirror.restore.phase = 'catching-up';
+  mirror.catchingUp();
   const ctx = mirror.gitContext(deps.git);
   try {
     if (!upstreamNow || !sameRefs(upstreamNow, await localRefs(ctx)))
       await fetchMirror(ctx, { timeoutMs: deps.cloneTimeoutMs, signal, lowSpeedAbort: false });
-    markReady(mirror, 'snapshot', await headCommit(ctx));
-    mirror.lastFetchOk = true;
-    mirror.lastFetchAt = Date.now();
+    mirror.readyFrom({ source: 'snapshot', head: await headCommit(ctx), fetched: { ok: true } });
     deps.metrics.restores.inc({ outcome: 'snapshot' });
   } catch (err) {
     if (signal.aborted) throw err;
@@ -153,44 +143,34 @@ async function catchUp(
         `catch-up fetch failed on the restored mirror: ${describeError(err)}`,
       );
     }
-    mirror.lastFetchOk = false;
-    mirror.lastFetchError = describeError(err);
-    markReady(mirror, 'snapshot', await headCommit(ctx));
+    const error = describeError(err);
+    mirror.readyFrom({ source: 'snapshot', head: await headCommit(ctx), fetched: { ok: false, error } });
     deps.metrics.restores.inc({ outcome: 'snapshot_stale' });
     deps.logger.warn(
-      { mirror: mirror.id, err: mirror.lastFetchError },
+      { mirror: mirror.id, err: error },
       'upstream unreachable; serving the restored snapshot',
     );
   }
 }
 
 async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal, fallbackReason?: string) {
-  if (!mirror.ready) mirror.state = 'cloning';
-  Object.assign(mirror.restore, { phase: 'cloning', error: fallbackReason });
+  mirror.cloning(fallbackReason);
   const temp = await deps.layout.makeTempDir('clone');
   try {
     const ctx = mirror.gitContext(deps.git);
     const prepared = await cloneInto(ctx, temp, deps.cloneTimeoutMs, signal);
     await install(deps, mirror, prepared);
-    markReady(mirror, 'clone', await headCommit(ctx));
-    mirror.lastFetchOk = true;
-    mirror.lastFetchAt = Date.now();
-    mirror.lastFetchError = undefined;
+    mirror.readyFrom({ source: 'clone', head: await headCommit(ctx), fetched: { ok: true } });
     deps.metrics.restores.inc({
       outcome: fallbackReason === 'no snapshot published yet' || !deps.snapshots ? 'clone' : 'clone_fallback',
     });
   } catch (err) {
     // Clean up before reporting failure, so whoever sees `failed` also sees no leftovers.
     await rm(temp, { recursive: true, force: true });
-    if (!mirror.ready) mirror.state = 'failed';
-    Object.assign(mirror.restore, {
-      phase: 'failed',
-      // Both reasons: why no snapshot was used, and why the clone failed too.
-      error: fallbackReason
-        ? `${fallbackReason}; then the clone failed: ${describeError(err)}`
-        : describeError(err),
-      finishedAt: new Date().toISOString(),
-    });
+    // Both reasons: why no snapshot was used, and why the clone failed too.
+    mirror.warmupFailed(
+      fallbackReason ? `${fallbackReason}; then the clone failed: ${describeError(err)}` : describeError(err),
+    );
     deps.metrics.restores.inc({ outcome: 'failed' });
     throw err;
   } finally {
@@ -203,19 +183,15 @@ async function install(deps: WarmupDeps, mirror: Mirror, prepared: string): Prom
   if (retired) void removeWhenIdle(mirror, retired);
 }
 
-/** A replaced mirror may still be read by clones in flight; delete it once they finish. */
+/**
+ * A replaced mirror may still be read by clones in flight; delete it once they finish. The
+ * bound is elapsed real time, as the sleeps in between are real: not the injected clock.
+ */
 async function removeWhenIdle(mirror: Mirror, dir: string): Promise<void> {
-  const deadline = Date.now() + 30 * 60_000;
-  while (mirror.activeServes > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1000));
+  const deadline = performance.now() + 30 * 60_000;
+  while (mirror.activeServes > 0 && performance.now() < deadline)
+    await new Promise((r) => setTimeout(r, 1000));
   await rm(dir, { recursive: true, force: true });
-}
-
-function markReady(mirror: Mirror, source: 'snapshot' | 'clone', head: string | undefined): void {
-  mirror.state = 'ready';
-  mirror.head = head;
-  mirror.lastUpstreamCheckAt = Date.now();
-  Object.assign(mirror.restore, { phase: 'done', source, finishedAt: new Date().toISOString() });
-  if (source === 'snapshot') mirror.restore.error = undefined;
 }
 
 export type { MirrorGitContext };

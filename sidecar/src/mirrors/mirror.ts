@@ -2,11 +2,14 @@ import type {
   Access,
   MirrorState,
   MirrorStatus,
+  RestorePhase,
   RestoreStatus,
   SnapshotJobStatus,
   SnapshotRef,
 } from '../../../core/admin-api.ts';
+import { type Clock, systemClock } from '../../../core/clock.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Credentials } from '../git/credentials.ts';
 import type { MirrorGitContext } from './git-mirror-ops.ts';
 
@@ -17,11 +20,6 @@ import type { MirrorGitContext } from './git-mirror-ops.ts';
  */
 export type MirrorOrigin = 'configured' | 'on-demand' | 'disk';
 
-/** How long a client request waits to start another warm-up after `failures` failed ones: 5 s, doubling, up to 5 min. */
-export function warmupRetryDelayMs(failures: number): number {
-  return failures === 0 ? 0 : Math.min(300_000, 5_000 * 2 ** (failures - 1));
-}
-
 export interface MirrorSettings {
   fetchIntervalMs: number;
   snapshot: { writer: boolean; intervalMs?: number; retain: number };
@@ -29,99 +27,344 @@ export interface MirrorSettings {
   credentials?: Credentials;
 }
 
+/** The steps of a warm-up, in order; `cloning` is also where a failed restore falls back to. */
+export type WarmupPhase = 'resolving' | 'downloading' | 'checking' | 'catching-up' | 'cloning';
+
 /**
- * One mirror's identity, desired settings and observed state. It holds no locks: its jobs
- * are serialized by the scheduler, and serving never locks (a clone must not hold up a fetch).
+ * Where a mirror is in its life. `serving`: data installed by an earlier warm-up is still
+ * served, so a forced restore, or one that fails, never takes a ready mirror out of service.
+ * `removed` is final: a job that finishes after removal cannot bring the mirror back.
+ */
+export type Lifecycle =
+  | { kind: 'empty' }
+  | { kind: 'warming'; phase: WarmupPhase; serving: boolean }
+  | { kind: 'ready' }
+  | { kind: 'failed'; serving: boolean }
+  | { kind: 'removed' };
+
+/** What a fetch came to; a successful one reports the mirror's HEAD after it. */
+export type FetchResult = { ok: true; head: string | undefined } | { ok: false; error: string };
+
+/**
+ * How a warm-up ended in a servable mirror: installed from a snapshot or a clone (then with
+ * the outcome of bringing it up to date with upstream), or found complete on disk at start.
+ */
+export type Readiness =
+  | { source: 'disk'; head: string | undefined }
+  | {
+      source: 'snapshot' | 'clone';
+      head: string | undefined;
+      fetched: { ok: true } | { ok: false; error: string };
+    };
+
+export type SnapshotResult =
+  | { ok: true; result: 'published' | 'unchanged'; latest: SnapshotRef }
+  | { ok: false; error: string };
+
+export interface MirrorInit {
+  repo: RepoId;
+  upstream: string;
+  dir: string;
+  settings: MirrorSettings;
+  origin?: MirrorOrigin;
+  clock?: Clock;
+}
+
+/**
+ * One mirror's identity, desired settings and observed state, and the only writer of that
+ * state: callers report what happened (a warm-up began, a fetch failed, a snapshot was
+ * published) and the mirror decides what it now is. It holds no locks: its jobs are
+ * serialized by the scheduler, and serving never locks (a clone must not hold up a fetch).
  */
 export class Mirror {
   readonly repo: RepoId;
   readonly upstream: string;
   readonly dir: string;
-  origin: MirrorOrigin;
-  settings: MirrorSettings;
-  state: MirrorState = 'empty';
-  head?: string;
-  lastFetchAt?: number;
-  lastFetchError?: string;
-  /** Whether the most recent fetch succeeded; a snapshot is never taken after a failed one. */
-  lastFetchOk = false;
-  lastUpstreamCheckAt = 0;
-  restore: RestoreStatus = { phase: 'idle', bytesDone: 0 };
-  snapshot: Omit<SnapshotJobStatus, 'writer' | 'intervalSeconds' | 'retain'> = { running: false };
-  latestSnapshot?: SnapshotRef;
-  /** Digest of the refs in the last published snapshot, to skip unchanged mirrors. */
-  publishedRefsDigest?: string;
-  /** In-flight local serves; a replaced mirror dir is deleted only once they finish. */
-  activeServes = 0;
-  /** Single-flight handle for the ls-remote freshness check. */
-  freshnessCheck?: Promise<void>;
-  /** Single-flight handle for warm-up (restore or clone). */
-  warming?: Promise<void>;
-  removed = false;
-  /** Consecutive failed warm-ups, and when the last one failed: client requests back off. */
-  warmupFailures = 0;
-  lastWarmupFailureAt = 0;
+  readonly #clock: Clock;
+  #origin: MirrorOrigin;
+  #settings: MirrorSettings;
   /** Digest of the spec last applied through the admin API. */
-  specDigest?: string;
+  #specDigest?: string;
+  #lifecycle: Lifecycle = { kind: 'empty' };
+  /** The current or last warm-up: what was restored, how far it got, why it fell back or failed. */
+  #warmup: Omit<RestoreStatus, 'phase'> = { bytesDone: 0 };
+  #head?: string;
+  #lastFetchAt?: number;
+  #lastFetchError?: string;
+  #lastUpstreamCheckAt = 0;
+  #snapshot: Omit<SnapshotJobStatus, 'writer' | 'intervalSeconds' | 'retain'> = { running: false };
+  #latestSnapshot?: SnapshotRef;
+  /** In-flight local serves; a replaced mirror dir is deleted only once they finish. */
+  #activeServes = 0;
 
-  constructor(
-    repo: RepoId,
-    upstream: string,
-    dir: string,
-    settings: MirrorSettings,
-    origin: MirrorOrigin = 'configured',
-  ) {
-    this.repo = repo;
-    this.upstream = upstream;
-    this.dir = dir;
-    this.settings = settings;
-    this.origin = origin;
+  constructor(init: MirrorInit) {
+    this.repo = init.repo;
+    this.upstream = init.upstream;
+    this.dir = init.dir;
+    this.#settings = init.settings;
+    this.#origin = init.origin ?? 'configured';
+    this.#clock = init.clock ?? systemClock;
   }
 
   get id(): string {
     return this.repo.id;
   }
 
+  get origin(): MirrorOrigin {
+    return this.#origin;
+  }
+
+  get settings(): Readonly<MirrorSettings> {
+    return this.#settings;
+  }
+
+  get lifecycle(): Readonly<Lifecycle> {
+    return this.#lifecycle;
+  }
+
+  /** Whether clients are served from local data. */
   get ready(): boolean {
     return this.state === 'ready';
   }
 
+  get state(): MirrorState {
+    const life = this.#lifecycle;
+    switch (life.kind) {
+      case 'ready':
+        return 'ready';
+      case 'warming':
+        if (life.serving) return 'ready';
+        return life.phase === 'cloning' ? 'cloning' : 'restoring';
+      case 'failed':
+        return life.serving ? 'ready' : 'failed';
+      default:
+        return 'empty';
+    }
+  }
+
+  get head(): string | undefined {
+    return this.#head;
+  }
+
+  get restore(): RestoreStatus {
+    return { phase: this.restorePhase(), ...this.#warmup };
+  }
+
+  get snapshot(): Readonly<Omit<SnapshotJobStatus, 'writer' | 'intervalSeconds' | 'retain'>> {
+    return this.#snapshot;
+  }
+
+  get activeServes(): number {
+    return this.#activeServes;
+  }
+
+  /** Seconds since the last successful fetch (or warm-up), if there was one. */
+  stalenessSeconds(): number | undefined {
+    return this.#lastFetchAt === undefined ? undefined : (this.#clock.now() - this.#lastFetchAt) / 1000;
+  }
+
+  /** Whether upstream's refs were last compared with ours at least `intervalMs` ago. */
+  upstreamCheckDue(intervalMs: number): boolean {
+    return this.#clock.now() - this.#lastUpstreamCheckAt >= intervalMs;
+  }
+
+  // --- configuration ---------------------------------------------------------------------
+
+  /** Named by GITMIRROR_MIRRORS or the admin API: no longer counts as on-demand. */
+  markConfigured(): void {
+    this.#origin = 'configured';
+  }
+
+  /** A spec applied through the admin API; says whether this replica lost the snapshot writer role. */
+  applySpec(settings: MirrorSettings, specDigest: string): { demoted: boolean } {
+    const demoted = this.#settings.snapshot.writer && !settings.snapshot.writer;
+    this.#settings = settings;
+    this.#specDigest = specDigest;
+    this.#origin = 'configured';
+    return { demoted };
+  }
+
+  // --- warm-up -----------------------------------------------------------------------------
+
   /**
-   * Whether a client request may start another warm-up after failures (a repository that
-   * upstream does not let us clone must not be re-cloned on every request). Admin restores
-   * are explicit and do not wait.
+   * Starts a warm-up (restore, else clone) of `key` or the latest snapshot. The caller keeps
+   * warm-ups single-flight; a second one while one runs, or one after removal, is refused.
    */
-  mayRetryWarmup(now = Date.now()): boolean {
-    return now - this.lastWarmupFailureAt >= warmupRetryDelayMs(this.warmupFailures);
+  beginWarmup(key?: string): void {
+    const life = this.#lifecycle;
+    if (life.kind === 'removed')
+      throw new GitMirrorError('ABORTED', `${this.id} was removed; not warming it up`);
+    if (life.kind === 'warming') throw new GitMirrorError('CONFLICT', `${this.id} is already warming up`);
+    this.#lifecycle = { kind: 'warming', phase: 'resolving', serving: this.ready };
+    this.#warmup = { bytesDone: 0, startedAt: this.isoNow(), key };
+  }
+
+  downloadingSnapshot(): void {
+    this.toPhase('downloading');
+  }
+
+  warmupProgress(progress: { bytesDone: number; bytesTotal?: number }): void {
+    if (this.#lifecycle.kind !== 'warming') return;
+    this.#warmup.bytesDone = progress.bytesDone;
+    this.#warmup.bytesTotal = progress.bytesTotal;
+  }
+
+  /** The archive is unpacked; `key` is the snapshot actually restored (the latest, if none was named). */
+  checkingSnapshot(key: string): void {
+    if (this.toPhase('checking')) this.#warmup.key = key;
+  }
+
+  catchingUp(): void {
+    this.toPhase('catching-up');
+  }
+
+  /** Cloning, because there is no snapshot or restoring one failed (`fallbackReason` says which). */
+  cloning(fallbackReason?: string): void {
+    if (this.toPhase('cloning')) this.#warmup.error = fallbackReason;
+  }
+
+  /** The warm-up installed servable data (or it was found on disk at start): serve it. */
+  readyFrom(readiness: Readiness): void {
+    const from = this.#lifecycle.kind;
+    if (from !== (readiness.source === 'disk' ? 'empty' : 'warming')) return;
+    this.#lifecycle = { kind: 'ready' };
+    this.#head = readiness.head;
+    if (readiness.source === 'disk') {
+      this.#warmup = { bytesDone: 0, source: 'disk' };
+      return;
+    }
+    this.#warmup.source = readiness.source;
+    this.#warmup.finishedAt = this.isoNow();
+    // A snapshot that restored means any earlier fallback reason no longer applies.
+    if (readiness.source === 'snapshot') this.#warmup.error = undefined;
+    // The warm-up talked to upstream even when its fetch failed: no ref check is due yet.
+    this.#lastUpstreamCheckAt = this.#clock.now();
+    const { fetched } = readiness;
+    this.recordFetch(fetched.ok ? { ok: true, head: readiness.head } : fetched);
+  }
+
+  /** The warm-up failed for good (its clone fallback too); a mirror that was serving goes on serving. */
+  warmupFailed(error: string): void {
+    const life = this.#lifecycle;
+    if (life.kind !== 'warming') return;
+    this.#lifecycle = { kind: 'failed', serving: life.serving };
+    this.#warmup.error = error;
+    this.#warmup.finishedAt = this.isoNow();
+  }
+
+  // --- freshness ---------------------------------------------------------------------------
+
+  /** The one place a fetch's outcome is recorded, whether periodic, on demand or a warm-up's catch-up. */
+  recordFetch(result: FetchResult): void {
+    if (!result.ok) {
+      this.#lastFetchError = result.error;
+      return;
+    }
+    this.#lastFetchAt = this.#clock.now();
+    this.#lastUpstreamCheckAt = this.#lastFetchAt;
+    this.#lastFetchError = undefined;
+    this.#head = result.head;
+  }
+
+  /** Upstream's refs are being compared with ours now: the next check is due an interval from now. */
+  upstreamChecked(): void {
+    this.#lastUpstreamCheckAt = this.#clock.now();
+  }
+
+  // --- snapshots ---------------------------------------------------------------------------
+
+  snapshotStarted(): void {
+    this.#snapshot = { ...this.#snapshot, running: true, lastAttemptAt: this.isoNow() };
+  }
+
+  snapshotFinished(outcome: SnapshotResult): void {
+    const running = false;
+    if (!outcome.ok) {
+      this.#snapshot = { ...this.#snapshot, running, lastResult: 'failed', lastError: outcome.error };
+      return;
+    }
+    this.#snapshot = { ...this.#snapshot, running, lastResult: outcome.result, lastError: undefined };
+    this.sawSnapshot(outcome.latest);
+  }
+
+  /** The newest snapshot in the store, as just seen (restored, published or listed). */
+  sawSnapshot(latest: SnapshotRef): void {
+    const { key, commit, createdAt, sizeBytes } = latest;
+    this.#latestSnapshot = { key, commit, createdAt, sizeBytes };
+  }
+
+  // --- serving and removal -----------------------------------------------------------------
+
+  serveStarted(): void {
+    this.#activeServes++;
+  }
+
+  serveFinished(): void {
+    this.#activeServes--;
+  }
+
+  /**
+   * Final: the mirror is no longer held. Warm-up steps reported after this (by a job that was
+   * already running) change nothing, like any warm-up step reported outside a warm-up.
+   */
+  remove(): void {
+    this.#lifecycle = { kind: 'removed' };
   }
 
   gitContext(git: MirrorGitContext['git']): MirrorGitContext {
-    return { git, dir: this.dir, upstream: this.upstream, credentials: this.settings.credentials };
+    return { git, dir: this.dir, upstream: this.upstream, credentials: this.#settings.credentials };
   }
 
-  status(now = Date.now()): MirrorStatus {
-    const { snapshot } = this.settings;
+  status(): MirrorStatus {
+    const { snapshot } = this.#settings;
+    const staleness = this.stalenessSeconds();
     return {
       id: this.id,
       url: this.upstream,
       state: this.state,
       ready: this.ready,
-      access: this.settings.access,
-      origin: this.origin,
-      specDigest: this.specDigest,
-      fetchIntervalSeconds: this.settings.fetchIntervalMs / 1000,
-      head: this.head,
-      lastFetchTime: this.lastFetchAt ? new Date(this.lastFetchAt).toISOString() : undefined,
-      lastFetchError: this.lastFetchError,
-      stalenessSeconds: this.lastFetchAt ? Math.round((now - this.lastFetchAt) / 1000) : undefined,
-      restore: { ...this.restore },
+      access: this.#settings.access,
+      origin: this.#origin,
+      specDigest: this.#specDigest,
+      fetchIntervalSeconds: this.#settings.fetchIntervalMs / 1000,
+      head: this.#head,
+      lastFetchTime: this.#lastFetchAt ? new Date(this.#lastFetchAt).toISOString() : undefined,
+      lastFetchError: this.#lastFetchError,
+      stalenessSeconds: staleness === undefined ? undefined : Math.round(staleness),
+      restore: this.restore,
       snapshot: {
-        ...this.snapshot,
+        ...this.#snapshot,
         writer: snapshot.writer,
         intervalSeconds: snapshot.intervalMs ? snapshot.intervalMs / 1000 : undefined,
         retain: snapshot.retain,
       },
-      latestSnapshot: this.latestSnapshot,
+      latestSnapshot: this.#latestSnapshot,
     };
+  }
+
+  private restorePhase(): RestorePhase {
+    const life = this.#lifecycle;
+    switch (life.kind) {
+      case 'warming':
+        return life.phase;
+      case 'ready':
+        return 'done';
+      case 'failed':
+        return 'failed';
+      default:
+        return 'idle';
+    }
+  }
+
+  /** Moves a running warm-up to `phase`; returns false (and changes nothing) when none runs. */
+  private toPhase(phase: WarmupPhase): boolean {
+    const life = this.#lifecycle;
+    if (life.kind !== 'warming') return false;
+    this.#lifecycle = { ...life, phase };
+    return true;
+  }
+
+  private isoNow(): string {
+    return new Date(this.#clock.now()).toISOString();
   }
 }

@@ -1,12 +1,22 @@
 import type { OnDemandRefusal, OnDemandStatus } from '../../../core/admin-api.ts';
+import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
-import { warmupRetryDelayMs } from './mirror.ts';
+import { remember } from './recent.ts';
+import type { WarmupBackoff } from './warmup-backoff.ts';
 
-/** Repositories remembered for backoff and log throttling; the oldest are forgotten first. */
-const REMEMBERED = 10_000;
 /** A refusal is logged at most this often per repository. */
 const LOG_EVERY_MS = 5 * 60_000;
+
+export interface OnDemandGateOptions {
+  /** GITMIRROR_MAX_ON_DEMAND_MIRRORS; 0 turns on-demand mirrors off. */
+  limit: number;
+  logger: Logger;
+  metrics: SidecarMetrics;
+  clock: Clock;
+  /** The manager's record of failed warm-ups: a repository whose last one failed recently is refused. */
+  backoff: WarmupBackoff;
+}
 
 /**
  * The rules for mirrors that client requests create: at most `limit` of them, none after
@@ -16,9 +26,7 @@ const LOG_EVERY_MS = 5 * 60_000;
  */
 export class OnDemandGate {
   readonly limit: number;
-  private readonly logger: Logger;
-  private readonly metrics: SidecarMetrics;
-  private readonly failures = new Map<string, { count: number; at: number }>();
+  private readonly options: OnDemandGateOptions;
   private readonly lastLogged = new Map<string, number>();
   private readonly refused: Record<OnDemandRefusal, number> = {
     upstream: 0,
@@ -27,56 +35,36 @@ export class OnDemandGate {
     backoff: 0,
   };
 
-  constructor(limit: number, logger: Logger, metrics: SidecarMetrics) {
-    this.limit = limit;
-    this.logger = logger;
-    this.metrics = metrics;
+  constructor(options: OnDemandGateOptions) {
+    this.limit = options.limit;
+    this.options = options;
   }
 
   /** Why a new on-demand mirror of `id` may not be created while `count` are held, if it may not. */
-  check(id: string, count: number, now = Date.now()): OnDemandRefusal | undefined {
+  check(id: string, count: number): OnDemandRefusal | undefined {
     if (this.limit === 0) return 'disabled';
-    const failed = this.failures.get(id);
-    if (failed && now - failed.at < warmupRetryDelayMs(failed.count)) return 'backoff';
+    if (!this.options.backoff.allows(id)) return 'backoff';
     if (count >= this.limit) return 'limit';
     return undefined;
   }
 
   /** Counts a request that created no mirror, and logs it (once per repository per few minutes). */
-  refuse(id: string, reason: OnDemandRefusal, count: number, now = Date.now()): void {
+  refuse(id: string, reason: OnDemandRefusal, count: number): void {
+    const { logger, metrics, clock } = this.options;
     this.refused[reason]++;
-    this.metrics.onDemandRefused.inc({ reason });
+    metrics.onDemandRefused.inc({ reason });
     if (reason === 'upstream') return; // the ordinary answer to a 401 challenge or a typo
+    const now = clock.now();
     const last = this.lastLogged.get(id);
     if (last !== undefined && now - last < LOG_EVERY_MS) return;
     remember(this.lastLogged, id, now);
     const line = { mirror: id, reason, limit: this.limit, count };
     if (reason === 'limit')
-      this.logger.warn(
-        line,
-        'on-demand mirror limit reached: serving this repository from upstream, uncached',
-      );
-    else
-      this.logger.debug(line, 'no mirror created on demand: serving this repository from upstream, uncached');
-  }
-
-  /** An on-demand warm-up failed: requests wait (5 s, doubling, up to 5 min) before another. */
-  warmupFailed(id: string, now = Date.now()): void {
-    remember(this.failures, id, { count: (this.failures.get(id)?.count ?? 0) + 1, at: now });
-  }
-
-  warmupSucceeded(id: string): void {
-    this.failures.delete(id);
+      logger.warn(line, 'on-demand mirror limit reached: serving this repository from upstream, uncached');
+    else logger.debug(line, 'no mirror created on demand: serving this repository from upstream, uncached');
   }
 
   status(count: number): OnDemandStatus {
     return { limit: this.limit, count, refused: { ...this.refused } };
   }
-}
-
-/** Sets `key` as the newest entry, forgetting the oldest beyond REMEMBERED. */
-function remember<V>(map: Map<string, V>, key: string, value: V): void {
-  map.delete(key);
-  map.set(key, value);
-  if (map.size > REMEMBERED) map.delete(map.keys().next().value as string);
 }

@@ -16,6 +16,7 @@ import { SharedUpstreamResponses } from '../http/shared-upstream-responses.ts';
 import { JobScheduler } from '../jobs/job-scheduler.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { DataLayout } from '../mirrors/data-layout.ts';
+import { Freshness } from '../mirrors/freshness.ts';
 import { MirrorManager } from '../mirrors/mirror-manager.ts';
 import { killAllChildren } from '../process/child-process.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
@@ -84,6 +85,7 @@ export async function startSidecar(
     credentials,
     logger,
     metrics,
+    clock,
   });
   const shared = new SharedUpstreamResponses({ dir: layout.spoolDir, logger, clock });
   mirrors.on('ready', (mirror) => shared.dropMirror(mirror.id));
@@ -103,6 +105,13 @@ export async function startSidecar(
     config,
     git,
     mirrors,
+    freshness: new Freshness({
+      git,
+      logger,
+      refCheckIntervalMs: config.refCheckIntervalMs,
+      waitMs: config.freshnessWaitMs,
+      fetch: (mirror) => mirrors.fetch(mirror),
+    }),
     shared,
     access: new UpstreamAccessCheck(logger, clock),
     snapshots,
@@ -111,7 +120,7 @@ export async function startSidecar(
   });
   const gitApp = buildGitApp(service, isReady, logger, metrics);
   const auth = await adminAuth(config.adminTokenFile, clock);
-  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, auth, logger, clock });
+  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, auth, logger });
   const gitServer = await listen(gitApp, config.listen);
   const adminServer = await listen(adminApp, config.adminListen);
   logger.info(
@@ -183,16 +192,16 @@ function buildAdminApp(parts: {
   scheduler: JobScheduler;
   auth: express.RequestHandler;
   logger: Logger;
-  clock: Clock;
 }): Express {
-  const { mirrors, metrics, scheduler, auth, logger, clock } = parts;
+  const { mirrors, metrics, scheduler, auth, logger } = parts;
   const app = express();
   app.disable('x-powered-by');
   app.get('/metrics', async (_req, res) => {
     metrics.setMirrorStates(mirrors.list().map((m) => m.state));
     metrics.onDemandMirrors.set(mirrors.onDemandCount());
     for (const m of mirrors.list()) {
-      if (m.lastFetchAt) metrics.mirrorStaleness.set({ mirror: m.id }, (clock.now() - m.lastFetchAt) / 1000);
+      const staleness = m.stalenessSeconds();
+      if (staleness !== undefined) metrics.mirrorStaleness.set({ mirror: m.id }, staleness);
     }
     metrics.queueDepth.set(scheduler.queueDepth);
     metrics.activeJobs.set(scheduler.activeCount);

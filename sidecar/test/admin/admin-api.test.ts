@@ -102,8 +102,7 @@ describe('admin API', () => {
     assert.equal(first.status, 202);
     const second = await call('POST', `/v1/mirrors/${id}/restore`, {});
     assert.ok([200, 202].includes(second.status));
-    const mirror = sidecar.mirrors.get(id)!;
-    await mirror.warming;
+    await sidecar.mirrors.warm(sidecar.mirrors.get(id)!); // joins the warm-up under way
     const list = (await (await call('GET', '/v1/mirrors')).json()) as MirrorList;
     const status = list.mirrors.find((m) => m.id === id)!;
     assert.equal(status.ready, true);

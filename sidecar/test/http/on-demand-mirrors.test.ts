@@ -11,6 +11,7 @@ import type { MirrorList } from '../../../core/admin-api.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
+import { TestClock } from '../support/test-clock.ts';
 import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 /**
@@ -89,6 +90,7 @@ describe('mirrors created on demand', () => {
   let realBare: string;
   let privateBare: string;
   const data = () => join(root, 'data');
+  const clock = new TestClock();
 
   before(async () => {
     root = await tempDir();
@@ -109,11 +111,10 @@ describe('mirrors created on demand', () => {
     await new Promise<void>((r) => oddUpstream.listen(0, '127.0.0.1', r));
     oddHost = `127.0.0.1:${(oddUpstream.address() as AddressInfo).port}`;
     const hosts = [upstream.host, authUpstream.host, oddHost].join(',');
-    sidecar = await startTestSidecar({
-      GITMIRROR_DATA_DIR: data(),
-      GITMIRROR_HTTP_HOSTS: hosts,
-      GITMIRROR_ALLOWED_HOSTS: hosts,
-    });
+    sidecar = await startTestSidecar(
+      { GITMIRROR_DATA_DIR: data(), GITMIRROR_HTTP_HOSTS: hosts, GITMIRROR_ALLOWED_HOSTS: hosts },
+      { clock },
+    );
   });
 
   after(async () => {
@@ -196,6 +197,14 @@ describe('mirrors created on demand', () => {
     assert.deepEqual(mirrors, []);
     assert.equal(onDemand?.count, 0);
     assert.ok((onDemand?.refused.backoff ?? 0) >= 1);
+
+    clock.advance(5_000);
+    await git(['clone', '--quiet', '--bare', url, join(root, 'secret-3')], withCredentials);
+    await waitFor(
+      'a new attempt once the backoff is over',
+      () => ownRequests(authUpstream, '/corp/secret') > attempts,
+    );
+    await waitFor('the mirror to be forgotten again', () => sidecar.mirrors.get(id) === undefined);
   });
 
   it('creates zero entries, clones and directories for random repository paths, whatever is asked of them (property)', async () => {

@@ -15,6 +15,7 @@ import {
   tempDir,
 } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
+import { TestClock } from '../support/test-clock.ts';
 import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('serving clones and fetches from a local mirror', () => {
@@ -24,17 +25,21 @@ describe('serving clones and fetches from a local mirror', () => {
   let work: string;
   let bare: string;
   let cacheUrl: string;
+  const clock = new TestClock();
 
   before(async () => {
     root = await tempDir();
     ({ bare, work } = await createUpstreamRepo(join(root, 'upstream', 'org'), 'repo', 12));
     upstream = await startGitUpstream(join(root, 'upstream'));
-    sidecar = await startTestSidecar({
-      GITMIRROR_DATA_DIR: join(root, 'data'),
-      GITMIRROR_MIRRORS: upstream.url('org/repo.git'),
-      GITMIRROR_HTTP_HOSTS: upstream.host,
-      GITMIRROR_REF_CHECK_INTERVAL: '1s',
-    });
+    sidecar = await startTestSidecar(
+      {
+        GITMIRROR_DATA_DIR: join(root, 'data'),
+        GITMIRROR_MIRRORS: upstream.url('org/repo.git'),
+        GITMIRROR_HTTP_HOSTS: upstream.host,
+        GITMIRROR_REF_CHECK_INTERVAL: '1s',
+      },
+      { clock },
+    );
     await waitFor('mirror ready', () => sidecar.isReady());
     cacheUrl = `${sidecar.gitUrl}/git/${upstream.host}/org/repo.git`;
   });
@@ -95,7 +100,7 @@ describe('serving clones and fetches from a local mirror', () => {
   it('shows a new upstream commit within seconds, without waiting for the periodic fetch', async () => {
     const commit = await addCommit(work, 'fresh.txt', `fresh ${Date.now()}\n`);
     await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
-    await new Promise((r) => setTimeout(r, 1100)); // past the 1s ref-check interval
+    clock.advance(1_000); // past the 1s ref-check interval
     const lsRemote = await git(['ls-remote', cacheUrl, 'refs/heads/main']);
     assert.equal(lsRemote.split('\t')[0], commit);
     const target = join(root, 'after-push');
@@ -123,7 +128,7 @@ describe('serving clones and fetches from a local mirror', () => {
       await git(['clone', '--quiet', cacheUrl, target]);
       const commit = await addCommit(work, `inc-${version}.txt`, `v${version}\n`);
       await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
-      await new Promise((r) => setTimeout(r, 1100));
+      clock.advance(1_000);
       await git(['-c', `protocol.version=${version}`, 'fetch', '--quiet', 'origin'], { cwd: target });
       assert.equal((await git(['rev-parse', 'origin/main'], { cwd: target })).trim(), commit);
     }

@@ -7,6 +7,7 @@ import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { addCommit, createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
+import { TestClock } from '../support/test-clock.ts';
 import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('faults around a ready mirror', () => {
@@ -16,6 +17,7 @@ describe('faults around a ready mirror', () => {
   let work: string;
   let id: string;
   const store = () => join(root, 'store');
+  const clock = new TestClock();
 
   before(async () => {
     root = await tempDir();
@@ -23,15 +25,18 @@ describe('faults around a ready mirror', () => {
     upstream = await startGitUpstream(join(root, 'upstream'));
     // The store is a file, not a dir, until the test "repairs" it: every write fails.
     await writeFile(store(), 'not a directory');
-    sidecar = await startTestSidecar({
-      GITMIRROR_DATA_DIR: join(root, 'data'),
-      GITMIRROR_MIRRORS: upstream.url('org/svc.git'),
-      GITMIRROR_HTTP_HOSTS: upstream.host,
-      GITMIRROR_REF_CHECK_INTERVAL: '1s',
-      GITMIRROR_SNAPSHOT_STORE: `file://${store()}`,
-      GITMIRROR_SNAPSHOT_INTERVAL: '1h',
-      GITMIRROR_SNAPSHOT_RETRY_BASE: '1s',
-    });
+    sidecar = await startTestSidecar(
+      {
+        GITMIRROR_DATA_DIR: join(root, 'data'),
+        GITMIRROR_MIRRORS: upstream.url('org/svc.git'),
+        GITMIRROR_HTTP_HOSTS: upstream.host,
+        GITMIRROR_REF_CHECK_INTERVAL: '1s',
+        GITMIRROR_SNAPSHOT_STORE: `file://${store()}`,
+        GITMIRROR_SNAPSHOT_INTERVAL: '1h',
+        GITMIRROR_SNAPSHOT_RETRY_BASE: '1s',
+      },
+      { clock },
+    );
     await waitFor('ready', () => sidecar.isReady());
     id = `${upstream.host}/org/svc`;
   });
@@ -57,7 +62,7 @@ describe('faults around a ready mirror', () => {
     const before = await refsOf(mirror.dir, 'refs/heads/');
     upstream.failWith(503);
     await assert.rejects(sidecar.mirrors.fetch(mirror));
-    await new Promise((r) => setTimeout(r, 1100));
+    clock.advance(1_000); // a second of outage, and a ref check due on the next clone
     const clone = join(root, 'during-outage');
     await git(['clone', '--quiet', '--bare', url, clone]);
     assert.equal(await refsOf(clone, 'refs/heads/'), before, 'clients get what the mirror has');

@@ -4,6 +4,8 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { SidecarMetrics } from '../../src/metrics/sidecar-metrics.ts';
 import { OnDemandGate } from '../../src/mirrors/on-demand.ts';
+import { WarmupBackoff } from '../../src/mirrors/warmup-backoff.ts';
+import { TestClock } from '../support/test-clock.ts';
 
 function gate(limit: number) {
   const logged: string[] = [];
@@ -13,30 +15,41 @@ function gate(limit: number) {
       done();
     },
   });
-  return { gate: new OnDemandGate(limit, pino({ level: 'debug' }, stream), new SidecarMetrics()), logged };
+  const clock = new TestClock(1_000);
+  const backoff = new WarmupBackoff(clock);
+  const logger = pino({ level: 'debug' }, stream);
+  const g = new OnDemandGate({ limit, logger, metrics: new SidecarMetrics(), clock, backoff });
+  return { gate: g, backoff, clock, logged };
 }
 
 describe('the on-demand gate', () => {
   it('refuses when disabled, at the limit, and during the backoff after a failed warm-up', () => {
     assert.equal(gate(0).gate.check('h/a', 0), 'disabled');
-    const { gate: g } = gate(2);
+    const { gate: g, backoff, clock } = gate(2);
     assert.equal(g.check('h/a', 1), undefined);
     assert.equal(g.check('h/a', 2), 'limit');
-    g.warmupFailed('h/a', 1_000);
-    assert.equal(g.check('h/a', 0, 5_999), 'backoff');
-    assert.equal(g.check('h/a', 0, 6_000), undefined, 'after 5 s');
-    g.warmupFailed('h/a', 6_000);
-    assert.equal(g.check('h/a', 0, 15_999), 'backoff', 'then 10 s');
-    assert.equal(g.check('h/b', 0, 7_000), undefined, 'per repository');
-    g.warmupSucceeded('h/a');
-    assert.equal(g.check('h/a', 0, 6_001), undefined);
+    backoff.failed('h/a');
+    clock.advance(4_999);
+    assert.equal(g.check('h/a', 0), 'backoff');
+    clock.advance(1);
+    assert.equal(g.check('h/a', 0), undefined, 'after 5 s');
+    backoff.failed('h/a');
+    clock.advance(9_999);
+    assert.equal(g.check('h/a', 0), 'backoff', 'then 10 s');
+    assert.equal(g.check('h/b', 0), undefined, 'per repository');
+    backoff.forget('h/a');
+    assert.equal(g.check('h/a', 0), undefined);
   });
 
   it('counts every refusal but logs one per repository every 5 minutes, with bounded memory', () => {
-    const { gate: g, logged } = gate(1);
-    for (let i = 0; i < 5; i++) g.refuse('h/a', 'limit', 1, 1_000 + i);
-    g.refuse('h/a', 'limit', 1, 1_000 + 300_000);
-    g.refuse('h/b', 'upstream', 1, 2_000);
+    const { gate: g, clock, logged } = gate(1);
+    for (let i = 0; i < 5; i++) {
+      g.refuse('h/a', 'limit', 1);
+      clock.advance(1);
+    }
+    clock.advance(300_000 - 5);
+    g.refuse('h/a', 'limit', 1);
+    g.refuse('h/b', 'upstream', 1);
     assert.deepEqual(
       logged,
       ['h/a', 'h/a'],
@@ -48,9 +61,9 @@ describe('the on-demand gate', () => {
       refused: { upstream: 1, disabled: 0, limit: 6, backoff: 0 },
     });
     // A flood of distinct names: the oldest are forgotten, so h/c is logged again.
-    g.refuse('h/c', 'limit', 1, 400_000);
-    for (let i = 0; i < 10_000; i++) g.refuse(`h/flood-${i}`, 'limit', 1, 400_000);
-    g.refuse('h/c', 'limit', 1, 400_001);
+    g.refuse('h/c', 'limit', 1);
+    for (let i = 0; i < 10_000; i++) g.refuse(`h/flood-${i}`, 'limit', 1);
+    g.refuse('h/c', 'limit', 1);
     assert.equal(logged.filter((m) => m === 'h/c').length, 2);
   });
 });

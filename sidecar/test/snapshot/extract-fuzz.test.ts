@@ -1025,12 +1025,13 @@ describe('extraction under property-based fuzzing', () => {
       fc.asyncProperty(restoreCase, async (input) => {
         await plant(input);
         try {
-          const mirror = new Mirror(repo, join(root, 'no-such-upstream.git'), mirrorDir, {
-            fetchIntervalMs: 300_000,
-            snapshot: { writer: false, retain: 3 },
-            access: 'Public',
+          const mirror = new Mirror({
+            repo,
+            upstream: join(root, 'no-such-upstream.git'),
+            dir: mirrorDir,
+            settings: { fetchIntervalMs: 300_000, snapshot: { writer: false, retain: 3 }, access: 'Public' },
           });
-          mirror.state = 'ready';
+          mirror.readyFrom({ source: 'disk', head: undefined });
           const settled = await settle('restoreOrClone', (signal) =>
             restoreOrClone(deps, mirror, undefined, signal),
           );

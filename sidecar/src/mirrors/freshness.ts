@@ -1,0 +1,87 @@
+import type { Logger } from '../../../core/log.ts';
+import { describeError } from '../errors/gitmirror-error.ts';
+import type { GitRunner } from '../git/git-runner.ts';
+import { localRefs, missingObjects, sameRefs, upstreamRefs } from './git-mirror-ops.ts';
+import type { Mirror } from './mirror.ts';
+
+/** A ref listing, not a transfer; a client waits on it, so it gets half the warm-up's minute. */
+const REF_CHECK_TIMEOUT_MS = 30_000;
+
+export interface FreshnessDeps {
+  git: GitRunner;
+  logger: Logger;
+  /** GITMIRROR_REF_CHECK_INTERVAL: how often client requests may make us ask upstream for a mirror's refs. */
+  refCheckIntervalMs: number;
+  /** GITMIRROR_FRESHNESS_WAIT: how long a client waits for a fetch it caused before it gets what we have. */
+  waitMs: number;
+  /** The manager's single-flight fetch. */
+  fetch(mirror: Mirror): Promise<void>;
+}
+
+/**
+ * What a client sees of upstream's latest commits, beyond the periodic fetch: before refs are
+ * advertised, upstream's refs are compared with ours (at most once per interval per mirror)
+ * and a difference is fetched; commits a client wants that we lack are fetched too. Either
+ * way the client waits for the fetch only so long, then is served what the mirror has.
+ */
+export class Freshness {
+  private readonly deps: FreshnessDeps;
+  /** Single-flight per mirror: concurrent requests share one ls-remote. */
+  private readonly checks = new WeakMap<Mirror, Promise<void>>();
+
+  constructor(deps: FreshnessDeps) {
+    this.deps = deps;
+  }
+
+  /** Called when a client asks a ready mirror for its refs; joins a check under way. */
+  async beforeRefs(mirror: Mirror): Promise<void> {
+    if (!mirror.ready) return;
+    let check = this.checks.get(mirror);
+    if (!check) {
+      if (!mirror.upstreamCheckDue(this.deps.refCheckIntervalMs)) return;
+      check = this.compareWithUpstream(mirror).finally(() => this.checks.delete(mirror));
+      this.checks.set(mirror, check);
+    }
+    await check;
+  }
+
+  /**
+   * The objects among `wants` the mirror lacks (a commit pushed since our last fetch). If it
+   * lacks any, fetch and look again; whatever is still missing upstream must answer for.
+   */
+  async missingWants(mirror: Mirror, wants: string[]): Promise<string[]> {
+    const ctx = mirror.gitContext(this.deps.git);
+    const missing = await missingObjects(ctx, wants);
+    if (missing.length === 0) return missing;
+    await this.fetchWithinWait(mirror).catch(() => {});
+    return missingObjects(ctx, wants);
+  }
+
+  private async compareWithUpstream(mirror: Mirror): Promise<void> {
+    mirror.upstreamChecked();
+    const ctx = mirror.gitContext(this.deps.git);
+    try {
+      const [upstream, local] = await Promise.all([upstreamRefs(ctx, REF_CHECK_TIMEOUT_MS), localRefs(ctx)]);
+      if (sameRefs(upstream, local)) return;
+      await this.fetchWithinWait(mirror);
+    } catch (err) {
+      // Upstream unreachable: serve what we have; staleness shows in status and metrics.
+      this.deps.logger.debug({ mirror: mirror.id, err: describeError(err) }, 'freshness check failed');
+    }
+  }
+
+  /** A fetch, waited for at most GITMIRROR_FRESHNESS_WAIT; it goes on in the background after that. */
+  private async fetchWithinWait(mirror: Mirror): Promise<void> {
+    const fetched = this.deps.fetch(mirror);
+    fetched.catch(() => {}); // once the wait is over nobody awaits it; the fetch logs its own failure
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.deps.waitMs).unref();
+    });
+    try {
+      await Promise.race([fetched, waited]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
