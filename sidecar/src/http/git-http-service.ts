@@ -17,6 +17,7 @@ import type { UpstreamAccessCheck } from './access-check.ts';
 import { type GitAction, parseGitPath } from './git-path.ts';
 import { serveLocalInfoRefs, serveLocalUploadPack } from './local-upload-pack.ts';
 import { parseUploadPackHead } from './pkt-line.ts';
+import { countBytes, type RequestContext } from './request-context.ts';
 import { peekHead } from './request-head.ts';
 import type { SharedUpstreamResponses } from './shared-upstream-responses.ts';
 import { serveSnapshotDownload } from './snapshot-download.ts';
@@ -50,13 +51,13 @@ export class GitHttpService {
     this.deps = deps;
   }
 
-  async handle(req: Request, res: Response): Promise<void> {
+  async handle(req: Request, res: Response, ctx: RequestContext): Promise<void> {
     const { repo, action } = parseGitPath(req.path.replace(/^\/git(?=\/)/, ''));
-    res.locals.route = action;
-    res.locals.mirror = repo.id;
+    ctx.route = action;
+    ctx.repo = repo;
     this.assertAllowedHost(repo);
     if (action === 'receive-pack' || (action === 'info-refs' && req.query.service === 'git-receive-pack')) {
-      return this.proxyPush(repo, action, req, res);
+      return this.proxyPush(action, req, res, ctx);
     }
     if (action === 'info-refs' && req.query.service !== 'git-upload-pack') {
       throw new GitMirrorError(
@@ -65,17 +66,17 @@ export class GitHttpService {
       );
     }
     const mirror = this.deps.mirrors.get(repo.id);
-    if (!mirror) return this.serveUnmirrored(repo, action, req, res);
+    if (!mirror) return this.serveUnmirrored(action, req, res, ctx);
     this.deps.mirrors.warmIfAllowed(mirror);
-    if (action === 'snapshot') return this.serveSnapshot(mirror, req, res);
-    if (!mirror.ready) return this.serveCold(mirror, action, req, res);
-    if (!(await this.authorize(mirror, req, res))) return;
+    if (action === 'snapshot') return this.serveSnapshot(mirror, req, res, ctx);
+    if (!mirror.ready) return this.serveCold(mirror, action, req, res, ctx);
+    if (!(await this.authorize(mirror, req, res, ctx))) return;
     if (action === 'info-refs') {
       await this.deps.freshness.beforeRefs(mirror);
-      res.locals.source = 'local';
-      return serveLocalInfoRefs(this.localDeps(), mirror, req, res);
+      ctx.source = 'local';
+      return serveLocalInfoRefs(this.localDeps(), { mirror, req, res, ctx });
     }
-    return this.serveUploadPack(mirror, req, res);
+    return this.serveUploadPack(mirror, req, res, ctx);
   }
 
   /** GITMIRROR_ALLOWED_HOSTS plus the hosts of mirrors configured here; anything else is 403. */
@@ -90,10 +91,15 @@ export class GitHttpService {
     );
   }
 
-  private async authorize(mirror: Mirror, req: Request, res: Response): Promise<boolean> {
+  private async authorize(
+    mirror: Mirror,
+    req: Request,
+    res: Response,
+    ctx: RequestContext,
+  ): Promise<boolean> {
     const decision = await this.deps.access.check(mirror, req.get('authorization'));
     if (decision === 'allowed') return true;
-    res.locals.source = 'denied';
+    ctx.source = 'denied';
     res.set('WWW-Authenticate', 'Basic realm="gitmirror"');
     res.status(decision === 'needs-credentials' ? 401 : 403).json({
       error: {
@@ -111,7 +117,7 @@ export class GitHttpService {
    * Reads the wants from the head of the request; if the mirror lacks one even after the
    * fetch that causes, upstream answers rather than the client failing.
    */
-  private async serveUploadPack(mirror: Mirror, req: Request, res: Response): Promise<void> {
+  private async serveUploadPack(mirror: Mirror, req: Request, res: Response, ctx: RequestContext) {
     const { head, replay } = await peekHead(
       decodeBody(req),
       (buf) => parseUploadPackHead(buf).complete,
@@ -122,13 +128,12 @@ export class GitHttpService {
     });
     const missing = await this.deps.freshness.missingWants(mirror, parseUploadPackHead(head).wants);
     if (missing.length > 0) {
-      res.locals.source = 'upstream';
-      return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, replay, {
-        decoded: true,
-      });
+      ctx.source = 'upstream';
+      const upstream = mirror.upstream;
+      return this.proxy(req, res, { ctx, upstream, suffix: '/git-upload-pack', body: replay, decoded: true });
     }
-    res.locals.source = 'local';
-    return serveLocalUploadPack(this.localDeps(), mirror, req, res, replay);
+    ctx.source = 'local';
+    return serveLocalUploadPack(this.localDeps(), { mirror, req, res, ctx }, replay);
   }
 
   /**
@@ -136,42 +141,38 @@ export class GitHttpService {
    * identical. A body too large to hash in memory (a fetch with very many haves) is
    * streamed to upstream unshared rather than refused.
    */
-  private async serveCold(mirror: Mirror, action: GitAction, req: Request, res: Response): Promise<void> {
-    res.locals.source = 'upstream';
-    if (action === 'info-refs') return this.proxy(mirror.repo, mirror.upstream, '/info/refs', req, res);
+  private async serveCold(
+    mirror: Mirror,
+    action: GitAction,
+    req: Request,
+    res: Response,
+    ctx: RequestContext,
+  ) {
+    ctx.source = 'upstream';
+    const upstream = mirror.upstream;
+    if (action === 'info-refs') return this.proxy(req, res, { ctx, upstream, suffix: '/info/refs' });
     const limit = this.deps.config.maxRequestHeadBytes;
     const { head, replay, ended } = await peekHead(req, () => false, limit, 'stop');
-    if (!ended) return this.proxy(mirror.repo, mirror.upstream, '/git-upload-pack', req, res, replay);
-    const key = createHash('sha256')
-      .update(
-        [
-          req.get('git-protocol') ?? '',
-          req.get('content-encoding') ?? '',
-          req.get('authorization') ?? '',
-        ].join('\0'),
-      )
-      .update('\0')
-      .update(head)
-      .digest('hex');
-    const url = `${mirror.upstream}/git-upload-pack`;
+    if (!ended) return this.proxy(req, res, { ctx, upstream, suffix: '/git-upload-pack', body: replay });
     const headers = forwardedHeaders(req);
+    const start = () =>
+      requestUpstream({
+        method: 'POST',
+        url: `${upstream}/git-upload-pack`,
+        headers,
+        body: head,
+        idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
+      });
     const { role, bytes } = await this.deps.shared.serve(
       mirror.id,
-      key,
-      () =>
-        requestUpstream({
-          method: 'POST',
-          url,
-          headers,
-          body: head,
-          idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
-        }),
+      sharingKey(req, head),
+      start,
       res,
-      (upstreamHead, r) => writeUpstreamHead(upstreamHead, r, (loc) => this.rewriteRedirect(loc)),
+      (h, r) => writeUpstreamHead(h, r, (loc) => this.rewriteRedirect(loc)),
     );
-    res.locals.source = role === 'leader' ? 'upstream' : 'shared';
+    ctx.source = role === 'leader' ? 'upstream' : 'shared';
+    ctx.bytes = { source: 'shared_upstream', count: bytes };
     this.deps.metrics.upstreamShared.inc({ role });
-    this.deps.metrics.bytesServed.inc({ route: 'upload_pack', source: 'shared_upstream' }, bytes);
   }
 
   /**
@@ -181,18 +182,18 @@ export class GitHttpService {
    * within GITMIRROR_MAX_ON_DEMAND_MIRRORS. So made-up names, private repositories asked
    * without credentials and anything upstream refuses cost no entry, clone or disk.
    */
-  private async serveUnmirrored(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
+  private async serveUnmirrored(action: GitAction, req: Request, res: Response, ctx: RequestContext) {
+    const repo = ctx.repo!;
     if (action === 'snapshot')
       throw new GitMirrorError(
         'SNAPSHOT_NOT_FOUND',
         `this cache holds no mirror of ${repo.id}; snapshots are served only for repositories it mirrors`,
       );
-    res.locals.source = 'upstream';
+    ctx.source = 'upstream';
     const upstream = upstreamUrl(repo, this.deps.config.httpHosts);
-    if (action !== 'info-refs') return this.proxy(repo, upstream, '/git-upload-pack', req, res);
-    return this.proxy(repo, upstream, '/info/refs', req, res, undefined, {
-      onUpstreamHead: (head) => this.mirrorOnDemand(repo, head),
-    });
+    if (action !== 'info-refs') return this.proxy(req, res, { ctx, upstream, suffix: '/git-upload-pack' });
+    const onUpstreamHead = (head: IncomingMessage) => this.mirrorOnDemand(repo, head);
+    return this.proxy(req, res, { ctx, upstream, suffix: '/info/refs', onUpstreamHead });
   }
 
   private mirrorOnDemand(repo: RepoId, head: IncomingMessage): void {
@@ -204,34 +205,30 @@ export class GitHttpService {
     if (mirror) this.deps.mirrors.warmIfAllowed(mirror);
   }
 
-  private async proxyPush(repo: RepoId, action: GitAction, req: Request, res: Response): Promise<void> {
-    res.locals.route = 'receive-pack';
-    res.locals.source = 'upstream';
+  private async proxyPush(action: GitAction, req: Request, res: Response, ctx: RequestContext) {
+    const repo = ctx.repo!;
+    ctx.route = 'receive-pack';
+    ctx.source = 'upstream';
     const mirror = this.deps.mirrors.get(repo.id);
     const upstream = mirror?.upstream ?? upstreamUrl(repo, this.deps.config.httpHosts);
-    await this.proxy(repo, upstream, action === 'info-refs' ? '/info/refs' : '/git-receive-pack', req, res);
+    const suffix = action === 'info-refs' ? '/info/refs' : '/git-receive-pack';
+    await this.proxy(req, res, { ctx, upstream, suffix });
     // The mirror learns about the push now instead of at the next periodic fetch.
     if (action === 'receive-pack' && mirror?.ready && res.statusCode < 300)
       void this.deps.mirrors.fetch(mirror).catch(() => {});
   }
 
-  private async proxy(
-    repo: RepoId,
-    upstream: string,
-    suffix: string,
-    req: Request,
-    res: Response,
-    body?: Buffer | Readable,
-    options: { decoded?: boolean; onUpstreamHead?: (head: IncomingMessage) => void } = {},
-  ): Promise<void> {
+  /** Relays the request to upstream's `suffix` and the answer back, counting the body's bytes. */
+  private async proxy(req: Request, res: Response, options: ProxyOptions): Promise<void> {
+    const { ctx } = options;
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     const headers = forwardedHeaders(req);
     if (options.decoded) delete headers['content-encoding'];
     const upstreamRes = await requestUpstream({
       method: req.method === 'POST' ? 'POST' : 'GET',
-      url: `${upstream}${suffix}${query}`,
+      url: `${options.upstream}${options.suffix}${query}`,
       headers,
-      body: body ?? (req.method === 'POST' ? (req as Readable) : undefined),
+      body: options.body ?? (req.method === 'POST' ? (req as Readable) : undefined),
       idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
     });
     options.onUpstreamHead?.(upstreamRes);
@@ -239,14 +236,11 @@ export class GitHttpService {
       upstreamRes.resume();
       return;
     }
-    this.deps.logger.debug({ mirror: repo.id, status: upstreamRes.statusCode }, 'proxied to upstream');
-    let bytes = 0;
-    upstreamRes.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-    });
+    this.deps.logger.debug({ mirror: ctx.repo?.id, status: upstreamRes.statusCode }, 'proxied to upstream');
+    const count = countBytes(ctx, 'upstream');
+    upstreamRes.on('data', (chunk: Buffer) => count(chunk.length));
     upstreamRes.pipe(res);
     await new Promise<void>((resolve) => res.on('close', resolve));
-    this.deps.metrics.bytesServed.inc({ route: res.locals.route ?? 'other', source: 'upstream' }, bytes);
   }
 
   /** Redirects to an allowed host are rewritten to the cache's own URL for that repository. */
@@ -263,11 +257,11 @@ export class GitHttpService {
     }
   }
 
-  private async serveSnapshot(mirror: Mirror, req: Request, res: Response): Promise<void> {
+  private async serveSnapshot(mirror: Mirror, req: Request, res: Response, ctx: RequestContext) {
     if (!this.deps.snapshots)
       throw new GitMirrorError('SNAPSHOT_NOT_FOUND', 'this cache has no snapshot store');
-    if (!(await this.authorize(mirror, req, res))) return;
-    res.locals.source = 'store';
+    if (!(await this.authorize(mirror, req, res, ctx))) return;
+    ctx.source = 'store';
     await serveSnapshotDownload(this.deps.snapshots, mirror.repo, req, res);
   }
 
@@ -279,6 +273,35 @@ export class GitHttpService {
       timeoutMs: UPLOAD_PACK_TIMEOUT_MS,
     };
   }
+}
+
+interface ProxyOptions {
+  ctx: RequestContext;
+  /** The upstream repository's URL, without a trailing slash. */
+  upstream: string;
+  suffix: '/info/refs' | '/git-upload-pack' | '/git-receive-pack';
+  /** The request body when part of it was already read; by default the request itself (POST). */
+  body?: Buffer | Readable;
+  /** The body was gunzipped to read its wants: upstream must not be told it is still compressed. */
+  decoded?: boolean;
+  /** Sees upstream's response head before it is relayed. */
+  onUpstreamHead?: (head: IncomingMessage) => void;
+}
+
+/**
+ * Identical cold upload-pack requests share one upstream response. Credentials, protocol and
+ * encoding are part of the key, so no client is served an answer meant for other credentials.
+ */
+function sharingKey(req: Request, head: Buffer): string {
+  return createHash('sha256')
+    .update(
+      [req.get('git-protocol') ?? '', req.get('content-encoding') ?? '', req.get('authorization') ?? ''].join(
+        '\0',
+      ),
+    )
+    .update('\0')
+    .update(head)
+    .digest('hex');
 }
 
 /** A 200 with git's ref advertisement: upstream has the repository and let this client read it. */

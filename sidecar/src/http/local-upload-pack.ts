@@ -6,6 +6,7 @@ import type { GitRunner } from '../git/git-runner.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import { pktLine } from './pkt-line.ts';
+import { countBytes, type RequestContext } from './request-context.ts';
 
 /**
  * Serving from the local mirror runs `git upload-pack --stateless-rpc` directly rather than
@@ -35,7 +36,16 @@ function isV2(protocol: string | undefined): boolean {
   return protocol?.split(':').includes('version=2') ?? false;
 }
 
-export async function serveLocalInfoRefs(deps: LocalServeDeps, mirror: Mirror, req: Request, res: Response) {
+/** One request served from a local mirror. */
+export interface LocalServe {
+  mirror: Mirror;
+  req: Request;
+  res: Response;
+  ctx: RequestContext;
+}
+
+export async function serveLocalInfoRefs(deps: LocalServeDeps, serve: LocalServe): Promise<void> {
+  const { req, res } = serve;
   const protocol = gitProtocol(req);
   res.status(200);
   res.set({
@@ -44,43 +54,32 @@ export async function serveLocalInfoRefs(deps: LocalServeDeps, mirror: Mirror, r
   });
   // v0/v1 clients expect the smart-HTTP banner; v2 capability advertisements start bare.
   if (!isV2(protocol)) res.write(`${pktLine('# service=git-upload-pack\n')}0000`);
-  await runUploadPack(deps, mirror, res, ['--advertise-refs'], protocol, undefined, 'info_refs');
+  await runUploadPack(deps, serve, { args: ['--advertise-refs'], protocol });
 }
 
-export async function serveLocalUploadPack(
-  deps: LocalServeDeps,
-  mirror: Mirror,
-  req: Request,
-  res: Response,
-  body: Readable,
-): Promise<void> {
+export async function serveLocalUploadPack(deps: LocalServeDeps, serve: LocalServe, body: Readable) {
+  const { req, res } = serve;
   res.status(200);
   res.set({ 'Content-Type': 'application/x-git-upload-pack-result', 'Cache-Control': 'no-cache' });
-  await runUploadPack(deps, mirror, res, [], gitProtocol(req), body, 'upload_pack');
+  await runUploadPack(deps, serve, { args: [], protocol: gitProtocol(req), body });
 }
 
 async function runUploadPack(
   deps: LocalServeDeps,
-  mirror: Mirror,
-  res: Response,
-  extraArgs: string[],
-  protocol: string | undefined,
-  body: Readable | undefined,
-  route: string,
+  { mirror, res, ctx }: LocalServe,
+  run: { args: string[]; protocol?: string; body?: Readable },
 ): Promise<void> {
   const started = performance.now();
   mirror.serveStarted();
   const proc = deps.git.spawn({
-    args: ['upload-pack', '--stateless-rpc', ...extraArgs, mirror.dir],
+    args: ['upload-pack', '--stateless-rpc', ...run.args, mirror.dir],
     timeoutMs: deps.timeoutMs,
-    env: protocol ? { GIT_PROTOCOL: protocol } : {},
-    stdin: body,
+    env: run.protocol ? { GIT_PROTOCOL: run.protocol } : {},
+    stdin: run.body,
   });
-  if (!body) proc.stdin.end();
-  let bytes = 0;
-  proc.stdout.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-  });
+  if (!run.body) proc.stdin.end();
+  const count = countBytes(ctx, 'local');
+  proc.stdout.on('data', (chunk: Buffer) => count(chunk.length));
   // A client that hangs up must not leave upload-pack computing a pack for no one.
   res.on('close', () => {
     if (!res.writableFinished) proc.kill();
@@ -89,12 +88,12 @@ async function runUploadPack(
   try {
     await proc.done;
   } catch (err) {
+    const route = ctx.route.replace('-', '_');
     deps.logger.warn({ mirror: mirror.id, route, err: describeError(err) }, 'upload-pack failed');
     res.destroy();
   } finally {
     mirror.serveFinished();
-    deps.metrics.bytesServed.inc({ route, source: 'local' }, bytes);
-    if (route === 'upload_pack')
+    if (ctx.route === 'upload-pack')
       deps.metrics.uploadPackDuration.observe({ source: 'local' }, (performance.now() - started) / 1000);
   }
 }

@@ -171,17 +171,20 @@ function buildGitApp(
   app.get('/readyz', (_req, res) => {
     res.status(isReady() ? 200 : 503).json({ ready: isReady() });
   });
-  app.use('/git', requestLog(logger, metrics));
-  app.all('/git/*path', async (req, res) => {
-    if (!['GET', 'HEAD', 'POST'].includes(req.method)) {
-      res
-        .status(405)
-        .set('Allow', 'GET, HEAD, POST')
-        .json({ error: { code: 'BAD_REQUEST', message: 'method not allowed' } } satisfies ErrorBody);
-      return;
-    }
-    await service.handle(req, res);
-  });
+  const logged = requestLog(logger, metrics);
+  // Every request under /git gets its context (and its log line), even one for no git endpoint.
+  app.all('/git{/*path}', (req, res) =>
+    logged(req, res, async (ctx) => {
+      if (!['GET', 'HEAD', 'POST'].includes(req.method)) {
+        res
+          .status(405)
+          .set('Allow', 'GET, HEAD, POST')
+          .json({ error: { code: 'BAD_REQUEST', message: 'method not allowed' } } satisfies ErrorBody);
+        return;
+      }
+      await service.handle(req, res, ctx);
+    }),
+  );
   app.use(errorHandler(logger));
   return app;
 }
