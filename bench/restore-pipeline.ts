@@ -1,9 +1,9 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseRepoId } from '../core/repo-id.ts';
-import { FileSnapshotStore } from '../sidecar/src/snapshot/fs-store.ts';
 import { manifestKey } from '../sidecar/src/snapshot/layout.ts';
 import { downloadAndExtract } from '../sidecar/src/snapshot/restore-download.ts';
+import { FileSnapshotStore } from '../sidecar/src/store/fs-store.ts';
 import type { BenchContext } from './context.ts';
 import { alternate, median, quote, sh, timed } from './util.ts';
 

@@ -15,7 +15,7 @@ describe('the image build step that fills the compile cache', () => {
   test('covers both entry points’ modules but never starts them or a worker', () => {
     const modules = warmableModules();
     assert.ok(modules.includes('sidecar/src/server/sidecar.ts'));
-    assert.ok(modules.includes('sidecar/src/snapshot/s3-store.ts'), 'the lazily loaded S3 store too');
+    assert.ok(modules.includes('sidecar/src/store/s3-store.ts'), 'the lazily loaded S3 store too');
     assert.ok(modules.includes('operator/src/operator.ts'));
     assert.ok(!modules.some((m) => m.endsWith('/main.ts') || m.endsWith('-worker.ts')));
   });

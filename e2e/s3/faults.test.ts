@@ -6,7 +6,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { MirrorStatus } from '../../core/admin-api.ts';
 import type { RunningSidecar } from '../../sidecar/src/server/sidecar.ts';
-import type { SnapshotManifest } from '../../sidecar/src/snapshot/store.ts';
+import type { SnapshotManifest } from '../../sidecar/src/snapshot/manifest.ts';
 import { fsck, makeIncompressibleRepo } from '../../sidecar/test/snapshot/support/git-fixtures.ts';
 import { createUpstreamRepo, git, refsOf, tempDir } from '../../sidecar/test/support/git-fixtures.ts';
 import { type GitUpstream, startGitUpstream } from '../../sidecar/test/support/git-http-backend-server.ts';

@@ -10,8 +10,8 @@ import { parseRepoId } from '../../core/repo-id.ts';
 import { manifestKey, repoPrefix } from '../../sidecar/src/snapshot/layout.ts';
 import { publishSnapshot } from '../../sidecar/src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../sidecar/src/snapshot/restore-download.ts';
-import { S3SnapshotStore, type S3StoreOptions } from '../../sidecar/src/snapshot/s3-store.ts';
-import { openSnapshotStore } from '../../sidecar/src/snapshot/store-url.ts';
+import { S3SnapshotStore, type S3StoreOptions } from '../../sidecar/src/store/s3-store.ts';
+import { openSnapshotStore } from '../../sidecar/src/store/store-url.ts';
 import {
   forEachRef,
   fsck,

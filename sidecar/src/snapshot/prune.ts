@@ -1,6 +1,7 @@
 import type { RepoId } from '../../../core/repo-id.ts';
+import type { ObjectInfo, SnapshotStore } from '../store/store.ts';
 import { parseArchiveKey, repoPrefix } from './layout.ts';
-import type { ObjectInfo, SnapshotManifest, SnapshotStore } from './store.ts';
+import type { SnapshotManifest } from './manifest.ts';
 
 /**
  * Which archives of a repo to delete after a publish. The new manifest already lists the

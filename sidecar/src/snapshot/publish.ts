@@ -1,13 +1,13 @@
 import type { Logger } from '../../../core/log.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { MIN_SNAPSHOT_RETAIN } from '../../../core/snapshot.ts';
+import { type ArchiveOptions, createArchiveStream } from '../archive/archive-create.ts';
+import type { DigestResult } from '../archive/worker-protocol.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import { type ArchiveOptions, createArchiveStream } from './archive-create.ts';
+import type { ObjectInfo, SnapshotStore } from '../store/store.ts';
 import { archiveKey, isCommitId, parseArchiveKey } from './layout.ts';
-import { readManifest, recordOf, writeManifest } from './manifest.ts';
+import { readManifest, recordOf, SNAPSHOT_FORMAT, type SnapshotManifest, writeManifest } from './manifest.ts';
 import { DEFAULT_ORPHAN_GRACE_MS, pruneArchives } from './prune.ts';
-import { type ObjectInfo, SNAPSHOT_FORMAT, type SnapshotManifest, type SnapshotStore } from './store.ts';
-import type { DigestResult } from './worker-protocol.ts';
 
 export interface PublishOptions {
   store: SnapshotStore;

@@ -1,11 +1,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RepoId } from '../../../core/repo-id.ts';
+import { extractArchive } from '../archive/archive-extract.ts';
+import type { ExtractLimits } from '../archive/tar-entry-policy.ts';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import { extractArchive } from './archive-extract.ts';
-import { findRecord, readManifest, recordOf } from './manifest.ts';
-import type { SnapshotManifest, SnapshotRecord, SnapshotStore } from './store.ts';
-import type { ExtractLimits } from './tar-entry-policy.ts';
+import type { SnapshotStore } from '../store/store.ts';
+import {
+  findRecord,
+  readManifest,
+  recordOf,
+  type SnapshotManifest,
+  type SnapshotRecord,
+} from './manifest.ts';
 
 export interface DownloadOptions {
   store: SnapshotStore;

@@ -1,12 +1,12 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from '../../../core/log.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
-import { readManifest } from './manifest.ts';
+import type { SnapshotStore } from '../store/store.ts';
+import { openSnapshotStore } from '../store/store-url.ts';
+import { readManifest, type SnapshotManifest } from './manifest.ts';
 import { publishSnapshot, shouldSkip } from './publish.ts';
 import { downloadAndExtract } from './restore-download.ts';
 import type { DownloadedSnapshot, PublishOutcome, SnapshotService } from './snapshot-service.ts';
-import type { SnapshotManifest, SnapshotStore } from './store.ts';
-import { openSnapshotStore } from './store-url.ts';
 
 /** The snapshot layer as the mirror lifecycle sees it, over one store. */
 export class StoreSnapshotService implements SnapshotService {

@@ -1,5 +1,6 @@
 import type { RepoId } from '../../../core/repo-id.ts';
-import type { SnapshotManifest, SnapshotStore } from './store.ts';
+import type { SnapshotStore } from '../store/store.ts';
+import type { SnapshotManifest } from './manifest.ts';
 
 export interface RestoreProgress {
   phase: 'downloading';

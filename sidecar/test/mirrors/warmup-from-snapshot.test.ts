@@ -6,8 +6,8 @@ import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { archiveKey, manifestKey } from '../../src/snapshot/layout.ts';
-import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/store.ts';
-import { rawTar, sha256, zstd } from '../snapshot/support/tar-fixtures.ts';
+import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/manifest.ts';
+import { rawTar, sha256, zstd } from '../archive/support/tar-fixtures.ts';
 import {
   addCommit,
   createUpstreamRepo,

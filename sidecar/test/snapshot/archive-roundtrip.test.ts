@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { extractArchive } from '../../src/archive/archive-extract.ts';
 import { runProcess } from '../../src/process/child-process.ts';
-import { extractArchive } from '../../src/snapshot/archive-extract.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { manifestKey } from '../../src/snapshot/layout.ts';
 import { publishSnapshot } from '../../src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { forEachRef, fsck, git, headCommit, makeMirror } from './support/git-fixtures.ts';
 
 const repo = parseRepoId('github.com/org/roundtrip');

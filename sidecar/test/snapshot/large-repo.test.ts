@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { publishSnapshot } from '../../src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { countObjects, forEachRef, fsck, headCommit, makeLargeRepo } from './support/git-fixtures.ts';
 
 /**

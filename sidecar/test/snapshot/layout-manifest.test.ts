@@ -4,10 +4,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { archiveKey, formatStamp, manifestKey, parseArchiveKey } from '../../src/snapshot/layout.ts';
-import { findRecord, readManifest, validateManifest, writeManifest } from '../../src/snapshot/manifest.ts';
-import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/store.ts';
+import {
+  findRecord,
+  readManifest,
+  SNAPSHOT_FORMAT,
+  type SnapshotManifest,
+  validateManifest,
+  writeManifest,
+} from '../../src/snapshot/manifest.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 
 const repo = parseRepoId('github.com/org/repo');
 const commit = 'a'.repeat(40);

@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { archiveKey, manifestKey, parseArchiveKey, repoPrefix } from '../../src/snapshot/layout.ts';
 import { readManifest } from '../../src/snapshot/manifest.ts';
 import { publishSnapshot, shouldSkip } from '../../src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { fsck, git, headCommit, makeMirror } from './support/git-fixtures.ts';
 
 const HOUR = 60 * 60 * 1000;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { rangedDownload } from '../../src/snapshot/ranged-download.ts';
+import { rangedDownload } from '../../src/store/ranged-download.ts';
 
 const data = randomBytes(1_000_003);
 

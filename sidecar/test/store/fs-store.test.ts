@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 
 let root: string;
 let store: FileSnapshotStore;

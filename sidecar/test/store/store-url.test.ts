@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
-import { S3SnapshotStore } from '../../src/snapshot/s3-store.ts';
-import { openSnapshotStore } from '../../src/snapshot/store-url.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
+import { S3SnapshotStore } from '../../src/store/s3-store.ts';
+import { openSnapshotStore } from '../../src/store/store-url.ts';
 
 const opts = { dataDir: '/var/lib/gitmirror' };
 

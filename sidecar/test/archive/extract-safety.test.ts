@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { extractArchive } from '../../src/snapshot/archive-extract.ts';
+import { extractArchive } from '../../src/archive/archive-extract.ts';
 import { type RawEntry, rawTar, sha256, zstd } from './support/tar-fixtures.ts';
 
 let sandbox: string;

@@ -1,30 +1,4 @@
 import type { Readable } from 'node:stream';
-import type { SnapshotRef } from '../../../core/snapshot.ts';
-
-/** Format tag written into every manifest; readers refuse others. */
-export const SNAPSHOT_FORMAT = 'gitmirror-mirror-tar-zst/1';
-
-/** One published archive: everything a reader needs to fetch it and verify what it got. */
-export interface SnapshotRecord extends SnapshotRef {
-  sha256: string;
-}
-
-/**
- * `latest.json`: names the newest complete archive of one repo. It is written only after
- * the archive is fully stored, so a reader that trusts only manifests never sees a partial
- * upload.
- */
-export interface SnapshotManifest extends SnapshotRecord {
-  format: typeof SNAPSHOT_FORMAT;
-  /** Digest of the mirror's refs when archived, so an unchanged mirror is not re-published. */
-  refsDigest?: string;
-  /**
-   * Archives published before this one and still retained, newest first. Each carries its
-   * size and checksum so an older archive can be restored with the same verification as the
-   * latest; pruning never removes `previous[0]`.
-   */
-  previous?: SnapshotRecord[];
-}
 
 export interface ObjectInfo {
   key: string;

@@ -33,8 +33,8 @@
  * thread (about 0.2 s). For a longer run, multiply every property's runs, and fix the seed
  * to reproduce one:
  *
- *   GITMIRROR_FUZZ_RUNS=10 node --test sidecar/test/snapshot/extract-fuzz.test.ts
- *   GITMIRROR_FUZZ_SEED=1234 GITMIRROR_FUZZ_RUNS=10 node --test sidecar/test/snapshot/extract-fuzz.test.ts
+ *   GITMIRROR_FUZZ_RUNS=10 node --test sidecar/test/archive/extract-fuzz.test.ts
+ *   GITMIRROR_FUZZ_SEED=1234 GITMIRROR_FUZZ_RUNS=10 node --test sidecar/test/archive/extract-fuzz.test.ts
  *
  * GITMIRROR_FUZZ_STATS=1 also prints how often each outcome (accepted, or which error) came up.
  * A failure prints fast-check's seed and counterexample path; replay it with
@@ -62,21 +62,21 @@ import fc from 'fast-check';
 import { compress, decompress } from 'zstd-napi';
 import { silentLogger } from '../../../core/log.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { createArchiveStream } from '../../src/archive/archive-create.ts';
+import { type ExtractResult, extractArchive } from '../../src/archive/archive-extract.ts';
+import { classifyEntry, safeSegments } from '../../src/archive/tar-entry-policy.ts';
 import { type ErrorCode, GitMirrorError, isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { SidecarMetrics } from '../../src/metrics/sidecar-metrics.ts';
 import { DataLayout } from '../../src/mirrors/data-layout.ts';
 import { Mirror } from '../../src/mirrors/mirror.ts';
 import { restoreOrClone } from '../../src/mirrors/mirror-warmup.ts';
-import { createArchiveStream } from '../../src/snapshot/archive-create.ts';
-import { type ExtractResult, extractArchive } from '../../src/snapshot/archive-extract.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
 import { archiveKey, manifestKey } from '../../src/snapshot/layout.ts';
+import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/manifest.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
 import { StoreSnapshotService } from '../../src/snapshot/snapshot-service-impl.ts';
-import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/store.ts';
-import { classifyEntry, safeSegments } from '../../src/snapshot/tar-entry-policy.ts';
-import { headCommit, makeMirror } from './support/git-fixtures.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
+import { headCommit, makeMirror } from '../snapshot/support/git-fixtures.ts';
 import {
   BLOCK,
   base256,
