@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { pktLine } from '../sidecar/src/http/pkt-line.ts';
-import { git, gitEnv } from './util.ts';
+import { GIT_ENV, git } from '../testing/git.ts';
 
 /**
  * The clients the benchmark drives: real `git clone` processes, and a bare upload-pack
@@ -13,7 +13,7 @@ import { git, gitEnv } from './util.ts';
 function runTimed(command: string, args: string[], signal?: AbortSignal): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn(command, args, { env: gitEnv, stdio: ['ignore', 'ignore', 'pipe'], signal });
+    const child = spawn(command, args, { env: GIT_ENV, stdio: ['ignore', 'ignore', 'pipe'], signal });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
     child.once('error', reject);
@@ -41,7 +41,9 @@ export async function cloneBare(url: string, target: string, signal?: AbortSigna
  * once so both servers get byte-identical requests.
  */
 export async function writeCloneRequest(mirrorDir: string, file: string): Promise<void> {
-  const tips = new Set((await git(['for-each-ref', '--format=%(objectname)'], mirrorDir)).trim().split('\n'));
+  const tips = new Set(
+    (await git(['for-each-ref', '--format=%(objectname)'], { cwd: mirrorDir })).trim().split('\n'),
+  );
   const args = ['thin-pack', 'no-progress', 'ofs-delta', ...[...tips].map((oid) => `want ${oid}`), 'done'];
   const body = `${pktLine('command=fetch\n')}${pktLine('agent=gitmirror-bench\n')}0001${args.map((a) => pktLine(`${a}\n`)).join('')}0000`;
   await writeFile(file, body);

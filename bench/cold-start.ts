@@ -1,8 +1,9 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { git } from '../testing/git.ts';
 import type { BenchContext } from './context.ts';
 import { spawnSidecar } from './sidecar-process.ts';
-import { alternate, git, median, timed } from './util.ts';
+import { alternate, median, timed } from './util.ts';
 
 export interface ColdStartResult {
   cloneMirrorSeconds: number;
@@ -31,7 +32,9 @@ export async function measureColdStart(
   let n = 0;
   const cloneMirror = async () => {
     const target = join(root, `clone-${++n}.git`);
-    const [, seconds] = await timed(() => git(['clone', '--mirror', '--quiet', ctx.upstreamUrl, target]));
+    const [, seconds] = await timed(() =>
+      git(['clone', '--mirror', '--quiet', ctx.upstreamUrl, target], { timeoutMs: ctx.timeoutMs }),
+    );
     await rm(target, { recursive: true, force: true });
     return seconds;
   };

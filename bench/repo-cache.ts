@@ -4,7 +4,8 @@ import { homedir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createSyntheticRepo, type SyntheticRepoOptions } from '../sidecar/demo/synthetic-repo.ts';
-import { git, timed } from './util.ts';
+import { git } from '../testing/git.ts';
+import { timed } from './util.ts';
 
 /**
  * The benchmark's upstream repository, generated once per parameter set and kept outside
@@ -109,16 +110,18 @@ export async function ensureBenchRepo(params: RepoParams, log: (line: string) =>
  * cold-start comparison does not flatter the snapshot path.
  */
 async function prepareUpstream(bare: string): Promise<void> {
-  await git(['-c', 'pack.threads=0', 'repack', '-a', '-d', '-b', '--quiet'], bare);
-  await git(['commit-graph', 'write', '--reachable'], bare);
-  await git(['config', 'http.receivepack', 'false'], bare);
+  // A repack of the default repository takes minutes on a small machine.
+  const slow = { cwd: bare, timeoutMs: 60 * 60_000 };
+  await git(['-c', 'pack.threads=0', 'repack', '-a', '-d', '-b', '--quiet'], slow);
+  await git(['commit-graph', 'write', '--reachable'], slow);
+  await git(['config', 'http.receivepack', 'false'], { cwd: bare });
 }
 
 export async function repoStats(bare: string): Promise<RepoStats> {
-  const counted = await git(['count-objects', '-v'], bare);
+  const counted = await git(['count-objects', '-v'], { cwd: bare });
   const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(counted)?.[1] ?? 0);
-  const refs = (await git(['for-each-ref', '--format=%(refname)'], bare)).trim().split('\n').length;
-  const commits = Number((await git(['rev-list', '--all', '--count'], bare)).trim());
+  const refs = (await git(['for-each-ref', '--format=%(refname)'], { cwd: bare })).trim().split('\n').length;
+  const commits = Number((await git(['rev-list', '--all', '--count'], { cwd: bare })).trim());
   return {
     objects: field('count') + field('in-pack'),
     packBytes: field('size-pack') * 1024,

@@ -2,8 +2,8 @@ import { createReadStream } from 'node:fs';
 import { access, constants, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { Upload } from '@aws-sdk/lib-storage';
-import { type S3Server, startS3Server } from '../e2e/support/s3-server.ts';
 import { ensureTools, TOOLS, toolsCacheDir } from '../e2e/tools/ensure-tools.ts';
+import { type S3Server, startS3Server } from '../testing/s3-server.ts';
 
 /**
  * A real S3 server for the cold-start-from-S3 figure: the end-to-end suite's MinIO, built

@@ -1,30 +1,11 @@
-import { execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
-
-const exec = promisify(execFile);
-
-/**
- * Git as a client on a clean machine: no user or system config (a developer's `insteadOf`
- * or credential helper must not change what is measured), never prompting.
- */
-export const gitEnv: NodeJS.ProcessEnv = {
-  PATH: process.env.PATH,
-  HOME: process.env.HOME,
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_CONFIG_NOSYSTEM: '1',
-  GIT_TERMINAL_PROMPT: '0',
-};
-
-export async function git(args: string[], cwd?: string): Promise<string> {
-  const { stdout } = await exec('git', args, { cwd, env: gitEnv, maxBuffer: 1 << 28 });
-  return stdout;
-}
+import { spawn } from 'node:child_process';
+import { GIT_ENV } from '../testing/git.ts';
 
 /**
  * Runs a shell pipeline (`zstd -dc X | tar -x`), failing if any stage fails: the raw CLI
  * baselines are measured exactly as an operator would type them.
  */
-export function sh(script: string, env: NodeJS.ProcessEnv = gitEnv): Promise<void> {
+export function sh(script: string, env: NodeJS.ProcessEnv = GIT_ENV): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('bash', ['-o', 'pipefail', '-c', script], {
       env,

@@ -15,7 +15,8 @@ import { fileURLToPath } from 'node:url';
  *    characters, `/` included: `sidecar/src/*` is every folder of the sidecar's source);
  * 3. no cycle between units, neither in the imports nor in what the map allows;
  * 4. production code (units under a `src` folder and whatever they import) never imports test
- *    code (a unit with a `test` folder in its path, `e2e` or `bench`), whatever the map says.
+ *    code (a unit with a `test` folder in its path, `testing`, `e2e` or `bench`), whatever the
+ *    map says.
  */
 
 export interface MapRow {
@@ -37,7 +38,7 @@ export interface Violation {
 }
 
 const HEADING = /^## Code map\s*$/m;
-const TEST_CODE = /(^|\/)test(\/|$)|^e2e$|^bench$/;
+const TEST_CODE = /(^|\/)test(\/|$)|^testing$|^e2e$|^bench$/;
 
 /** The rows of the first table under `## Code map`. */
 export function parseCodeMap(markdown: string): MapRow[] {

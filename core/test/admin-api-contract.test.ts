@@ -11,9 +11,10 @@ import {
 } from '../../operator/src/sidecar/admin-client.ts';
 import { FakeSidecars } from '../../operator/test/fakes/fake-sidecars.ts';
 import type { RunningSidecar } from '../../sidecar/src/server/sidecar.ts';
-import { createUpstreamRepo, removeDir, tempDir } from '../../sidecar/test/support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../../sidecar/test/support/git-http-backend-server.ts';
-import { startTestSidecar } from '../../sidecar/test/support/test-sidecar.ts';
+import { createUpstreamRepo } from '../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../testing/temp-dir.ts';
 import type { MirrorSpec, MirrorStatus } from '../admin-api.ts';
 import type { WireErrorCode } from '../errors.ts';
 import { mirrorSpecDigest } from '../spec-digest.ts';

@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../../testing/ports.ts';
 import { type ClientCert, createPki, type Pki } from './certs.ts';
 import type { Cleanup } from './cleanup.ts';
 import { KubeClient, type KubeIdentity } from './kube-client.ts';
@@ -345,18 +346,6 @@ export async function writeKubeconfig(path: string, server: string, caFile: stri
   };
   // JSON is YAML, and every Kubernetes client reads it.
   await writeFile(path, JSON.stringify(config, null, 2), { mode: 0o600 });
-}
-
-export async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, resolve);
-  });
-  const address = server.address();
-  await closeServer(server);
-  if (!address || typeof address === 'string') throw new Error('could not pick a port');
-  return address.port;
 }
 
 function closeServer(server: Server): Promise<void> {

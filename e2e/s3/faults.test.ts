@@ -7,12 +7,14 @@ import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } f
 import type { MirrorStatus } from '../../core/admin-api.ts';
 import type { RunningSidecar } from '../../sidecar/src/server/sidecar.ts';
 import type { SnapshotManifest } from '../../sidecar/src/snapshot/manifest.ts';
-import { fsck, makeIncompressibleRepo } from '../../sidecar/test/snapshot/support/git-fixtures.ts';
-import { createUpstreamRepo, git, refsOf, tempDir } from '../../sidecar/test/support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../../sidecar/test/support/git-http-backend-server.ts';
-import { startTestSidecar, waitFor } from '../../sidecar/test/support/test-sidecar.ts';
+import { git } from '../../testing/git.ts';
+import { createUpstreamRepo, fsck, makeIncompressibleRepo, refsOf } from '../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../testing/in-process-sidecar.ts';
+import { type S3Server, startS3Server } from '../../testing/s3-server.ts';
+import { tempDir } from '../../testing/temp-dir.ts';
+import { waitFor } from '../../testing/wait.ts';
 import { type FaultyProxy, startFaultyProxy } from '../support/faulty-proxy.ts';
-import { type S3Server, startS3Server } from '../support/s3-server.ts';
 
 /**
  * S3 trouble against the real MinIO, seen through a fault-injecting proxy: the sidecars'
@@ -145,7 +147,7 @@ before(async () => {
 
   // Publish a snapshot of each repo, through the proxy while it is healthy.
   const { sidecar } = await startSidecar(['svc', 'big']);
-  await waitFor('seed sidecar ready', () => sidecar.isReady(), 60_000);
+  await waitFor('seed sidecar ready', () => sidecar.isReady(), { timeoutMs: 60_000 });
   for (const id of [svcId, bigId]) {
     const res = await fetch(`${sidecar.adminUrl}/v1/mirrors/${id}/snapshot?wait=true`, { method: 'POST' });
     assert.equal(res.status, 200, await res.text());
@@ -232,7 +234,7 @@ describe('S3 faults against the real MinIO', () => {
         const since = { resets: proxy.resetConnections, requests: proxy.requests.length };
         await c.fail();
         const { sidecar, dataDir } = await startSidecar(['svc']);
-        await waitFor('ready by clone', () => sidecar.isReady(), 60_000);
+        await waitFor('ready by clone', () => sidecar.isReady(), { timeoutMs: 60_000 });
         const s = await status(sidecar, svcId);
         assert.equal(s.state, 'ready');
         assert.equal(s.restore.source, 'clone');
@@ -254,7 +256,7 @@ describe('S3 faults against the real MinIO', () => {
     it('503 only on the archive download (GET *.tar.zst): the manifest read works, the download fails', async () => {
       const rule = proxy.inject({ kind: 'status', status: 503 }, { method: 'GET', path: /\.tar\.zst/ });
       const { sidecar, dataDir } = await startSidecar(['svc']);
-      await waitFor('ready by clone', () => sidecar.isReady(), 60_000);
+      await waitFor('ready by clone', () => sidecar.isReady(), { timeoutMs: 60_000 });
       const s = await status(sidecar, svcId);
       const manifest = await directManifest(svcId);
       assert.equal(s.restore.source, 'clone');
@@ -269,7 +271,7 @@ describe('S3 faults against the real MinIO', () => {
     it('503 on every other request: the SDK retries absorb it and the restore uses the snapshot', async () => {
       const rule = proxy.inject({ kind: 'status', status: 503 }, { fraction: 0.5 });
       const { sidecar, dataDir } = await startSidecar(['svc']);
-      await waitFor('ready from the snapshot', () => sidecar.isReady(), 60_000);
+      await waitFor('ready from the snapshot', () => sidecar.isReady(), { timeoutMs: 60_000 });
       const s = await status(sidecar, svcId);
       assert.equal(s.restore.source, 'snapshot');
       assert.equal(s.restore.error, undefined);
@@ -286,7 +288,7 @@ describe('S3 faults against the real MinIO', () => {
     const rule = proxy.inject({ kind: 'latency', ms: 750, bytesPerSecond: 3 * 1024 * 1024 });
     const started = Date.now();
     const { sidecar, dataDir } = await startSidecar(['big']);
-    await waitFor('ready from the snapshot', () => sidecar.isReady(), 60_000);
+    await waitFor('ready from the snapshot', () => sidecar.isReady(), { timeoutMs: 60_000 });
     const elapsed = Date.now() - started;
     const s = await status(sidecar, bigId);
     assert.equal(s.restore.source, 'snapshot', s.restore.error);
@@ -330,7 +332,7 @@ describe('S3 faults against the real MinIO', () => {
         const mirrorDir = join(dataDir, 'mirrors', upstream.host, 'org', 'big.git');
         // Watch the data dir during the warm-up: the mirror appears only once, complete.
         const seen = watchMirrorDir(sidecar, bigId, mirrorDir);
-        await waitFor('ready by clone', () => sidecar.isReady(), 60_000);
+        await waitFor('ready by clone', () => sidecar.isReady(), { timeoutMs: 60_000 });
         const phases = await seen.stop();
         const s = await status(sidecar, bigId);
         assert.equal(rule.hits, 1, 'one archive download, cut at half');
@@ -356,7 +358,7 @@ describe('S3 faults against the real MinIO', () => {
         { method: 'GET', path: /\.tar\.zst/ },
       );
       const { sidecar, dataDir } = await startSidecar(['svc']);
-      await waitFor('ready by clone', () => sidecar.isReady(), 60_000);
+      await waitFor('ready by clone', () => sidecar.isReady(), { timeoutMs: 60_000 });
       const s = await status(sidecar, svcId);
       assert.equal(rule.hits, 1);
       assert.equal(s.restore.source, 'clone');
@@ -383,7 +385,7 @@ describe('S3 faults while publishing and serving', () => {
       GITMIRROR_SNAPSHOT_INTERVAL: '1h',
       GITMIRROR_SNAPSHOT_RETRY_BASE: '1s',
     });
-    await waitFor('writer ready', () => sidecar.isReady(), 60_000);
+    await waitFor('writer ready', () => sidecar.isReady(), { timeoutMs: 60_000 });
     const mirror = sidecar.mirrors.get(bigId)!;
     assert.equal(mirror.restore.source, 'snapshot');
 
@@ -425,7 +427,7 @@ describe('S3 faults while publishing and serving', () => {
     })();
     try {
       const failed = () => attempts.filter((a) => a.result === 'failed').length;
-      await waitFor('attempt 1 failed', () => failed() >= 1, 60_000);
+      await waitFor('attempt 1 failed', () => failed() >= 1, { timeoutMs: 60_000 });
       assert.match(mirror.snapshot.lastError ?? '', /SNAPSHOT_STORE_FAILED: S3 upload .*HTTP 503/);
       // The part was sent exactly as often as the SDK's attempt budget allows.
       assert.equal(part2.hits, SDK_ATTEMPTS, 'part-2 uploads in attempt 1');
@@ -439,7 +441,7 @@ describe('S3 faults while publishing and serving', () => {
       // Attempt 2: S3 fails from part 2 on, the abort of the multipart upload included.
       phase = 2;
       const aborts = proxy.inject({ kind: 'status', status: 503 }, { method: 'DELETE', path: /uploadId=/ });
-      await waitFor('attempt 2 failed', () => failed() >= 2, 60_000);
+      await waitFor('attempt 2 failed', () => failed() >= 2, { timeoutMs: 60_000 });
       assert.equal(part2.hits, 2 * SDK_ATTEMPTS, 'part-2 uploads in attempts 1 and 2');
       assert.equal(aborts.hits, 2 * SDK_ATTEMPTS, "lib-storage's abort and the store's own, 5 attempts each");
       assert.equal(await openMultipartUploads(), 1, 'while S3 fails, the upload cannot be aborted');
@@ -454,7 +456,7 @@ describe('S3 faults while publishing and serving', () => {
         { kind: 'status', status: 503 },
         { method: 'PUT', path: /latest\.json/ },
       );
-      await waitFor('attempt 3 failed', () => failed() >= 3, 60_000);
+      await waitFor('attempt 3 failed', () => failed() >= 3, { timeoutMs: 60_000 });
       assert.equal(manifestWrites.hits, SDK_ATTEMPTS, 'manifest writes in attempt 3');
       assert.equal(await openMultipartUploads(), 0, 'the leftover upload was aborted');
       assert.deepEqual(await directKeys(bigId), beforeKeys, 'the unnamed archive was deleted');
@@ -464,7 +466,7 @@ describe('S3 faults while publishing and serving', () => {
       // Attempt 4: S3 is healthy; the retry publishes.
       phase = 4;
       manifestWrites.remove();
-      await waitFor('published', () => attempts.at(-1)?.result === 'published', 60_000);
+      await waitFor('published', () => attempts.at(-1)?.result === 'published', { timeoutMs: 60_000 });
     } finally {
       phase = 4;
       watching = false;
@@ -491,7 +493,7 @@ describe('S3 faults while publishing and serving', () => {
     assert.equal(await openMultipartUploads(), 0);
     // And a cold sidecar restores it.
     const { sidecar: fresh } = await startSidecar(['big']);
-    await waitFor('fresh sidecar ready', () => fresh.isReady(), 60_000);
+    await waitFor('fresh sidecar ready', () => fresh.isReady(), { timeoutMs: 60_000 });
     const freshStatus = await status(fresh, bigId);
     assert.equal(freshStatus.restore.source, 'snapshot');
     assert.equal(freshStatus.restore.key, after.key);
@@ -499,7 +501,7 @@ describe('S3 faults while publishing and serving', () => {
 
   it('serving is unaffected while S3 is down: clones, fetches and readiness keep working', async () => {
     const { sidecar } = await startSidecar(['svc']);
-    await waitFor('ready', () => sidecar.isReady(), 60_000);
+    await waitFor('ready', () => sidecar.isReady(), { timeoutMs: 60_000 });
     assert.equal((await status(sidecar, svcId)).restore.source, 'snapshot');
     await proxy.down('refuse');
 

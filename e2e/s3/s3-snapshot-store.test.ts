@@ -12,14 +12,8 @@ import { publishSnapshot } from '../../sidecar/src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../sidecar/src/snapshot/restore-download.ts';
 import { S3SnapshotStore, type S3StoreOptions } from '../../sidecar/src/store/s3-store.ts';
 import { openSnapshotStore } from '../../sidecar/src/store/store-url.ts';
-import {
-  forEachRef,
-  fsck,
-  headCommit,
-  makeIncompressibleRepo,
-  makeMirror,
-} from '../../sidecar/test/snapshot/support/git-fixtures.ts';
-import { type S3Server, startS3Server } from '../support/s3-server.ts';
+import { fsck, headCommit, makeIncompressibleRepo, makeMirror, refsOf } from '../../testing/git-repos.ts';
+import { type S3Server, startS3Server } from '../../testing/s3-server.ts';
 
 const MIB = 1024 * 1024;
 const BUCKET = 'snapshots';
@@ -117,7 +111,7 @@ describe('S3 snapshot store against a real S3 server', () => {
 
     const restored = await downloadAndExtract({ store, repo, tempParent });
     await fsck(restored.dir);
-    assert.equal(await forEachRef(restored.dir), await forEachRef(bigMirror));
+    assert.equal(await refsOf(restored.dir), await refsOf(bigMirror));
     await rm(restored.dir, { recursive: true });
   });
 

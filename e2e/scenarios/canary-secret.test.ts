@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
-import { addCommit, git as fixtureGit } from '../../sidecar/test/support/git-fixtures.ts';
+import { git } from '../../testing/git.ts';
+import { addCommit } from '../../testing/git-repos.ts';
 import { BUCKET, type Environment, NAMESPACE, startEnvironment } from './support/environment.ts';
 import {
   adminToken,
@@ -16,7 +17,6 @@ import {
   condition,
   fleetPods,
   getGitMirror,
-  git,
   isReady,
   kubectlJson,
   operatorPods,
@@ -154,7 +154,7 @@ describe('a canary secret across a full operator run', { timeout: 1_500_000 }, (
     // A new upstream commit: the mirrors' freshness checks and fetches authenticate again.
     const { work } = env.repos.get(REPO)!;
     const head = await addCommit(work, 'new.txt', 'after warm-up\n');
-    await fixtureGit(['push', '--quiet', 'origin', 'main'], { cwd: work });
+    await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
     for (const pod of pods) {
       await waitFor(`${pod.metadata.name} serving the new commit`, async () => {
         return (await cloneThrough(env, pod.metadata.name, REPO, undefined, CREDENTIALS)) === head;
@@ -260,11 +260,14 @@ describe('a canary secret across a full operator run', { timeout: 1_500_000 }, (
         await mkdir(mirror);
         await writeFile(join(dir, `${i}.tar`), tar);
         await exec('tar', ['-x', '-C', mirror, '-f', join(dir, `${i}.tar`)]);
-        const objects = await git(['cat-file', '--batch-all-objects', '--batch'], mirror, 120_000);
+        const objects = await git(['cat-file', '--batch-all-objects', '--batch'], {
+          cwd: mirror,
+          timeoutMs: 120_000,
+        });
         assert.ok(objects.includes('after warm-up') || objects.length > 1000, `${key}: no objects`);
         const inObjects = findCanary(objects, NEEDLES);
         if (inObjects.length > 0) hits.push({ where: `${key} (git objects)`, forms: inObjects });
-        const config = await git(['config', '--list', '--local'], mirror);
+        const config = await git(['config', '--list', '--local'], { cwd: mirror });
         const inConfig = findCanary(config, NEEDLES);
         if (inConfig.length > 0) hits.push({ where: `${key} (config)`, forms: inConfig });
       }

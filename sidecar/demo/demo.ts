@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { createLogger } from '../../core/log.ts';
+import { startGitUpstream } from '../../testing/git-upstream.ts';
 import { loadSidecarConfig } from '../src/config/sidecar-config.ts';
 import { type RunningSidecar, startSidecar } from '../src/server/sidecar.ts';
 import { openSnapshotService } from '../src/snapshot/snapshot-service-impl.ts';
-import { startGitUpstream } from '../test/support/git-http-backend-server.ts';
 import { createSyntheticRepo } from './synthetic-repo.ts';
 
 const exec = promisify(execFile);

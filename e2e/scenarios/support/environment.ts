@@ -2,13 +2,13 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createUpstreamRepo } from '../../../sidecar/test/support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../../../sidecar/test/support/git-http-backend-server.ts';
+import { createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { type S3Server, startS3Server } from '../../../testing/s3-server.ts';
 import { Cleanup } from '../../cluster/cleanup.ts';
 import type { E2eCluster } from '../../cluster/cluster.ts';
 import { startExistingCluster } from '../../cluster/existing-cluster.ts';
 import { REPO_ROOT, startLocalCluster } from '../../cluster/local-cluster.ts';
-import { type S3Server, startS3Server } from '../../support/s3-server.ts';
 
 /**
  * Everything a scenario runs against: a cluster (the suite's own, or an existing one when

@@ -1,8 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MirrorList, MirrorStatus, SnapshotRef } from '../../../core/admin-api.ts';
+import { git } from '../../../testing/git.ts';
+import { headCommit } from '../../../testing/git-repos.ts';
 import type { Pod } from '../../kubelet/pod-types.ts';
 import { type Environment, NAMESPACE } from './environment.ts';
 
@@ -182,57 +183,19 @@ export async function cloneThrough(
     E2E_GIT_PASSWORD: credentials.password,
   };
   try {
-    await git(
-      ['clone', '--quiet', `${base}/git/${env.mirrorId(repo)}.git`, join(dir, 'work')],
-      undefined,
-      60_000,
-      helper,
-    );
-    return (await git(['rev-parse', 'HEAD'], join(dir, 'work'))).trim();
+    await git(['clone', '--quiet', `${base}/git/${env.mirrorId(repo)}.git`, join(dir, 'work')], {
+      env: helper,
+      timeoutMs: 60_000,
+    });
+    return await headCommit(join(dir, 'work'));
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-export function git(
-  args: string[],
-  cwd?: string,
-  timeoutMs = 60_000,
-  extraEnv: Record<string, string> = {},
-): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('git', args, {
-      cwd,
-      env: {
-        PATH: process.env.PATH,
-        HOME: tmpdir(),
-        GIT_CONFIG_NOSYSTEM: '1',
-        GIT_CONFIG_GLOBAL: '/dev/null',
-        GIT_TERMINAL_PROMPT: '0',
-        ...extraEnv,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => {
-      stdout += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      stderr += c.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(stdout);
-      else reject(new Error(`git ${args.join(' ')} failed (${code}): ${stderr.trim()}`));
-    });
-  });
 }
 
 /** The upstream repo's HEAD commit, straight from its bare repository. */
 export async function upstreamHead(env: Environment, repo: string): Promise<string> {
   const bare = env.repos.get(repo)?.bare;
   if (!bare) throw new Error(`no upstream repo ${repo}`);
-  return (await git(['rev-parse', 'HEAD'], bare)).trim();
+  return headCommit(bare);
 }

@@ -1,28 +1,13 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor as poll, type WaitOptions } from '../../../testing/wait.ts';
 
 /**
- * Waits for `check` to return a value other than undefined/false, polling every `intervalMs`;
- * fails after `timeoutMs` with `what` and the last error or value seen, so a timeout says
- * what was still missing.
+ * testing/wait.ts at a cluster's pace: each check runs kubectl or asks a pod (tenths of a
+ * second), and pods take minutes to start, warm and roll.
  */
-export async function waitFor<T>(
+export function waitFor<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
-  options: { timeoutMs?: number; intervalMs?: number } = {},
+  options: WaitOptions = {},
 ): Promise<T> {
-  const timeoutMs = options.timeoutMs ?? 120_000;
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false) return value;
-      last = value;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(options.intervalMs ?? 500);
-  }
-  const detail = last instanceof Error ? last.message : JSON.stringify(last);
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (last: ${detail})`);
+  return poll(what, check, { timeoutMs: 120_000, intervalMs: 500, ...options });
 }

@@ -1,12 +1,10 @@
-import assert from 'node:assert/strict';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { waitFor } from '../../../testing/wait.ts';
 
 /**
  * Waits until `check` holds, polling: tests of timers and workers assert on outcomes, not on
- * how long a loaded CI machine takes to reach them.
+ * how long a loaded CI machine takes to reach them. The fakes answer in microseconds, so the
+ * checks are frequent and the wait short.
  */
 export async function eventually(check: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check() && Date.now() < deadline) await sleep(5);
-  assert.ok(check(), `timed out waiting for ${what}`);
+  await waitFor(what, check, { timeoutMs, intervalMs: 5 });
 }

@@ -4,11 +4,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MirrorList, MirrorStatus } from '../../../core/admin-api.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { TestClock } from '../support/test-clock.ts';
-import { startTestSidecar } from '../support/test-sidecar.ts';
 
 const TOKEN = 'admin-token-for-tests';
 

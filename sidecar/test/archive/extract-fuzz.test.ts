@@ -62,6 +62,7 @@ import fc from 'fast-check';
 import { compress, decompress } from 'zstd-napi';
 import { silentLogger } from '../../../core/log.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { headCommit, makeMirror } from '../../../testing/git-repos.ts';
 import { createArchiveStream } from '../../src/archive/archive-create.ts';
 import { type ExtractResult, extractArchive } from '../../src/archive/archive-extract.ts';
 import { classifyEntry, safeSegments } from '../../src/archive/tar-entry-policy.ts';
@@ -76,7 +77,6 @@ import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/manif
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
 import { StoreSnapshotService } from '../../src/snapshot/snapshot-service-impl.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
-import { headCommit, makeMirror } from '../snapshot/support/git-fixtures.ts';
 import {
   BLOCK,
   base256,

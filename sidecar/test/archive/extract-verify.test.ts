@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { makeMirror } from '../../../testing/git-repos.ts';
 import { createArchiveStream } from '../../src/archive/archive-create.ts';
 import { extractArchive } from '../../src/archive/archive-extract.ts';
-import { makeMirror } from '../snapshot/support/git-fixtures.ts';
 import { rawTar, sha256, zstd } from './support/tar-fixtures.ts';
 
 let root: string;

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { git } from '../../../testing/git.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { type GitInvocation, type GitRunner, ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { applyMirrorConfig, mirrorConfigSettings } from '../../src/git/mirror-config.ts';
-import { git, removeDir, tempDir } from '../support/git-fixtures.ts';
 
 /** Counts the git processes applyMirrorConfig starts, and which keys it writes. */
 function countingRunner(): { runner: GitRunner; writes: string[]; runs: () => number } {

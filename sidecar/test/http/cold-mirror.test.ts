@@ -2,10 +2,13 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('a cold mirror', () => {
   let root: string;

@@ -8,11 +8,14 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import type { MirrorList } from '../../../core/admin-api.ts';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { TestClock } from '../support/test-clock.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 /**
  * A mirror is created on demand only after upstream has shown the repository to the client

@@ -3,9 +3,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { removeDir, tempDir } from '../support/git-fixtures.ts';
-import { startTestSidecar } from '../support/test-sidecar.ts';
 
 describe('upstream redirects', () => {
   let root: string;

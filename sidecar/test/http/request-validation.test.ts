@@ -3,9 +3,9 @@ import { readdir } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { removeDir, tempDir } from '../support/git-fixtures.ts';
-import { startTestSidecar } from '../support/test-sidecar.ts';
 
 /** Sends a raw request path (no client-side normalisation, unlike fetch/URL). */
 function rawRequest(base: string, method: string, path: string): Promise<{ status: number; body: string }> {

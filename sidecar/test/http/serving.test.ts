@@ -3,20 +3,15 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gzipSync } from 'node:zlib';
+import { git } from '../../../testing/git.ts';
+import { addCommit, createUpstreamRepo, objectsOf, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import { pktLine } from '../../src/http/pkt-line.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import {
-  addCommit,
-  createUpstreamRepo,
-  git,
-  objectsOf,
-  refsOf,
-  removeDir,
-  tempDir,
-} from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { TestClock } from '../support/test-clock.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('serving clones and fetches from a local mirror', () => {
   let root: string;

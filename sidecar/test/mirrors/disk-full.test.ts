@@ -5,10 +5,13 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 const exec = promisify(execFile);
 
@@ -95,7 +98,7 @@ describe('a full disk', {
     });
     try {
       const restored = replica.mirrors.get(id)!;
-      await waitFor('warm-up failed', () => restored.state === 'failed', 60_000);
+      await waitFor('warm-up failed', () => restored.state === 'failed', { timeoutMs: 60_000 });
       t.diagnostic(`restore error: ${restored.restore.error}`);
       assert.match(restored.restore.error ?? '', /no space left|ENOSPC/i);
       assert.deepEqual(await readdir(join(smallDir, 'tmp')), [], 'temp dirs removed');

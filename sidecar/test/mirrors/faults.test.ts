@@ -3,12 +3,15 @@ import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MirrorStatus } from '../../../core/admin-api.ts';
+import { git } from '../../../testing/git.ts';
+import { addCommit, createUpstreamRepo, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { addCommit, createUpstreamRepo, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { TestClock } from '../support/test-clock.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('faults around a ready mirror', () => {
   let root: string;
@@ -49,10 +52,12 @@ describe('faults around a ready mirror', () => {
 
   it('retries a failed periodic snapshot with backoff and publishes once the store is back', async () => {
     const mirror = sidecar.mirrors.get(id)!;
-    await waitFor('a failed attempt', () => mirror.snapshot.lastResult === 'failed', 20_000);
+    await waitFor('a failed attempt', () => mirror.snapshot.lastResult === 'failed', { timeoutMs: 20_000 });
     assert.match(mirror.snapshot.lastError ?? '', /SNAPSHOT_STORE_FAILED|ENOTDIR|not a directory/i);
     await rm(store());
-    await waitFor('published after retry', () => mirror.snapshot.lastResult === 'published', 20_000);
+    await waitFor('published after retry', () => mirror.snapshot.lastResult === 'published', {
+      timeoutMs: 20_000,
+    });
     assert.ok((await readdir(join(store(), upstream.host, 'org', 'svc'))).includes('latest.json'));
   });
 

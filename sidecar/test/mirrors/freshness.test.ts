@@ -3,12 +3,14 @@ import { join } from 'node:path';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { silentLogger } from '../../../core/log.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { git } from '../../../testing/git.ts';
+import { addCommit, createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { type GitInvocation, ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { Freshness } from '../../src/mirrors/freshness.ts';
 import { fetchMirror } from '../../src/mirrors/git-mirror-ops.ts';
 import { Mirror } from '../../src/mirrors/mirror.ts';
-import { addCommit, createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { TestClock } from '../support/test-clock.ts';
 
 /**
  * The freshness rules against real repositories: an upstream bare repository and a mirror

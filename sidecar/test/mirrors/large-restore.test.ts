@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { git } from '../../../testing/git.ts';
+import { countObjects, makeLargeRepo, objectsOf, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-import { countObjects, makeLargeRepo } from '../snapshot/support/git-fixtures.ts';
-import { git, objectsOf, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('a replica restored from a snapshot of a 100k-object repository', () => {
   let root: string;
@@ -32,7 +34,7 @@ describe('a replica restored from a snapshot of a 100k-object repository', () =>
       GITMIRROR_SNAPSHOT_STORE: `file://${join(root, 'store')}`,
     });
     sidecars.push(sidecar);
-    await waitFor(`${name} ready`, () => sidecar.isReady(), 240_000);
+    await waitFor(`${name} ready`, () => sidecar.isReady(), { timeoutMs: 240_000 });
     return sidecar;
   };
 

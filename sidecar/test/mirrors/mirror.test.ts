@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import { Mirror, type MirrorSettings } from '../../src/mirrors/mirror.ts';
-import { TestClock } from '../support/test-clock.ts';
 
 /**
  * The mirror's lifecycle, one transition at a time: what a caller reports, and what the

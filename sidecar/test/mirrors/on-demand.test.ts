@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { SidecarMetrics } from '../../src/metrics/sidecar-metrics.ts';
 import { OnDemandGate } from '../../src/mirrors/on-demand.ts';
 import { WarmupBackoff } from '../../src/mirrors/warmup-backoff.ts';
-import { TestClock } from '../support/test-clock.ts';
 
 function gate(limit: number) {
   const logged: string[] = [];

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { WarmupBackoff, warmupRetryDelayMs } from '../../src/mirrors/warmup-backoff.ts';
-import { TestClock } from '../support/test-clock.ts';
 
 describe('the warm-up retry policy', () => {
   it('waits 5 s after a failed warm-up, doubling per failure, up to 5 minutes', () => {

@@ -4,21 +4,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { git } from '../../../testing/git.ts';
+import { addCommit, createUpstreamRepo, objectsOf, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
 import { archiveKey, manifestKey } from '../../src/snapshot/layout.ts';
 import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/manifest.ts';
 import { rawTar, sha256, zstd } from '../archive/support/tar-fixtures.ts';
-import {
-  addCommit,
-  createUpstreamRepo,
-  git,
-  objectsOf,
-  refsOf,
-  removeDir,
-  tempDir,
-} from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { startTestSidecar, waitFor } from '../support/test-sidecar.ts';
 
 describe('warming a new replica from a snapshot', () => {
   let root: string;

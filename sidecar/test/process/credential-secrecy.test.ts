@@ -4,10 +4,11 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
-import { addCommit, createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { type SidecarProcess, startSidecarProcess } from '../support/sidecar-process.ts';
-import { waitFor } from '../support/test-sidecar.ts';
+import { git } from '../../../testing/git.ts';
+import { addCommit, createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { type SidecarProcess, startSidecarProcess } from '../../../testing/sidecar-process.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 
 const exec = promisify(execFile);
 const SECRET = `canary-${Math.random().toString(36).slice(2)}-secret`;
@@ -66,7 +67,7 @@ describe('upstream credentials', () => {
       GITMIRROR_CREDENTIALS_FILE: credentialsFile,
       GITMIRROR_REF_CHECK_INTERVAL: '1s',
     });
-    await waitFor('sidecar ready', async () => (await fetch(`${sidecar.gitUrl}/readyz`)).ok, 60_000);
+    await sidecar.waitUntilOk('/readyz', { timeoutMs: 60_000 });
     // Exercise clone, freshness check, fetch and serving while argv is sampled.
     await addCommit(work, 'new.txt', 'new\n');
     await git(['push', '--quiet', 'origin', 'main'], { cwd: work });

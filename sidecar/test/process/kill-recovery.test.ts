@@ -3,11 +3,12 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { MirrorList, MirrorStatus } from '../../../core/admin-api.ts';
-import { makeLargeRepo } from '../snapshot/support/git-fixtures.ts';
-import { addCommit, git, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { type SidecarProcess, startSidecarProcess } from '../support/sidecar-process.ts';
-import { waitFor } from '../support/test-sidecar.ts';
+import { git } from '../../../testing/git.ts';
+import { addCommit, makeLargeRepo, refsOf } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { type SidecarProcess, startSidecarProcess } from '../../../testing/sidecar-process.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 
 /**
  * kill -9 at the worst moments: the next start must leave no temp dirs and hold either the
@@ -30,8 +31,7 @@ describe('kill -9 during long operations', () => {
     const list = (await (await fetch(`${s.adminUrl}/v1/mirrors`)).json()) as MirrorList;
     return list.mirrors.find((m) => m.id === id);
   };
-  const ready = (s: SidecarProcess) =>
-    waitFor('ready', async () => (await fetch(`${s.gitUrl}/readyz`)).ok, 120_000);
+  const ready = (s: SidecarProcess) => s.waitUntilOk('/readyz', { timeoutMs: 120_000 });
   const mirrorDir = (dataDir: string) => join(root, dataDir, 'mirrors', upstream.host, 'big', 'mono.git');
   const manifest = () => readFile(join(root, 'store', upstream.host, 'big', 'mono', 'latest.json'), 'utf8');
 
@@ -67,11 +67,9 @@ describe('kill -9 during long operations', () => {
 
   it('during a restore extraction: the restart restores cleanly', async () => {
     const b = await start('restorer');
-    await waitFor(
-      'download under way',
-      async () => (await status(b))?.restore.phase === 'downloading',
-      60_000,
-    );
+    await waitFor('download under way', async () => (await status(b))?.restore.phase === 'downloading', {
+      timeoutMs: 60_000,
+    });
     await b.stop('SIGKILL');
     const again = await assertRecovered('restorer');
     assert.equal((await status(again))?.restore.source, 'snapshot');
@@ -87,7 +85,9 @@ describe('kill -9 during long operations', () => {
     await addCommit(work, 'new.txt', 'new\n');
     await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
     await fetch(`${w.adminUrl}/v1/mirrors/${id}/snapshot`, { method: 'POST' });
-    await waitFor('snapshot running', async () => (await status(w))?.snapshot.running === true, 30_000);
+    await waitFor('snapshot running', async () => (await status(w))?.snapshot.running === true, {
+      timeoutMs: 30_000,
+    });
     await new Promise((r) => setTimeout(r, 150));
     await w.stop('SIGKILL');
     const after = await manifest();

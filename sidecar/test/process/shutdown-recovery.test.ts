@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
-import { startSidecarProcess } from '../support/sidecar-process.ts';
-import { waitFor } from '../support/test-sidecar.ts';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { startSidecarProcess } from '../../../testing/sidecar-process.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 
 describe('stopping during a clone', () => {
   let root: string;
@@ -39,7 +41,7 @@ describe('stopping during a clone', () => {
 
       const second = await startSidecarProcess(env);
       try {
-        await waitFor('ready after restart', async () => (await fetch(`${second.gitUrl}/readyz`)).ok, 60_000);
+        await second.waitUntilOk('/readyz', { timeoutMs: 60_000 });
         assert.deepEqual(await readdir(join(dataDir, 'tmp')), [], 'no temp dirs left');
         await git(['fsck', '--strict'], { cwd: join(dataDir, 'mirrors', upstream.host, 'org', 'slow.git') });
       } finally {

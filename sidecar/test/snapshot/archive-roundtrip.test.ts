@@ -6,13 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { git } from '../../../testing/git.ts';
+import { fsck, headCommit, makeMirror, refsOf } from '../../../testing/git-repos.ts';
 import { extractArchive } from '../../src/archive/archive-extract.ts';
 import { runProcess } from '../../src/process/child-process.ts';
 import { manifestKey } from '../../src/snapshot/layout.ts';
 import { publishSnapshot } from '../../src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
-import { forEachRef, fsck, git, headCommit, makeMirror } from './support/git-fixtures.ts';
 
 const repo = parseRepoId('github.com/org/roundtrip');
 let root: string;
@@ -29,7 +30,7 @@ before(async () => {
   mirror = await makeMirror(join(root, 'src'));
   // A loose ref whose path needs a pax/ustar long name (> 100 bytes).
   const longRef = `refs/heads/${'deeply/nested/'.repeat(6)}${'x'.repeat(40)}`;
-  await git(['update-ref', longRef, 'HEAD'], mirror);
+  await git(['update-ref', longRef, 'HEAD'], { cwd: mirror });
   // What a live mirror can hold mid-fetch or mid-repack; none of it may be archived.
   await writeFile(join(mirror, 'packed-refs.lock'), 'junk');
   await writeFile(join(mirror, 'refs', 'heads', 'main.lock'), 'junk');
@@ -57,7 +58,7 @@ describe('snapshot round trip through a file store', () => {
     const restored = await downloadAndExtract({ store, repo, tempParent });
     assert.equal(restored.snapshot.key, manifest.key);
     await fsck(restored.dir);
-    assert.equal(await forEachRef(restored.dir), await forEachRef(mirror));
+    assert.equal(await refsOf(restored.dir), await refsOf(mirror));
     assert.equal(await headCommit(restored.dir), commit);
     const files = await listTree(restored.dir);
     assert.deepEqual(
@@ -76,7 +77,7 @@ describe('snapshot round trip through a file store', () => {
       timeoutMs: 60_000,
     });
     await fsck(byHand);
-    assert.equal(await forEachRef(byHand), await forEachRef(mirror));
+    assert.equal(await refsOf(byHand), await refsOf(mirror));
   });
 
   it('accepts an archive made by hand with GNU tar and the zstd CLI', async () => {
@@ -96,7 +97,7 @@ describe('snapshot round trip through a file store', () => {
       expectedSha256: createHash('sha256').update(data).digest('hex'),
     });
     await fsck(target);
-    assert.equal(await forEachRef(target), await forEachRef(mirror));
+    assert.equal(await refsOf(target), await refsOf(mirror));
   });
 
   it('refuses to archive a mirror holding a symlink, publishing nothing', async () => {

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { after, before, describe, it } from 'node:test';
 import { parseRepoId } from '../../../core/repo-id.ts';
+import { countObjects, fsck, headCommit, makeLargeRepo, refsOf } from '../../../testing/git-repos.ts';
 import { publishSnapshot } from '../../src/snapshot/publish.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
-import { countObjects, forEachRef, fsck, headCommit, makeLargeRepo } from './support/git-fixtures.ts';
 
 /**
  * A repository with more than 100k objects survives the round trip, and the main thread
@@ -82,7 +82,7 @@ describe('large repository', () => {
     }
 
     await fsck(restored.value.dir);
-    assert.equal(await forEachRef(restored.value.dir), await forEachRef(source));
+    assert.equal(await refsOf(restored.value.dir), await refsOf(source));
     assert.equal(await countObjects(restored.value.dir), objects);
   });
 });

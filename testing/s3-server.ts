@@ -2,11 +2,11 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import { freePort } from './ports.ts';
+import { abandonWait, waitFor } from './wait.ts';
 
 /**
  * A real S3-compatible server (MinIO, built by e2e/tools/ensure-tools.ts) on 127.0.0.1 with
@@ -38,27 +38,19 @@ process.once('exit', () => {
   }
 });
 
-async function freePort(host: string): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, host, resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (!address || typeof address === 'string') throw new Error('could not pick a port');
-  return address.port;
-}
-
 async function waitUntilLive(endpoint: string, child: ChildProcess, output: () => string): Promise<void> {
-  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`S3 server exited during startup: ${output()}`);
-    const live = await fetch(`${endpoint}/minio/health/live`, { signal: AbortSignal.timeout(2000) }).then(
-      (r) => r.ok,
-      () => false,
+  try {
+    await waitFor(
+      'the S3 server to come up',
+      async () => {
+        if (child.exitCode !== null) abandonWait('the S3 server exited during startup');
+        return (await fetch(`${endpoint}/minio/health/live`, { signal: AbortSignal.timeout(2000) })).ok;
+      },
+      { timeoutMs: STARTUP_TIMEOUT_MS, intervalMs: 100 },
     );
-    if (live) return;
-    await sleep(100);
+  } catch (err) {
+    throw new Error(`${(err as Error).message}: ${output()}`);
   }
-  throw new Error(`S3 server did not come up within ${STARTUP_TIMEOUT_MS} ms: ${output()}`);
 }
 
 function stopper(child: ChildProcess, dataDir: string): () => Promise<void> {

@@ -1,4 +1,4 @@
-import type { Clock } from '../../../core/clock.ts';
+import type { Clock } from '../core/clock.ts';
 
 /**
  * A clock a test moves by hand. Frozen at `start` when one is given (unit tests), otherwise
