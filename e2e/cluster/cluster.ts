@@ -1,5 +1,5 @@
 import type { TestKubelet } from '../kubelet/kubelet.ts';
-import type { ApiServerRestart, RestartOptions } from './control-plane.ts';
+import type { ApiServerRestart, RestartOptions } from './control-plane-processes.ts';
 import { type RunResult, run } from './processes.ts';
 
 /**
@@ -20,7 +20,7 @@ export interface E2eCluster {
   podUrl(namespace: string, pod: string, port: number): Promise<string>;
   /** The local cluster's kubelet (for log files and process checks); absent otherwise. */
   kubelet?: TestKubelet;
-  /** The local cluster's: stop kube-apiserver and start it again (control-plane.ts). */
+  /** The local cluster's: stop kube-apiserver and start it again (control-plane-processes.ts). */
   restartApiServer?(options: RestartOptions): Promise<ApiServerRestart>;
   /** Dir for logs worth keeping when a test fails. */
   dir: string;

@@ -5,18 +5,19 @@ import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseDockerfile } from '../kubelet/image.ts';
-import { TestKubelet } from '../kubelet/kubelet.ts';
+import { nodeLabels, TestKubelet } from '../kubelet/kubelet.ts';
 import { Cleanup } from './cleanup.ts';
 import { type E2eCluster, requiredEnv, toolRunners } from './cluster.ts';
 import { startControlPlane } from './control-plane.ts';
 import { requireRoot } from './host-prerequisites.ts';
 import { KubeClient } from './kube-client.ts';
 import { PodNetwork } from './network.ts';
+import { TestScheduler } from './scheduler.ts';
 import { RUN_DIR_PREFIX, sweepStale } from './stale.ts';
 
 /**
- * The suite's own cluster: pod network, etcd, kube-apiserver, kube-controller-manager and the
- * test kubelet, torn down by `stop()` or, if the test process dies first, by the exit and
+ * The suite's own cluster: pod network, etcd, kube-apiserver, kube-controller-manager, the
+ * test kubelet and scheduler, torn down by `stop()` or, if the test process dies first, by the exit and
  * signal handlers in cleanup.ts.
  */
 
@@ -59,7 +60,6 @@ export async function startLocalCluster(): Promise<E2eCluster> {
     const kubelet = new TestKubelet({
       nodeName: NODE_NAME,
       node: await controlPlane.identity(`system:node:${NODE_NAME}`, ['system:nodes']),
-      scheduler: await controlPlane.identity('system:kube-scheduler'),
       network,
       image: parseDockerfile(join(REPO_ROOT, 'Dockerfile')),
       imageRepository: `${LOCAL_IMAGE.repository}:${LOCAL_IMAGE.tag}`,
@@ -72,6 +72,13 @@ export async function startLocalCluster(): Promise<E2eCluster> {
     // Registered before start: a failing start must still stop the watches it began.
     cleanup.add('kubelet', () => kubelet.stop());
     await kubelet.start();
+    const scheduler = new TestScheduler({
+      identity: await controlPlane.identity('system:kube-scheduler'),
+      node: { name: NODE_NAME, labels: nodeLabels(NODE_NAME) },
+      log: (message) => console.error(`scheduler: ${message}`),
+    });
+    cleanup.add('scheduler', async () => scheduler.stop());
+    scheduler.start();
     const admin = new KubeClient(await controlPlane.identity('e2e-admin', ['system:masters']));
     cleanup.add('admin client', async () => admin.close());
     await waitForControllers(admin);

@@ -12,15 +12,12 @@ import { type PodEnvironment, type PodSources, PodWorker } from './pod-worker.ts
  * pod-worker.ts). It talks to the API server as `system:node:<name>`, so the Node authorizer
  * and NodeRestriction admission limit it to what a real kubelet may do: its own Node, pods
  * bound to it, and the Secrets, ConfigMaps and service-account tokens those pods reference.
- *
- * Binding pending pods is the scheduler's job, done here by a separate client with the
- * scheduler's identity: one node, so the only check is the pod's nodeSelector.
+ * Binding pending pods to the node is the scheduler's job (cluster/scheduler.ts).
  */
 
 export interface KubeletOptions {
   nodeName: string;
   node: KubeIdentity;
-  scheduler: KubeIdentity;
   network: PodNetwork;
   image: ImageConfig;
   imageRepository: string;
@@ -35,11 +32,9 @@ const REFRESH_INTERVAL_MS = 10_000;
 
 export class TestKubelet {
   private readonly node: KubeClient;
-  private readonly scheduler: KubeClient;
   private readonly workers = new Map<string, PodWorker>();
   private readonly abort = new AbortController();
   private readonly podsDir: string;
-  private readonly binding = new Set<string>();
   private refreshTimer: NodeJS.Timeout | undefined;
   private readonly log: (message: string) => void;
 
@@ -48,7 +43,6 @@ export class TestKubelet {
   constructor(options: KubeletOptions) {
     this.options = options;
     this.node = new KubeClient(options.node);
-    this.scheduler = new KubeClient(options.scheduler);
     this.podsDir = join(options.runDir, 'pods');
     this.log = options.log ?? (() => {});
   }
@@ -66,17 +60,6 @@ export class TestKubelet {
         event: (e) => (e.type === 'DELETED' ? this.podDeleted(e.object) : this.podSeen(e.object)),
         error: (err) => this.log(`kubelet watch: ${(err as Error).message}`),
         recovered: (n) => this.log(`kubelet watch: listing again after ${n} failed attempts`),
-      },
-      signal,
-    );
-    void listWatch<Pod>(
-      this.scheduler,
-      '/api/v1/pods?fieldSelector=spec.nodeName%3D%2Cstatus.phase%3DPending',
-      {
-        sync: (pods) => pods.forEach((p) => void this.bind(p)),
-        event: (e) => (e.type === 'DELETED' ? undefined : void this.bind(e.object)),
-        error: (err) => this.log(`scheduler watch: ${(err as Error).message}`),
-        recovered: (n) => this.log(`scheduler watch: listing again after ${n} failed attempts`),
       },
       signal,
     );
@@ -104,7 +87,6 @@ export class TestKubelet {
     await Promise.all([...this.workers.values()].map((w) => w.vanish()));
     this.workers.clear();
     this.node.close();
-    this.scheduler.close();
   }
 
   private async registerNode(): Promise<void> {
@@ -112,14 +94,7 @@ export class TestKubelet {
     const node = {
       apiVersion: 'v1',
       kind: 'Node',
-      metadata: {
-        name: nodeName,
-        labels: {
-          'kubernetes.io/hostname': nodeName,
-          'kubernetes.io/os': 'linux',
-          'kubernetes.io/arch': 'amd64',
-        },
-      },
+      metadata: { name: nodeName, labels: nodeLabels(nodeName) },
     };
     await this.node.post('/api/v1/nodes', node).catch((err) => {
       if (!(err instanceof KubeError && err.status === 409)) throw err;
@@ -143,32 +118,6 @@ export class TestKubelet {
       },
       'strategic',
     );
-  }
-
-  private async bind(pod: Pod): Promise<void> {
-    const { namespace, name, uid } = pod.metadata;
-    if (pod.spec.nodeName || pod.metadata.deletionTimestamp || this.binding.has(uid)) return;
-    if (pod.spec.schedulerName && pod.spec.schedulerName !== 'default-scheduler') return;
-    const selector = pod.spec.nodeSelector ?? {};
-    const labels: Record<string, string> = {
-      'kubernetes.io/hostname': this.options.nodeName,
-      'kubernetes.io/os': 'linux',
-    };
-    if (Object.entries(selector).some(([k, v]) => labels[k] !== v)) return;
-    this.binding.add(uid);
-    try {
-      await this.scheduler.post(`/api/v1/namespaces/${namespace}/pods/${name}/binding`, {
-        apiVersion: 'v1',
-        kind: 'Binding',
-        metadata: { name, uid },
-        target: { apiVersion: 'v1', kind: 'Node', name: this.options.nodeName },
-      });
-    } catch (err) {
-      this.binding.delete(uid);
-      if (!isNotFound(err) && !(err instanceof KubeError && err.status === 409)) {
-        this.log(`bind ${namespace}/${name}: ${(err as Error).message}`);
-      }
-    }
   }
 
   private syncPods(pods: Pod[]): void {
@@ -341,6 +290,11 @@ function fullState(state: ContainerState): Record<string, unknown> {
     running: state.running ?? null,
     terminated: state.terminated ?? null,
   };
+}
+
+/** The labels the node registers with; the scheduler matches nodeSelectors against them. */
+export function nodeLabels(nodeName: string): Record<string, string> {
+  return { 'kubernetes.io/hostname': nodeName, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' };
 }
 
 function imageName(ref: string): string {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import type { ApiServerRestart } from '../cluster/control-plane.ts';
+import type { ApiServerRestart } from '../cluster/control-plane-processes.ts';
 import type { Pod } from '../kubelet/pod-types.ts';
 import { type Environment, NAMESPACE, startEnvironment } from './support/environment.ts';
 import {
