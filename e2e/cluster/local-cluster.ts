@@ -2,8 +2,8 @@ import { realpathSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { waitFor } from '../../testing/wait.ts';
 import { parseDockerfile } from '../kubelet/image.ts';
 import { nodeLabels, TestKubelet } from '../kubelet/kubelet.ts';
 import { Cleanup } from './cleanup.ts';
@@ -115,17 +115,13 @@ async function podIp(client: KubeClient, namespace: string, name: string): Promi
  * created the namespace's default ServiceAccount (pods cannot be admitted before either).
  */
 async function waitForControllers(client: KubeClient): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
+  await waitFor(
+    'kube-controller-manager to start its controllers',
+    async () => {
       await client.get('/api/v1/namespaces/default/configmaps/kube-root-ca.crt');
       await client.get('/api/v1/namespaces/default/serviceaccounts/default');
-      return;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(500);
-  }
-  throw new Error(`kube-controller-manager did not start its controllers: ${(last as Error)?.message}`);
+      return true;
+    },
+    { timeoutMs: READY_TIMEOUT_MS, intervalMs: 500 },
+  );
 }

@@ -15,6 +15,7 @@ import { openSnapshotStore } from '../../sidecar/src/store/store-url.ts';
 import { fsck, headCommit, makeIncompressibleRepo, makeMirror, refsOf } from '../../testing/git-repos.ts';
 import { type S3Server, startS3Server } from '../../testing/s3-server.ts';
 import { snapshotStoreContract } from '../../testing/snapshot-store-contract.ts';
+import { waitFor } from '../../testing/wait.ts';
 
 const MIB = 1024 * 1024;
 const BUCKET = 'snapshots';
@@ -168,10 +169,10 @@ describe('S3 snapshot store against a real S3 server', () => {
       retain: 2,
       signal: controller.signal,
     });
-    // Abort once the upload is under way: the first part has been sent.
-    const deadline = Date.now() + 30_000;
-    while ((await openMultipartUploads()) === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 20));
+    // Abort once the upload is under way (the first part has been sent), or after 30 s anyway.
+    await waitFor('the first part uploaded', async () => (await openMultipartUploads()) > 0, {
+      intervalMs: 20,
+    }).catch(() => {});
     controller.abort();
     await assert.rejects(publishing, (err: { code?: string }) => err.code === 'ABORTED');
     assert.deepEqual(await store.list(repoPrefix(abortedRepo)), []);
