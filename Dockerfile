@@ -21,7 +21,13 @@ ENV npm_config_nodedir=/usr/local \
     npm_config_build_from_source=zstd-napi
 # Production dependencies only: the dev dependencies (node@24 itself, TypeScript, biome, test
 # libraries) are for development; the base image provides Node.
-RUN npm ci --omit=dev --no-audit --no-fund \
+# Registry access for this step only, when the builder passes it (`npm run image` does): a CA
+# bundle that trusts the registry (e.g. behind a TLS-inspecting proxy) and the builder's npmrc.
+# Secret mounts are never written into a layer; without them the public registry is used.
+RUN --mount=type=secret,id=npm-ca --mount=type=secret,id=npmrc \
+    if [ -s /run/secrets/npm-ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm-ca; fi \
+ && if [ -s /run/secrets/npmrc ]; then export npm_config_userconfig=/run/secrets/npmrc; fi \
+ && npm ci --omit=dev --no-audit --no-fund \
  && node -e "require('zstd-napi')" \
  && npm cache clean --force
 

@@ -4,6 +4,8 @@ import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { isIgnored, parseDockerignore } from '../../image/context.ts';
+import { entryPoints, importClosure, topLevel } from '../../image/imports.ts';
 
 /**
  * What can be checked of the image without a Docker engine: the Dockerfile's promises against
@@ -61,25 +63,8 @@ function aptInstalled(stage: Instruction[]): string[] {
   );
 }
 
-/** `.dockerignore` patterns as regexes over repository paths (the subset of syntax we use). */
-function ignored(path: string): boolean {
-  const patterns = read('.dockerignore')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l && !l.startsWith('#'));
-  const parts = path.split('/');
-  const candidates = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
-  return patterns.some((pattern) => {
-    const regex = new RegExp(
-      `^${pattern
-        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-        .replace(/\*\*\//g, '%DIRS%')
-        .replace(/\*/g, '[^/]*')
-        .replace(/%DIRS%/g, '(?:.*/)?')}$`,
-    );
-    return candidates.some((candidate) => regex.test(candidate));
-  });
-}
+const ignoreRules = parseDockerignore(read('.dockerignore'));
+const ignored = (path: string) => isIgnored(path, ignoreRules);
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(join(ROOT, dir), { recursive: true, withFileTypes: true })
@@ -156,6 +141,41 @@ describe('Dockerfile', () => {
     for (const path of ['package-lock.json', '.npmrc'])
       assert.ok(!ignored(path), `${path} reaches the build`);
     assert.ok(ignored('sidecar/test/x.test.ts') && ignored('node_modules/x'), 'the ignore matcher works');
+  });
+
+  test('copies every top-level folder whose modules the programs import, and ignores none of them', async () => {
+    const closure = await importClosure(ROOT, await entryPoints(ROOT));
+    const copied = runtime.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).map((i) => i.args);
+    for (const top of topLevel(closure)) {
+      assert.ok(
+        copied.some((args) => args.split(/\s+/)[0] === top),
+        `${top}/ is imported by the programs but not copied into the runtime image`,
+      );
+    }
+    const lost = closure.filter(ignored);
+    assert.deepEqual(lost, [], 'imported modules that .dockerignore keeps out of the build');
+  });
+
+  test('registry access reaches the build stage only as secret mounts, never a file in a layer', () => {
+    const npmCi = build.find((i) => i.op === 'RUN' && i.args.includes('npm ci'));
+    assert.match(npmCi!.args, /--mount=type=secret,id=npm-ca/);
+    assert.match(npmCi!.args, /--mount=type=secret,id=npmrc/);
+    for (const stage of stages) {
+      for (const i of stage.filter((x) => x.op === 'COPY' || x.op === 'ADD' || x.op === 'ENV')) {
+        assert.doesNotMatch(
+          i.args,
+          /ca-certificates\.crt|NODE_EXTRA_CA_CERTS|npm_config_userconfig|_authToken/,
+        );
+      }
+    }
+    assert.ok(
+      !runtime.some((i) => /--mount=type=secret/.test(i.args)),
+      'the runtime stage needs no registry',
+    );
+    assert.ok(
+      !runtime.some((i) => i.op === 'COPY' && i.args.includes('.npmrc')),
+      '.npmrc stays in the build stage',
+    );
   });
 
   test('compiles every module into a compile cache as the user that runs them', () => {
