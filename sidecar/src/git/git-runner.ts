@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { type RunResult, runProcess, type SpawnedProcess, spawnProcess } from '../process/child-process.ts';
 import type { Credentials } from './credentials.ts';
+import { type GitVersion, parseGitVersion } from './git-version.ts';
 
 export interface GitInvocation {
   args: string[];
@@ -19,6 +20,8 @@ export interface GitInvocation {
 export interface GitRunner {
   run(invocation: GitInvocation): Promise<RunResult>;
   spawn(invocation: GitInvocation): SpawnedProcess;
+  /** The git it runs (asked once, then remembered). */
+  version(): Promise<GitVersion>;
 }
 
 /**
@@ -63,6 +66,7 @@ export function gitEnvironment(invocation: Pick<GitInvocation, 'credentials' | '
 
 export class ProcessGitRunner implements GitRunner {
   private readonly gitBinary: string;
+  private detected: Promise<GitVersion> | undefined;
 
   constructor(gitBinary = 'git') {
     this.gitBinary = gitBinary;
@@ -74,6 +78,17 @@ export class ProcessGitRunner implements GitRunner {
 
   spawn(invocation: GitInvocation): SpawnedProcess {
     return spawnProcess(this.gitBinary, invocation.args, this.options(invocation));
+  }
+
+  version(): Promise<GitVersion> {
+    this.detected ??= this.run({ args: ['version'], timeoutMs: 30_000 }).then((r) =>
+      parseGitVersion(r.stdout),
+    );
+    // A failure is not remembered: the next caller asks again.
+    this.detected.catch(() => {
+      this.detected = undefined;
+    });
+    return this.detected;
   }
 
   private options(invocation: GitInvocation) {

@@ -1,10 +1,13 @@
 import { availableParallelism } from 'node:os';
 import type { GitRunner } from './git-runner.ts';
+import { atLeast, type GitVersion } from './git-version.ts';
 
 interface ConfigSetting {
   key: string;
   value: string;
   why: string;
+  /** The first git (major, minor) that understands it; older ones get no such key at all. */
+  since?: readonly [number, number];
 }
 
 /** Threads for pack work: bounded so several mirrors repacking at once cannot exhaust a node. */
@@ -13,10 +16,22 @@ export function packThreads(): number {
 }
 
 /**
- * Git configuration written into every mirror. Each key is here because serving many
- * clones from one bare repository is a different workload from a developer's repo.
+ * Git configuration written into every mirror, for the git that runs (`version`). Each key is
+ * here because serving many clones from one bare repository is a different workload from a
+ * developer's repo.
  */
-export function mirrorConfigSettings(): ConfigSetting[] {
+export function mirrorConfigSettings(version: GitVersion): ConfigSetting[] {
+  return allSettings().filter((s) => !s.since || atLeast(version, s.since));
+}
+
+/** Keys of settings this git is too old for: removed from a mirror made by a newer one. */
+export function tooNewSettings(version: GitVersion): string[] {
+  return allSettings()
+    .filter((s) => s.since && !atLeast(version, s.since))
+    .map((s) => s.key);
+}
+
+function allSettings(): ConfigSetting[] {
   return [
     { key: 'core.bare', value: 'true', why: 'a mirror has no work tree' },
     {
@@ -40,8 +55,10 @@ export function mirrorConfigSettings(): ConfigSetting[] {
       value: 'true',
       why: 'serve any commit by id, even one orphaned by a force-push',
     },
-    // uploadpack.allowRefInWant stays off: git 2.39's upload-pack then sends wanted-refs
-    // before shallow-info, and v2 clients fail shallow clones with "expected 'packfile'".
+    // uploadpack.allowRefInWant stays off whatever the version: upload-pack then sends
+    // wanted-refs before shallow-info, and git's v2 client fails shallow clones with
+    // "expected 'packfile', received 'shallow-info'". Seen with git 2.39.5 and 2.47.3, and
+    // upload-pack.c still writes the sections in that order on git's master (2026-08).
     {
       key: 'repack.writeBitmaps',
       value: 'true',
@@ -52,6 +69,13 @@ export function mirrorConfigSettings(): ConfigSetting[] {
       key: 'pack.useBitmapBoundaryTraversal',
       value: 'true',
       why: 'faster bitmap walks for fetches with haves',
+      since: [2, 42],
+    },
+    {
+      key: 'pack.allowPackReuse',
+      value: 'multi',
+      why: 'send objects verbatim from every pack of the multi-pack bitmap, not just one (older gits reject "multi")',
+      since: [2, 44],
     },
     { key: 'pack.writeBitmapHashCache', value: 'true', why: 'better delta reuse when serving from bitmaps' },
     { key: 'core.commitGraph', value: 'true', why: 'commit-graph speeds up negotiation and shallow walks' },
@@ -89,11 +113,17 @@ export function mirrorConfigSettings(): ConfigSetting[] {
  */
 export async function applyMirrorConfig(git: GitRunner, repoDir: string, upstream: string): Promise<void> {
   const file = `${repoDir}/config`;
+  const version = await git.version();
   const settings = [
     { key: 'remote.origin.url', value: upstream, why: 'where fetches come from' },
-    ...mirrorConfigSettings(),
+    ...mirrorConfigSettings(version),
   ];
   const current = await configValues(git, file);
+  // A snapshot made under a newer git can carry a value this one rejects (allowPackReuse=multi).
+  for (const key of tooNewSettings(version)) {
+    if (!current.has(canonicalKey(key))) continue;
+    await git.run({ args: ['config', '--file', file, '--unset-all', key], timeoutMs: 30_000 });
+  }
   for (const { key, value } of settings) {
     const values = current.get(canonicalKey(key));
     if (values?.length === 1 && values[0] === value) continue;

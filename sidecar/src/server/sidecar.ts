@@ -51,6 +51,8 @@ export async function startSidecar(
   const logger = overrides.logger ?? createLogger({ name: 'gitmirror-sidecar' });
   const git = overrides.git ?? new ProcessGitRunner();
   const clock = overrides.clock ?? systemClock;
+  // Asked once at start: mirror settings follow it, and a missing git fails here, not later.
+  logger.info({ git: (await git.version()).text }, 'git');
   const metrics = new SidecarMetrics();
   const layout = new DataLayout(config.dataDir);
   await layout.prepare();

@@ -3,10 +3,14 @@ import { after, before, describe, it } from 'node:test';
 import { git } from '../../../testing/git.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { type GitInvocation, type GitRunner, ProcessGitRunner } from '../../src/git/git-runner.ts';
+import { type GitVersion, parseGitVersion } from '../../src/git/git-version.ts';
 import { applyMirrorConfig, mirrorConfigSettings } from '../../src/git/mirror-config.ts';
 
-/** Counts the git processes applyMirrorConfig starts, and which keys it writes. */
-function countingRunner(): { runner: GitRunner; writes: string[]; runs: () => number } {
+/**
+ * Counts the git processes applyMirrorConfig starts, and which keys it writes. `claims` makes
+ * the real git report another version, for the settings that depend on it.
+ */
+function countingRunner(claims?: GitVersion): { runner: GitRunner; writes: string[]; runs: () => number } {
   const inner = new ProcessGitRunner();
   const writes: string[] = [];
   let runs = 0;
@@ -17,6 +21,7 @@ function countingRunner(): { runner: GitRunner; writes: string[]; runs: () => nu
       return inner.run(invocation);
     },
     spawn: (invocation) => inner.spawn(invocation),
+    version: () => (claims ? Promise.resolve(claims) : inner.version()),
   };
   return { runner, writes, runs: () => runs };
 }
@@ -34,7 +39,8 @@ describe('applyMirrorConfig', () => {
     const { runner, writes } = countingRunner();
     await applyMirrorConfig(runner, dir, upstream);
     // `git init --bare` already set core.bare.
-    const expected = ['remote.origin.url', ...mirrorConfigSettings().map((s) => s.key)].filter(
+    const installed = await new ProcessGitRunner().version();
+    const expected = ['remote.origin.url', ...mirrorConfigSettings(installed).map((s) => s.key)].filter(
       (k) => k !== 'core.bare',
     );
     assert.deepEqual(writes, expected);
@@ -59,5 +65,59 @@ describe('applyMirrorConfig', () => {
     // The key that was set twice now holds exactly our value once.
     assert.equal((await git(['config', '--file', file, '--get-all', 'fetch.prune'])).trim(), 'true');
     assert.equal((await git(['config', '--file', file, 'pack.windowMemory'])).trim(), '256m');
+  });
+});
+
+describe('mirror settings follow the git that runs', () => {
+  const v2_39 = parseGitVersion('git version 2.39.5');
+  const v2_42 = parseGitVersion('git version 2.42.0');
+  const v2_47 = parseGitVersion('git version 2.47.3');
+  const keys = (v: GitVersion) => new Map(mirrorConfigSettings(v).map((s) => [s.key, s.value]));
+
+  it('git 2.39 (Debian 12, the image and the host tests) gets no key it does not know', () => {
+    assert.equal(keys(v2_39).has('pack.allowPackReuse'), false);
+    assert.equal(keys(v2_39).has('pack.useBitmapBoundaryTraversal'), false);
+    assert.equal(keys(v2_42).get('pack.useBitmapBoundaryTraversal'), 'true');
+    assert.equal(keys(v2_42).has('pack.allowPackReuse'), false);
+  });
+
+  it('git 2.44 and later reuse objects verbatim from every pack of the multi-pack bitmap', () => {
+    assert.equal(keys(v2_47).get('pack.allowPackReuse'), 'multi');
+    assert.equal(keys(v2_47).get('pack.useBitmapBoundaryTraversal'), 'true');
+  });
+
+  it('uploadpack.allowRefInWant stays off on every version (upload-pack orders v2 sections wrongly)', () => {
+    for (const v of [v2_39, v2_47, parseGitVersion('git version 3.0.0')])
+      assert.equal(keys(v).has('uploadpack.allowRefInWant'), false);
+  });
+
+  it('the installed git rejects pack.allowPackReuse=multi unless it is 2.44 or later', async (t) => {
+    const installed = await new ProcessGitRunner().version();
+    const dir = await tempDir();
+    try {
+      await git(['init', '--quiet', '--bare', dir]);
+      if (installed.major > 2 || installed.minor >= 44) return t.skip(`git ${installed.text} knows "multi"`);
+      const args = ['-C', dir, '-c', 'pack.allowPackReuse=multi', 'pack-objects', '--all', '--stdout'];
+      await assert.rejects(git(args, { input: '' }), /allowpackreuse/i);
+    } finally {
+      await removeDir(dir);
+    }
+  });
+
+  it('a mirror restored under an older git loses the newer git’s settings; a newer git writes them', async () => {
+    const dir = await tempDir();
+    try {
+      await git(['init', '--quiet', '--bare', dir]);
+      const file = `${dir}/config`;
+      await applyMirrorConfig(countingRunner(v2_47).runner, dir, 'https://github.com/acme/app.git');
+      assert.equal((await git(['config', '--file', file, 'pack.allowPackReuse'])).trim(), 'multi');
+      await applyMirrorConfig(countingRunner(v2_39).runner, dir, 'https://github.com/acme/app.git');
+      await assert.rejects(git(['config', '--file', file, 'pack.allowPackReuse']));
+      await assert.rejects(git(['config', '--file', file, 'pack.useBitmapBoundaryTraversal']));
+      // What the real git 2.39 then serves from this mirror works.
+      await git(['-C', dir, 'pack-objects', '--all', '--stdout'], { input: '' });
+    } finally {
+      await removeDir(dir);
+    }
   });
 });

@@ -31,6 +31,7 @@ describe('freshness on client demand', () => {
       return runner.run(invocation);
     },
     spawn: (invocation: GitInvocation) => runner.spawn(invocation),
+    version: () => runner.version(),
   };
 
   before(async () => {
