@@ -1,12 +1,14 @@
 import { spawn } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureImage } from '../image/build.ts';
 import { ensureHostPrerequisites } from './cluster/host-prerequisites.ts';
 import { ensureTools, toolEnv } from './tools/ensure-tools.ts';
 
 /**
- * `npm run e2e`: build or reuse the external servers, then run every `e2e/**\/*.test.ts`
- * (or the files given as arguments) with the tools' paths in the environment.
+ * `npm run e2e`: build or reuse the external servers and the project's image (`npm run image`;
+ * seconds when nothing changed), then run every `e2e/**\/*.test.ts` (or the files given as
+ * arguments) with the tools' paths and the image's ref in the environment.
  */
 
 const SUITE_TIMEOUT_MS = 60 * 60 * 1000;
@@ -14,7 +16,10 @@ const TEST_TIMEOUT_MS = 15 * 60 * 1000;
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 ensureHostPrerequisites();
-const env = { ...process.env, ...toolEnv(await ensureTools()) };
+const tools = toolEnv(await ensureTools());
+// Against an existing cluster the image is the one GITMIRROR_E2E_IMAGE names, built elsewhere.
+const image = process.env.GITMIRROR_E2E_KUBECONFIG ? undefined : await ensureImage();
+const env = { ...process.env, ...tools, ...(image && { GITMIRROR_E2E_LOCAL_IMAGE: image.ref }) };
 const files = process.argv.slice(2);
 const args = [
   '--test',

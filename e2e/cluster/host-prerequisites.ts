@@ -1,31 +1,25 @@
-import { execFileSync } from 'node:child_process';
+import { ensureDebianPackages, type PackageMap } from '../../image/host-packages.ts';
 
 /**
  * The host programs the cluster tests use, installed from Debian when missing (CI starts on a
- * fresh machine): `ip` for the pod network, util-linux's unshare/nsenter/setpriv for the
- * containers, openssl for the PKI, git and zstd for the product itself. Creating network
- * namespaces needs root, which CI has.
+ * fresh machine): `ip` for the pod network, util-linux's unshare/nsenter for the containers,
+ * coreutils' mknod for their /dev, openssl for the PKI, git and zstd for the product itself,
+ * podman and runc to run the image under a real OCI runtime, skopeo to measure it. Creating network namespaces needs
+ * root, which CI has.
  */
 
-const PACKAGES: Record<string, string> = {
+const PACKAGES: PackageMap = {
   ip: 'iproute2',
   unshare: 'util-linux',
   nsenter: 'util-linux',
-  setpriv: 'util-linux',
-  chroot: 'coreutils',
+  mknod: 'coreutils',
   openssl: 'openssl',
   git: 'git',
   zstd: 'zstd',
+  podman: 'podman',
+  runc: 'runc',
+  skopeo: 'skopeo',
 };
-
-function has(command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) {
@@ -36,20 +30,5 @@ export function requireRoot(): void {
 /** Installs what is missing; without root it leaves that to requireRoot()'s clear failure. */
 export function ensureHostPrerequisites(): void {
   if (process.getuid?.() !== 0) return;
-  const missing = [
-    ...new Set(
-      Object.keys(PACKAGES)
-        .filter((c) => !has(c))
-        .map((c) => PACKAGES[c]!),
-    ),
-  ];
-  if (missing.length === 0) return;
-  console.error(`e2e: installing ${missing.join(', ')} with apt-get`);
-  const options = {
-    stdio: 'inherit' as const,
-    timeout: 600_000,
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  };
-  execFileSync('apt-get', ['update', '-qq'], options);
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], options);
+  ensureDebianPackages(PACKAGES, 'e2e');
 }

@@ -1,10 +1,11 @@
-import { realpathSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { imageCacheDir } from '../../image/build.ts';
 import { waitFor } from '../../testing/wait.ts';
-import { parseDockerfile } from '../kubelet/image.ts';
+import { loadImage } from '../kubelet/image.ts';
 import { nodeLabels, TestKubelet } from '../kubelet/kubelet.ts';
 import { Cleanup } from './cleanup.ts';
 import { type E2eCluster, requiredEnv, toolRunners } from './cluster.ts';
@@ -23,7 +24,6 @@ import { RUN_DIR_PREFIX, sweepStale } from './stale.ts';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const NODE_NAME = 'e2e-node';
-export const LOCAL_IMAGE = { repository: 'gitmirror-e2e/gitmirror', tag: 'checkout', pullPolicy: 'Never' };
 const READY_TIMEOUT_MS = 120_000;
 
 export async function startLocalCluster(): Promise<E2eCluster> {
@@ -35,6 +35,8 @@ export async function startLocalCluster(): Promise<E2eCluster> {
     kubectl: requiredEnv('GITMIRROR_E2E_KUBECTL'),
     helm: requiredEnv('GITMIRROR_E2E_HELM'),
   };
+  // The image `npm run image` built (run.ts makes sure it is current and names it here).
+  const image = await loadImage(requiredEnv('GITMIRROR_E2E_LOCAL_IMAGE'), imageCacheDir());
   const swept = sweepStale();
   if (swept.length > 0) console.error(`e2e: removed leftovers of dead runs: ${swept.join(', ')}`);
   const cleanup = new Cleanup();
@@ -61,10 +63,7 @@ export async function startLocalCluster(): Promise<E2eCluster> {
       nodeName: NODE_NAME,
       node: await controlPlane.identity(`system:node:${NODE_NAME}`, ['system:nodes']),
       network,
-      image: parseDockerfile(join(REPO_ROOT, 'Dockerfile')),
-      imageRepository: `${LOCAL_IMAGE.repository}:${LOCAL_IMAGE.tag}`,
-      appDir: REPO_ROOT,
-      nodeBinary: realpathSync(process.execPath),
+      image,
       apiserver: { host: controlPlane.apiserverHost, port: controlPlane.apiserverPort },
       runDir: dir,
       log: (message) => console.error(`kubelet: ${message}`),
@@ -88,7 +87,7 @@ export async function startLocalCluster(): Promise<E2eCluster> {
       kind: 'local',
       kubeconfig: controlPlane.adminKubeconfig,
       hostAddress: network.hostIp,
-      image: LOCAL_IMAGE,
+      image: chartImage(image.ref),
       ...toolRunners(tools, controlPlane.adminKubeconfig, helmHome),
       podUrl: async (namespace, pod, port) => `http://${await podIp(admin, namespace, pod)}:${port}`,
       kubelet,
@@ -100,6 +99,12 @@ export async function startLocalCluster(): Promise<E2eCluster> {
     await cleanup.run().catch((e) => console.error(`e2e: ${(e as Error).message}`));
     throw err;
   }
+}
+
+/** The chart's image values for a local ref: `localhost/gitmirror:0.1.0`, never pulled. */
+function chartImage(ref: string): E2eCluster['image'] {
+  const at = ref.lastIndexOf(':');
+  return { repository: ref.slice(0, at), tag: ref.slice(at + 1), pullPolicy: 'Never' };
 }
 
 async function podIp(client: KubeClient, namespace: string, name: string): Promise<string> {

@@ -1,17 +1,20 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { killGroup, type ManagedProcess, run, startProcess } from '../cluster/processes.ts';
+import { resolveInRoot } from './rootfs-path.ts';
 
 /**
  * Runs one container as a real process tree with the isolation the product depends on:
  * - the pod's network namespace (`ip netns exec`), so it listens on the pod IP;
  * - its own mount, UTS and PID namespaces (`unshare`): the process is PID 1, and when it
  *   exits the kernel kills everything it left behind, as a container runtime does;
- * - a root filesystem assembled from bind mounts and `chroot`ed into: the host's /usr, /etc
- *   (read-only) for git, zstd and libc; the checkout at the image's WORKDIR; the project's
- *   Node 24 at /usr/local/bin/node; the pod's volumes at their mountPaths. The root itself is a
- *   tmpfs that is remounted read-only when `readOnlyRootFilesystem` is set;
- * - the securityContext's uid, gid and fsGroup, no new privileges and no capabilities
- *   (`setpriv`).
+ * - the image's root file system: an overlay with the unpacked image as its read-only lower
+ *   layer and a fresh writable layer in the container's dir (discarded on restart, as a new
+ *   container's is), remounted read-only when `readOnlyRootFilesystem` is set. On top: a new
+ *   procfs, a read-only sysfs, a /dev with only the standard devices, and the pod's volumes
+ *   and /etc/hosts at their mount paths, resolved inside the image (rootfs-path.ts). Nothing
+ *   else of the host is visible;
+ * - the securityContext's uid, gid and fsGroup, no new privileges and no capabilities, set by
+ *   the image's own `setpriv` (util-linux, in every Debian image) after the root is changed.
  * Mounts live only in the container's mount namespace, so nothing is left on the host.
  */
 
@@ -25,11 +28,11 @@ export interface ContainerLaunch {
   name: string;
   netns: string;
   hostname: string;
-  rootfs: string;
-  /** Host directory mounted at the image's WORKDIR (the repository checkout). */
-  appDir: string;
+  /** The image's unpacked root file system: the overlay's read-only lower layer. */
+  imageRootfs: string;
+  /** This container's dir: its writable layer (`upper`, `work`) and the root's mount point (`root`). */
+  dir: string;
   workdir: string;
-  nodeBinary: string;
   argv: string[];
   env: Record<string, string>;
   user?: { uid: number; gid: number; groups: number[] };
@@ -49,43 +52,65 @@ export interface RunningContainer {
   stop(graceMs: number): Promise<void>;
 }
 
-const HOST_DIRS = ['usr', 'etc'];
+/** The devices a runtime gives every container: name, type, major, minor. */
+const DEVICES: [string, number, number][] = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+];
 
 /** Single-quotes for sh. */
 function q(text: string): string {
   return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
-function setupScript(launch: ContainerLaunch): string {
-  const r = launch.rootfs;
-  const lines = ['set -eu', `mount -t tmpfs -o mode=755 rootfs ${q(r)}`];
-  for (const dir of HOST_DIRS) {
-    lines.push(`mkdir -p ${q(`${r}/${dir}`)}`, `mount --rbind /${dir} ${q(`${r}/${dir}`)}`);
-    lines.push(`mount -o remount,bind,ro ${q(`${r}/${dir}`)}`);
-  }
-  // Debian's merged /usr: /bin, /lib, ... are symlinks into /usr, so the same links will do.
-  for (const link of ['bin', 'sbin', 'lib', 'lib64']) lines.push(`ln -s usr/${link} ${q(`${r}/${link}`)}`);
-  lines.push(`mount -t tmpfs -o mode=755 usrlocal ${q(`${r}/usr/local`)}`);
-  lines.push(`mkdir -p ${q(`${r}/usr/local/bin`)}`, `touch ${q(`${r}/usr/local/bin/node`)}`);
-  lines.push(`mount --bind ${q(launch.nodeBinary)} ${q(`${r}/usr/local/bin/node`)}`);
-  lines.push(`mkdir -p ${q(`${r}/proc`)} ${q(`${r}/dev`)} ${q(`${r}/sys`)}`);
-  lines.push(`mount -t proc proc ${q(`${r}/proc`)}`, `mount --rbind /dev ${q(`${r}/dev`)}`);
-  lines.push(`mount --rbind /sys ${q(`${r}/sys`)}`);
-  const mounts = [
-    { hostPath: launch.appDir, containerPath: launch.workdir, readOnly: true },
-    ...launch.mounts,
-  ];
+export function setupScript(launch: ContainerLaunch): string {
+  const r = `${launch.dir}/root`;
+  const overlay = `lowerdir=${launch.imageRootfs},upperdir=${launch.dir}/upper,workdir=${launch.dir}/work`;
+  const lines = ['set -eu', `mount -t overlay overlay -o ${q(overlay)} ${q(r)}`];
+  const inRoot = (path: string) => `${r}${resolveInRoot(launch.imageRootfs, path)}`;
+  lines.push(`mkdir -p ${q(inRoot('/proc'))} ${q(inRoot('/sys'))} ${q(inRoot('/dev'))}`);
+  lines.push(`mount -t proc proc ${q(inRoot('/proc'))}`);
+  lines.push(`mount -t sysfs -o ro,nosuid,nodev,noexec sysfs ${q(inRoot('/sys'))}`);
+  lines.push(...devScript(inRoot('/dev')));
+  const mounts = [...launch.mounts].sort((a, b) => depth(a.containerPath) - depth(b.containerPath));
   for (const mount of mounts) {
-    const target = `${r}${mount.containerPath}`;
-    lines.push(`mkdir -p ${q(target)}`, `mount --bind ${q(mount.hostPath)} ${q(target)}`);
+    const target = inRoot(mount.containerPath);
+    const isFile = statSync(mount.hostPath).isFile();
+    lines.push(
+      isFile ? `mkdir -p "$(dirname ${q(target)})" && touch ${q(target)}` : `mkdir -p ${q(target)}`,
+      `mount --bind ${q(mount.hostPath)} ${q(target)}`,
+    );
     if (mount.readOnly) lines.push(`mount -o remount,bind,ro ${q(target)}`);
   }
   if (launch.readOnlyRoot) lines.push(`mount -o remount,ro ${q(r)}`);
   lines.push(`hostname ${q(launch.hostname)}`);
+  // unshare (the host's) changes root and working directory; from there on only the image's
+  // programs run, starting with its setpriv.
   lines.push(
-    `exec chroot ${q(r)} ${dropPrivileges(launch.user).join(' ')} /bin/sh -c 'cd "$0" && exec "$@"' "$0" "$@"`,
+    `exec unshare --root=${q(r)} --wd=${q(launch.workdir)} -- ${dropPrivileges(launch.user).join(' ')} "$@"`,
   );
   return lines.join('\n');
+}
+
+function depth(path: string): number {
+  return path.split('/').filter(Boolean).length;
+}
+
+function devScript(dev: string): string[] {
+  return [
+    `mount -t tmpfs -o nosuid,mode=755,size=65536k tmpfs ${q(dev)}`,
+    ...DEVICES.map(([name, major, minor]) => `mknod -m 666 ${q(`${dev}/${name}`)} c ${major} ${minor}`),
+    `mkdir ${q(`${dev}/pts`)} ${q(`${dev}/shm`)}`,
+    `mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts ${q(`${dev}/pts`)}`,
+    `ln -s pts/ptmx ${q(`${dev}/ptmx`)}`,
+    `mount -t tmpfs -o nosuid,nodev,noexec,mode=1777,size=65536k shm ${q(`${dev}/shm`)}`,
+    `ln -s /proc/self/fd ${q(`${dev}/fd`)}`,
+    ...['stdin', 'stdout', 'stderr'].map((name, fd) => `ln -s /proc/self/fd/${fd} ${q(`${dev}/${name}`)}`),
+  ];
 }
 
 function dropPrivileges(user: ContainerLaunch['user']): string[] {
@@ -120,7 +145,7 @@ export function startContainer(launch: ContainerLaunch): RunningContainer {
     '/bin/sh',
     '-c',
     setupScript(launch),
-    launch.workdir,
+    'container-setup',
     ...launch.argv,
   ];
   const process = startProcess(`container ${launch.name}`, 'ip', args, {

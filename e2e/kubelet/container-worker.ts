@@ -114,6 +114,11 @@ export class ContainerWorker {
     if (this.running?.process.running()) killGroup(this.running.process.pid, 'SIGKILL');
   }
 
+  /** Host pid of the running container's PID 1 (for tests that look inside it). */
+  initPid(): number | undefined {
+    return this.running?.process.running() ? this.running.initPid() : undefined;
+  }
+
   exec(command: string[], timeoutMs: number): Promise<number> {
     return this.running ? this.running.exec(command, timeoutMs) : Promise.resolve(126);
   }

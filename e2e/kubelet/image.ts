@@ -1,10 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { buildah, inspectImage, type ImageConfig as OciConfig } from '../../image/buildah.ts';
+import { exec } from '../../image/exec.ts';
 
 /**
- * What the test kubelet knows of the gitmirror image without building it: the final stage of
- * the repository's Dockerfile (WORKDIR, ENV, USER, ENTRYPOINT, CMD). Its filesystem is
- * stood in for by the checkout (mounted at WORKDIR), the host's /usr, /etc and /lib, and the
- * project's Node 24 binary at /usr/local/bin/node where the node:24 base image keeps it.
+ * The one image the test node "has": an image from the machine's containers storage (the
+ * project's, built by `npm run image`), unpacked once per image ID into a directory that every
+ * container of that image uses as the read-only lower layer of its root file system. Its
+ * configuration (ENTRYPOINT, CMD, ENV, WORKDIR, USER) is the image's own, as a runtime reads it.
  */
 
 export interface ImageConfig {
@@ -15,69 +19,95 @@ export interface ImageConfig {
   cmd: string[];
 }
 
-/** The node:24-slim base image's PATH, which the Dockerfile inherits. */
-const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-
-export function parseDockerfile(path: string): ImageConfig {
-  const lines = joinContinuations(readFileSync(path, 'utf8'));
-  const lastFrom = lines.findLastIndex((line) => /^FROM\s/i.test(line));
-  const config: ImageConfig = { workdir: '/', env: { PATH: BASE_PATH }, entrypoint: [], cmd: [] };
-  for (const line of lines.slice(lastFrom + 1)) {
-    const match = /^(\w+)\s+(.*)$/s.exec(line);
-    if (!match) continue;
-    const [, instruction, rest] = match as unknown as [string, string, string];
-    switch (instruction.toUpperCase()) {
-      case 'WORKDIR':
-        config.workdir = rest.trim();
-        break;
-      case 'ENV':
-        Object.assign(config.env, parseEnv(rest));
-        break;
-      case 'USER': {
-        const [uid, gid] = rest.trim().split(':');
-        if (!/^\d+$/.test(uid ?? '')) throw new Error(`USER ${rest}: only numeric users are supported`);
-        config.user = { uid: Number(uid), gid: Number(gid ?? uid) };
-        break;
-      }
-      case 'ENTRYPOINT':
-        config.entrypoint = execForm(rest);
-        break;
-      case 'CMD':
-        config.cmd = execForm(rest);
-        break;
-    }
-  }
-  return config;
+export interface NodeImage {
+  /** The reference it is stored under, e.g. `localhost/gitmirror:0.1.0`. */
+  ref: string;
+  /** Image ID (config digest, hex). */
+  id: string;
+  /** Its layers unpacked; never written to (containers get an overlay on top). */
+  rootfs: string;
+  config: ImageConfig;
 }
 
-function joinContinuations(text: string): string[] {
+export async function loadImage(ref: string, cacheDir: string): Promise<NodeImage> {
+  const info = await inspectImage(ref);
+  if (!info) throw new Error(`image ${ref} is not in local storage: build it with \`npm run image\``);
+  const rootfs = await unpack(ref, info.id, join(cacheDir, 'rootfs', ref.replace(/[^\w.-]/g, '_')));
+  return { ref, id: info.id, rootfs, config: await imageConfig(info.config, rootfs) };
+}
+
+/** `<dir>/<id>`, made from a mount of the image once; copies of the ref's older IDs are removed. */
+async function unpack(ref: string, id: string, dir: string): Promise<string> {
+  const target = join(dir, id);
+  if (existsSync(target)) return target;
+  await mkdir(dir, { recursive: true });
+  for (const stale of await readdir(dir)) {
+    if (!stale.startsWith('.')) await rm(join(dir, stale), { recursive: true, force: true });
+  }
+  const temp = await mkdtemp(join(dir, '.unpack-'));
+  const container = (
+    await buildah(['from', '--pull=never', '--name', `gitmirror-unpack-${process.pid}`, ref])
+  ).trim();
+  try {
+    const mounted = (await buildah(['mount', container])).trim();
+    await exec('cp', ['-a', `${mounted}/.`, temp], { timeoutMs: 10 * 60_000 });
+    await rename(temp, target);
+  } finally {
+    await buildah(['rm', container]).catch(() => {});
+    await rm(temp, { recursive: true, force: true });
+  }
+  return target;
+}
+
+async function imageConfig(config: OciConfig, rootfs: string): Promise<ImageConfig> {
+  const env = Object.fromEntries(
+    (config.Env ?? []).map((pair) => {
+      const at = pair.indexOf('=');
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
+  return {
+    workdir: config.WorkingDir || '/',
+    env,
+    user: config.User ? await resolveUser(config.User, rootfs) : undefined,
+    entrypoint: config.Entrypoint ?? [],
+    cmd: config.Cmd ?? [],
+  };
+}
+
+/** `uid[:gid]` or names, looked up in the image's own /etc/passwd and /etc/group. */
+export async function resolveUser(spec: string, rootfs: string): Promise<{ uid: number; gid: number }> {
+  const [user = '', group] = spec.split(':');
+  const passwd = await table(join(rootfs, 'etc/passwd'));
+  const entry = passwd.find((fields) => fields[0] === user || fields[2] === user);
+  const uid = /^\d+$/.test(user) ? Number(user) : Number(entry?.[2] ?? Number.NaN);
+  if (Number.isNaN(uid)) throw new Error(`USER ${spec}: no user ${user} in the image`);
+  if (group === undefined) return { uid, gid: Number(entry?.[3] ?? 0) };
+  if (/^\d+$/.test(group)) return { uid, gid: Number(group) };
+  const gid = (await table(join(rootfs, 'etc/group'))).find((fields) => fields[0] === group)?.[2];
+  if (gid === undefined) throw new Error(`USER ${spec}: no group ${group} in the image`);
+  return { uid, gid: Number(gid) };
+}
+
+async function table(path: string): Promise<string[][]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
   return text
     .split('\n')
-    .filter((line) => !/^\s*#/.test(line))
-    .join('\n')
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((line) => line.trim())
-    .filter(Boolean);
-}
-
-function parseEnv(rest: string): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const match of rest.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
-    const raw = match[2]!;
-    env[match[1]!] = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
-  }
-  return env;
-}
-
-function execForm(rest: string): string[] {
-  const trimmed = rest.trim();
-  if (!trimmed.startsWith('[')) return ['/bin/sh', '-c', trimmed];
-  return JSON.parse(trimmed) as string[];
+    .filter(Boolean)
+    .map((line) => line.split(':'));
 }
 
 /** The kubelet's rule: `command` replaces ENTRYPOINT, `args` replaces CMD (and drops it when only `command` is set). */
 export function commandLine(image: ImageConfig, command?: string[], args?: string[]): string[] {
   if (command && command.length > 0) return [...command, ...(args ?? [])];
   return [...image.entrypoint, ...(args ?? image.cmd)];
+}
+
+/** Whether a pod's `image` names this image: `gitmirror:0.1.0` is `localhost/gitmirror:0.1.0`. */
+export function sameImage(a: string, b: string): boolean {
+  const normal = (ref: string) => {
+    const name = ref.replace(/^(localhost|docker\.io)\//, '');
+    return /:[^/]+$/.test(name) || name.includes('@') ? name : `${name}:latest`;
+  };
+  return normal(a) === normal(b);
 }

@@ -2,7 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isNotFound, KubeClient, KubeError, type KubeIdentity, listWatch } from '../cluster/kube-client.ts';
 import type { PodNetwork } from '../cluster/network.ts';
-import type { ImageConfig } from './image.ts';
+import type { NodeImage } from './image.ts';
 import { KUBELET_CONDITIONS } from './pod-conditions.ts';
 import type { ContainerState, Pod, PodStatus } from './pod-types.ts';
 import { type PodEnvironment, type PodSources, PodWorker } from './pod-worker.ts';
@@ -19,10 +19,7 @@ export interface KubeletOptions {
   nodeName: string;
   node: KubeIdentity;
   network: PodNetwork;
-  image: ImageConfig;
-  imageRepository: string;
-  appDir: string;
-  nodeBinary: string;
+  image: NodeImage;
   apiserver: { host: string; port: number };
   runDir: string;
   log?: (message: string) => void;
@@ -66,6 +63,11 @@ export class TestKubelet {
     this.refreshTimer = setInterval(() => {
       for (const worker of this.workers.values()) void worker.refreshVolumes();
     }, REFRESH_INTERVAL_MS);
+  }
+
+  /** The image every container runs from. */
+  get image(): NodeImage {
+    return this.options.image;
   }
 
   /** Pod workers by `namespace/name`, for tests that look at the processes. */
@@ -153,13 +155,10 @@ export class TestKubelet {
   }
 
   private environment(): PodEnvironment {
-    const { network, image, imageRepository, appDir, nodeBinary, apiserver } = this.options;
+    const { network, image, apiserver } = this.options;
     return {
       network,
       image,
-      acceptsImage: (ref) => imageName(ref) === imageName(imageRepository),
-      appDir,
-      nodeBinary,
       apiserver,
       sources: (pod) => this.sources(pod),
       patchStatus: (pod, status) => this.patchStatus(pod, status),
@@ -295,10 +294,6 @@ function fullState(state: ContainerState): Record<string, unknown> {
 /** The labels the node registers with; the scheduler matches nodeSelectors against them. */
 export function nodeLabels(nodeName: string): Record<string, string> {
   return { 'kubernetes.io/hostname': nodeName, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' };
-}
-
-function imageName(ref: string): string {
-  return ref.replace(/@.*$/, '').replace(/:[^/:]*$/, '');
 }
 
 function toText(data: Record<string, Buffer> | undefined): Record<string, string> | undefined {

@@ -5,7 +5,8 @@ import type { PodNetwork, PodSandbox } from '../cluster/network.ts';
 import type { ContainerLaunch, Mount } from './container-runtime.ts';
 import { ContainerWorker } from './container-worker.ts';
 import { containerEnv, expand, type ObjectSource } from './env.ts';
-import { commandLine, type ImageConfig } from './image.ts';
+import { writeEtcFiles } from './etc-files.ts';
+import { commandLine, type NodeImage, sameImage } from './image.ts';
 import { kubeletConditions } from './pod-conditions.ts';
 import type { Container, ContainerStatus, Pod, PodStatus } from './pod-types.ts';
 import { PodVolumes, type VolumeSources } from './volumes.ts';
@@ -19,11 +20,8 @@ import { PodVolumes, type VolumeSources } from './volumes.ts';
 
 export interface PodEnvironment {
   network: PodNetwork;
-  image: ImageConfig;
-  /** Image references this node can "pull": the repository's own image. */
-  acceptsImage(image: string): boolean;
-  appDir: string;
-  nodeBinary: string;
+  /** The one image this node has (any other fails to start, like a failed pull). */
+  image: NodeImage;
   apiserver: { host: string; port: number };
   sources(pod: Pod): PodSources;
   /** Writes kubelet-owned status (strategic merge); resolves false when the pod is gone. */
@@ -42,6 +40,7 @@ const VOLUME_RETRY_MS = 1000;
 export class PodWorker {
   private sandbox: PodSandbox | undefined;
   private volumes: PodVolumes | undefined;
+  private etcMounts: Mount[] = [];
   private readonly init: ContainerWorker[] = [];
   private readonly regular: ContainerWorker[] = [];
   private terminating: Promise<void> | undefined;
@@ -74,6 +73,11 @@ export class PodWorker {
     return this.sandbox?.ip;
   }
 
+  /** Names of the containers started so far (init containers first). */
+  containerNames(): string[] {
+    return [...this.init, ...this.regular].map((c) => c.spec.name);
+  }
+
   container(name: string): ContainerWorker | undefined {
     return [...this.init, ...this.regular].find((c) => c.spec.name === name);
   }
@@ -91,6 +95,11 @@ export class PodWorker {
       this.sandbox = await this.env.network.addPod();
       this.startTime = new Date().toISOString();
       this.changed();
+      this.etcMounts = await writeEtcFiles(this.dir, {
+        namespace: this.pod.metadata.namespace ?? 'default',
+        hostname: this.hostname(),
+        ip: this.sandbox.ip,
+      });
       await this.setUpVolumes();
       for (const spec of this.pod.spec.initContainers ?? []) {
         if (this.terminating) return;
@@ -147,19 +156,19 @@ export class PodWorker {
     return new ContainerWorker(spec, {
       prepare: (container) => this.launch(container),
       podIp: this.sandbox!.ip,
-      imageId: `e2e://${this.env.appDir}`,
+      imageId: `sha256:${this.env.image.id}`,
       changed: () => this.changed(),
       killGraceMs: (this.pod.spec.terminationGracePeriodSeconds ?? 30) * 1000,
     });
   }
 
   private async launch(spec: Container): Promise<ContainerLaunch> {
-    if (!this.env.acceptsImage(spec.image)) {
-      throw new Error(`image ${spec.image} is not available on this node (only the repository's image is)`);
+    if (!sameImage(spec.image, this.env.image.ref)) {
+      throw new Error(`image ${spec.image} is not available on this node (only ${this.env.image.ref} is)`);
     }
     const podSc = this.pod.spec.securityContext ?? {};
     const sc = { ...podSc, ...spec.securityContext };
-    const image = this.env.image;
+    const image = this.env.image.config;
     const uid = sc.runAsUser ?? image.user?.uid;
     const gid = sc.runAsGroup ?? image.user?.gid ?? 0;
     if (sc.runAsNonRoot && !uid) throw new Error('container has runAsNonRoot and image will run as root');
@@ -174,23 +183,28 @@ export class PodWorker {
       apiserver: this.env.apiserver,
       objects: this.sources,
     });
-    const rootfs = join(this.dir, `rootfs-${spec.name}`);
-    await mkdir(rootfs, { recursive: true });
+    // Each start is a new container with a fresh writable layer, as on a node.
+    const dir = join(this.dir, 'containers', spec.name);
+    await rm(dir, { recursive: true, force: true });
+    for (const sub of ['upper', 'work', 'root']) await mkdir(join(dir, sub), { recursive: true });
     return {
       name: `${this.name}/${spec.name}`,
       netns: this.sandbox!.netns,
-      hostname: this.pod.spec.hostname ?? this.pod.metadata.name,
-      rootfs,
-      appDir: this.env.appDir,
+      hostname: this.hostname(),
+      imageRootfs: this.env.image.rootfs,
+      dir,
       workdir: spec.workingDir ?? image.workdir,
-      nodeBinary: this.env.nodeBinary,
       argv: commandLine(image, spec.command, spec.args).map((arg) => expand(arg, env)),
       env,
       user: uid === undefined ? undefined : { uid, gid, groups },
       readOnlyRoot: sc.readOnlyRootFilesystem === true,
-      mounts: this.mounts(spec),
+      mounts: [...this.etcMounts, ...this.mounts(spec)],
       logFile: join(this.dir, 'logs', `${spec.name}.log`),
     };
+  }
+
+  private hostname(): string {
+    return this.pod.spec.hostname ?? this.pod.metadata.name;
   }
 
   private mounts(spec: Container): Mount[] {
