@@ -58,9 +58,10 @@ export async function ensureImage(
   const cacheDir = imageCacheDir();
   const base = await ensureBaseImage({ repoRoot: REPO_ROOT, cacheDir, refresh: options.refresh, log });
   const ref = await imageRef();
-  const secrets = await secretArgs(cacheDir);
+  const secrets = await buildSecrets(cacheDir);
   const dockerfile = await readFile(join(REPO_ROOT, 'Dockerfile'), 'utf8');
-  const digest = await contextDigest(REPO_ROOT, [dockerfile, base.id, ...secrets.filter((_, i) => i % 2)]);
+  // Which files are mounted as secrets is an input; their content never enters the image.
+  const digest = await contextDigest(REPO_ROOT, [dockerfile, base.id, ...secrets]);
   const records = new BuildRecords(join(cacheDir, 'builds.json'));
   const previous = await inspectImage(ref);
   if (previous && !options.refresh && (await records.get(ref)) === `${digest} ${previous.id}`) {
@@ -75,7 +76,7 @@ export async function ensureImage(
       '--pull=never',
       '--build-arg',
       `NODE_IMAGE=${base.ref}`,
-      ...secrets,
+      ...secrets.flatMap((secret) => ['--secret', secret]),
       '-t',
       ref,
       '-f',
@@ -109,7 +110,8 @@ class BuildRecords {
   }
 }
 
-async function secretArgs(cacheDir: string): Promise<string[]> {
+/** `id=...,src=...` for each secret the Dockerfile mounts. */
+async function buildSecrets(cacheDir: string): Promise<string[]> {
   const npmConfig = async (key: string) =>
     (await exec('npm', ['config', 'get', key], { timeoutMs: 60_000, cwd: cacheDir })).trim();
   const secrets = registrySecrets({
@@ -122,10 +124,9 @@ async function secretArgs(cacheDir: string): Promise<string[]> {
   const empty = join(cacheDir, 'empty-secret');
   await mkdir(cacheDir, { recursive: true });
   await writeFile(empty, '');
-  return (['npm-ca', 'npmrc'] as const).flatMap((id) => [
-    '--secret',
-    `id=${id},src=${secrets.find((s) => s.id === id)?.src ?? empty}`,
-  ]);
+  return (['npm-ca', 'npmrc'] as const).map(
+    (id) => `id=${id},src=${secrets.find((s) => s.id === id)?.src ?? empty}`,
+  );
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
