@@ -64,7 +64,9 @@ describe('pods run from the built image', { timeout: 1_200_000 }, () => {
           `${where} lacks the image's node_modules`,
         );
         const inside = (command: string[]) =>
-          run('nsenter', ['-t', String(pid), '-m', '-p', '-r', '-w', '--', ...command]);
+          run('nsenter', ['-t', String(pid), '-m', '-p', '-r', '-w', '--', ...command], {
+            env: { PATH: kubelet.image.config.env.PATH },
+          });
         assert.equal((await inside(['git', '--version'])).stdout.trim(), imageGit);
         assert.match((await inside(['node', '--version'])).stdout, /^v24\./);
         assert.equal((await readFile(`/proc/${pid}/status`, 'utf8')).match(/^Uid:\s+(\d+)/m)?.[1], '10001');
