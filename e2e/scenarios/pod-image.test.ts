@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import { REPO_ROOT } from '../cluster/local-cluster.ts';
-import { run } from '../cluster/processes.ts';
+import { type RunResult, run } from '../cluster/processes.ts';
 import { type AllowedSources, foreignMounts, parseMountinfo } from '../kubelet/pod-filesystem.ts';
 import { type Environment, NAMESPACE, startEnvironment } from './support/environment.ts';
 import { applyGitMirror, fleetPods, getGitMirror, isReady, sidecarMirrors } from './support/gitmirror.ts';
@@ -63,7 +63,7 @@ describe('pods run from the built image', { timeout: 1_200_000 }, () => {
           existsSync(`${root}/app/node_modules/zstd-napi`),
           `${where} lacks the image's node_modules`,
         );
-        const inside = (command: string[]) =>
+        const inside = (command: string[]): Promise<RunResult> =>
           run('nsenter', ['-t', String(pid), '-m', '-p', '-r', '-w', '--', ...command], {
             env: { PATH: kubelet.image.config.env.PATH },
           });
