@@ -110,6 +110,10 @@ function allSettings(): ConfigSetting[] {
  * a git process, and a restored mirror usually has every key already: one `--list` first
  * and only the keys that differ are written, which takes a cold start's ~27 processes
  * (about 0.15 s on two cores, more under load) down to one.
+ *
+ * Every call runs in the repository itself: `git config --file` still looks for a repository
+ * around its working directory, and one it cannot open (a git worktree's `.git` file pointing
+ * outside a container) fails the call, so the caller's directory must not matter.
  */
 export async function applyMirrorConfig(git: GitRunner, repoDir: string, upstream: string): Promise<void> {
   const file = `${repoDir}/config`;
@@ -118,25 +122,29 @@ export async function applyMirrorConfig(git: GitRunner, repoDir: string, upstrea
     { key: 'remote.origin.url', value: upstream, why: 'where fetches come from' },
     ...mirrorConfigSettings(version),
   ];
-  const current = await configValues(git, file);
+  const current = await configValues(git, repoDir);
   // A snapshot made under a newer git can carry a value this one rejects (allowPackReuse=multi).
   for (const key of tooNewSettings(version)) {
     if (!current.has(canonicalKey(key))) continue;
-    await git.run({ args: ['config', '--file', file, '--unset-all', key], timeoutMs: 30_000 });
+    await git.run({ args: ['config', '--file', file, '--unset-all', key], cwd: repoDir, timeoutMs: 30_000 });
   }
   for (const { key, value } of settings) {
     const values = current.get(canonicalKey(key));
     if (values?.length === 1 && values[0] === value) continue;
     // --replace-all: a key set several times (an extra fetch refspec) becomes exactly ours.
-    await git.run({ args: ['config', '--file', file, '--replace-all', key, value], timeoutMs: 30_000 });
+    await git.run({
+      args: ['config', '--file', file, '--replace-all', key, value],
+      cwd: repoDir,
+      timeoutMs: 30_000,
+    });
   }
 }
 
 /** Every value of every key in the file; empty when it cannot be read (then all are written). */
-async function configValues(git: GitRunner, file: string): Promise<Map<string, string[]>> {
+async function configValues(git: GitRunner, repoDir: string): Promise<Map<string, string[]>> {
   const values = new Map<string, string[]>();
   const listed = await git
-    .run({ args: ['config', '--file', file, '--list', '-z'], timeoutMs: 30_000 })
+    .run({ args: ['config', '--file', `${repoDir}/config`, '--list', '-z'], cwd: repoDir, timeoutMs: 30_000 })
     .catch(() => undefined);
   for (const entry of listed?.stdout.split('\0') ?? []) {
     const newline = entry.indexOf('\n');

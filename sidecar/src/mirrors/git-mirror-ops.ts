@@ -30,6 +30,8 @@ export async function cloneInto(
   const target = join(tempDir, 'repo.git');
   await ctx.git.run({
     args: ['clone', '--mirror', '--quiet', '--', ctx.upstream, target],
+    // Never the process's own directory: git must not depend on where the sidecar started.
+    cwd: tempDir,
     timeoutMs,
     signal,
     credentials: ctx.credentials,

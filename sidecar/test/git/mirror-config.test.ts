@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GIT_ENV, git } from '../../../testing/git.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
@@ -66,6 +68,24 @@ describe('applyMirrorConfig', () => {
     // The key that was set twice now holds exactly our value once.
     assert.equal((await git(['config', '--file', file, '--get-all', 'fetch.prune'])).trim(), 'true');
     assert.equal((await git(['config', '--file', file, 'pack.windowMemory'])).trim(), '256m');
+  });
+
+  it('works whatever directory the process runs in, even one git cannot open as a repository', async () => {
+    // A git worktree's `.git` is a file pointing at the main checkout; in a container that
+    // does not have it, every git call made from there that looks for a repository fails.
+    const elsewhere = await tempDir();
+    const fresh = await tempDir();
+    const started = process.cwd();
+    try {
+      await writeFile(join(elsewhere, '.git'), 'gitdir: /nonexistent/.git/worktrees/checkout\n');
+      await git(['init', '--quiet', '--bare', fresh]);
+      process.chdir(elsewhere);
+      await applyMirrorConfig(new ProcessGitRunner(), fresh, upstream);
+    } finally {
+      process.chdir(started);
+    }
+    assert.equal((await git(['config', '--file', `${fresh}/config`, 'remote.origin.url'])).trim(), upstream);
+    await Promise.all([removeDir(elsewhere), removeDir(fresh)]);
   });
 });
 
