@@ -44,7 +44,7 @@ import {
  * looked for in every log and file of every pod (operator and sidecars), the snapshot archives
  * (compressed, as tar, and as git objects), every /metrics, every Event and object of the
  * namespace, and the sidecars' admin status. It may be in the Secret, and nowhere else: in
- * operator mode the sidecar keeps credentials in memory only (sidecar/src/admin/types.ts), so
+ * operator mode the sidecar keeps credentials in memory only (core/admin-api.ts), so
  * unlike GITMIRROR_CREDENTIALS_FILE (standalone) there is no file the design allows it in.
  */
 
