@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { silentLogger } from '../../core/log.ts';
+import { TestClock } from '../../testing/test-clock.ts';
 import type { GitMirror } from '../src/api/gitmirror.ts';
 import type { Pod } from '../src/api/kubernetes.ts';
 import { warmCondition } from '../src/fleet/members.ts';
@@ -12,7 +13,7 @@ import { OperatorMetrics } from '../src/runtime/metrics.ts';
 import { eventually } from './fakes/eventually.ts';
 import { FakeCluster, type MemoryStore } from './fakes/fake-cluster.ts';
 import { FakeSidecars } from './fakes/fake-sidecars.ts';
-import { ManualClock, REPO_ID, REPO_URL, SETTINGS } from './fakes/harness.ts';
+import { REPO_ID, REPO_URL, SETTINGS } from './fakes/harness.ts';
 
 /** An informer over a fake cluster store: every put or delete is a watch event. */
 function informerOver<T extends { metadata: { name: string; namespace?: string } }>(
@@ -87,7 +88,7 @@ function operatorOver(
     gitMirrors: wrap(sources.gitMirrors),
     pods: wrap(sources.pods),
     sidecars,
-    clock: new ManualClock('2026-01-01T00:01:00Z'),
+    clock: new TestClock(Date.parse('2026-01-01T00:01:00Z')),
     logger,
     metrics: new OperatorMetrics(),
     settings: {

@@ -1,5 +1,6 @@
 import type { Clock } from '../../../core/clock.ts';
 import { silentLogger } from '../../../core/log.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { keyOf } from '../../src/api/gitmirror.ts';
 import { AppliedSpecs } from '../../src/fleet/mirror-sync.ts';
 import { GitMirrorReconciler, type ReconcileSettings } from '../../src/gitmirror/reconcile.ts';
@@ -10,22 +11,6 @@ import { AdminTokens } from '../../src/sidecar/admin-token.ts';
 import { PodReconciler } from '../../src/warmup/pod-reconcile.ts';
 import { FakeCluster } from './fake-cluster.ts';
 import { FakeSidecars } from './fake-sidecars.ts';
-
-export class ManualClock implements Clock {
-  #now: number;
-
-  constructor(iso: string) {
-    this.#now = Date.parse(iso);
-  }
-
-  now(): number {
-    return this.#now;
-  }
-
-  advance(ms: number): void {
-    this.#now += ms;
-  }
-}
 
 export const SETTINGS: ReconcileSettings = {
   adminPort: 9090,
@@ -70,7 +55,7 @@ export function replica(cluster: FakeCluster, sidecars: FakeSidecars, clock: Clo
 export function harness() {
   const cluster = new FakeCluster();
   const sidecars = new FakeSidecars();
-  const clock = new ManualClock('2026-01-01T00:01:00Z');
+  const clock = new TestClock(Date.parse('2026-01-01T00:01:00Z'));
   let current = replica(cluster, sidecars, clock);
   return {
     cluster,

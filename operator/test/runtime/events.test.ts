@@ -1,16 +1,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { silentLogger } from '../../../core/log.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { EventRecorder } from '../../src/runtime/events.ts';
 import { FakeCluster } from '../fakes/fake-cluster.ts';
-import { ManualClock } from '../fakes/harness.ts';
 
 const regarding = { apiVersion: 'v1', kind: 'Pod', namespace: 'ns', name: 'p1', uid: 'u1' };
 
 describe('EventRecorder', () => {
   test('stamps the reporter and time, and drops repeats within the window', async () => {
     const cluster = new FakeCluster();
-    const clock = new ManualClock('2026-01-01T00:00:00Z');
+    const clock = new TestClock(Date.parse('2026-01-01T00:00:00Z'));
     const recorder = new EventRecorder({
       api: cluster,
       controller: 'c',
@@ -38,7 +38,7 @@ describe('EventRecorder', () => {
       api: cluster,
       controller: 'c',
       instance: 'i',
-      clock: new ManualClock('2026-01-01T00:00:00Z'),
+      clock: new TestClock(Date.parse('2026-01-01T00:00:00Z')),
       logger: silentLogger(),
     });
     await recorder.record({ regarding, type: 'Warning', reason: 'X', action: 'Y', note: 'z' });

@@ -3,12 +3,16 @@ import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { systemClock } from '../../../core/clock.ts';
 import { silentLogger } from '../../../core/log.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { LeaderElector } from '../../src/runtime/leader-election.ts';
 import { eventually } from '../fakes/eventually.ts';
 import { FakeCluster } from '../fakes/fake-cluster.ts';
-import { ManualClock } from '../fakes/harness.ts';
 
-function elector(cluster: FakeCluster, identity: string, clock = new ManualClock('2026-01-01T00:00:00Z')) {
+function elector(
+  cluster: FakeCluster,
+  identity: string,
+  clock = new TestClock(Date.parse('2026-01-01T00:00:00Z')),
+) {
   const events: string[] = [];
   const e = new LeaderElector({
     api: cluster,
