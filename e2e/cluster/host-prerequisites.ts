@@ -3,9 +3,9 @@ import { ensureDebianPackages, type PackageMap } from '../../image/host-packages
 /**
  * The host programs the cluster tests use, installed from Debian when missing (CI starts on a
  * fresh machine): `ip` for the pod network, util-linux's unshare/nsenter for the containers,
- * coreutils' mknod for their /dev, openssl for the PKI, git and zstd for the product itself,
- * podman and runc to run the image under a real OCI runtime, skopeo to measure it. Creating network namespaces needs
- * root, which CI has.
+ * coreutils' mknod for their /dev, openssl for the PKI, git, git-lfs (the LFS client) and zstd
+ * for the product itself, podman and runc to run the image under a real OCI runtime, skopeo to
+ * measure it. Creating network namespaces needs root, which CI has.
  */
 
 const PACKAGES: PackageMap = {
@@ -15,6 +15,7 @@ const PACKAGES: PackageMap = {
   mknod: 'coreutils',
   openssl: 'openssl',
   git: 'git',
+  'git-lfs': 'git-lfs',
   zstd: 'zstd',
   podman: 'podman',
   runc: 'runc',

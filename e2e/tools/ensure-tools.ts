@@ -19,11 +19,19 @@ interface GoTool {
   /**
    * go-install: `go install pkg@version`. go-wrapper: `go build pkg` inside the wrapper module
    * e2e/tools/<module>/ (its go.mod and go.sum are committed), for modules whose own go.mod has
-   * replace directives and therefore cannot be go-installed (Kubernetes, etcd).
+   * replace directives and therefore cannot be go-installed (Kubernetes, etcd). go-file:
+   * `go build -tags <tags> <file>` inside module `pkg` at `version`, downloaded from the module
+   * proxy (its own go.mod and go.sum pin the dependencies), for a `main` that is one file of a
+   * directory of mains, which neither `go install` nor `go build pkg` can name (git-lfs's test
+   * servers in t/cmd).
    */
-  kind: 'go-install' | 'go-wrapper';
-  /** Go package to install (the module path, or a package inside it). */
+  kind: 'go-install' | 'go-wrapper' | 'go-file';
+  /** Go package to install (the module path, or a package inside it); go-file: the module path. */
   pkg: string;
+  /** go-file: the file inside the module that is the tool's main package. */
+  file?: string;
+  /** go-file: build tags that file needs (part of the pin). */
+  tags?: string;
   /** go-wrapper: the wrapper module's directory under e2e/tools/. */
   module?: string;
   /** Exact module version: a tag or the pseudo-version of a commit. */
@@ -85,6 +93,20 @@ export const TOOLS: Record<string, GoTool> = {
       } satisfies GoTool,
     ]),
   ),
+  // git-lfs's own test server (git smart HTTP through git http-backend, plus the LFS batch,
+  // basic transfer and locks APIs, with objects whose content makes it misbehave on purpose):
+  // the LFS upstream of e2e/lfs/. t/cmd holds one main per file behind the `testtools` tag.
+  // Builds in ~20 s.
+  'lfstest-gitserver': {
+    kind: 'go-file',
+    pkg: 'github.com/git-lfs/git-lfs/v3',
+    file: 't/cmd/lfstest-gitserver.go',
+    tags: 'testtools',
+    version: 'v3.8.1',
+    binary: 'lfstest-gitserver',
+    envVar: 'GITMIRROR_E2E_LFSTEST_GITSERVER',
+    ldflags: '-s -w',
+  },
   // etcd v3.6.14 through e2e/tools/etcd/go.mod (server/v3's go.mod replaces its sibling modules).
   etcd: {
     kind: 'go-wrapper',
@@ -147,13 +169,43 @@ function run(
   });
 }
 
+function capture(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs: number,
+): Promise<{ stdout: string }> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      // `go mod download -json` exits 1 with the reason in the JSON's Error field.
+      if (code === 0 || stdout.trim().startsWith('{')) resolvePromise({ stdout });
+      else reject(new Error(`${command} ${args.join(' ')} failed (${signal ?? `exit ${code}`})`));
+    });
+  });
+}
+
 async function buildGoTool(name: string, tool: GoTool, target: string): Promise<void> {
   const cache = dirname(target);
   await mkdir(cache, { recursive: true });
   const temp = await mkdtemp(join(cache, `.build-${name}-`));
   try {
     const started = Date.now();
-    const how = tool.kind === 'go-wrapper' ? `go build in e2e/tools/${tool.module}` : 'go install';
+    const how = {
+      'go-wrapper': `go build in e2e/tools/${tool.module}`,
+      'go-file': `go build ${tool.file} in`,
+      'go-install': 'go install',
+    }[tool.kind];
     console.error(`ensure-tools: building ${name} ${tool.version} (${how} ${tool.pkg}) ...`);
     const env = {
       ...process.env,
@@ -178,6 +230,17 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
           BUILD_TIMEOUT_MS,
           cwd,
         );
+      } else if (tool.kind === 'go-file') {
+        const cwd = await moduleSourceDir(tool, env);
+        const output = join(temp, 'bin', tool.binary);
+        const tags = tool.tags ? ['-tags', tool.tags] : [];
+        await run(
+          'go',
+          ['build', ...tags, ...ldflags, '-o', output, tool.file!],
+          { ...env, GOTOOLCHAIN: 'local', GOFLAGS: `${env.GOFLAGS} -mod=readonly` },
+          BUILD_TIMEOUT_MS,
+          cwd,
+        );
       } else {
         await run('go', ['install', ...ldflags, `${tool.pkg}@${tool.version}`], env, BUILD_TIMEOUT_MS);
       }
@@ -194,6 +257,22 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
   } finally {
     await rm(temp, { recursive: true, force: true });
   }
+}
+
+/**
+ * go-file: the module's source at the pinned version, from the module proxy into Go's module
+ * cache (read-only, checked against the checksum database like any dependency).
+ */
+async function moduleSourceDir(tool: GoTool, env: NodeJS.ProcessEnv): Promise<string> {
+  const { stdout } = await capture(
+    'go',
+    ['mod', 'download', '-json', `${tool.pkg}@${tool.version}`],
+    { ...env, GOTOOLCHAIN: 'local', GOFLAGS: '' },
+    BUILD_TIMEOUT_MS,
+  );
+  const { Dir, Error: error } = JSON.parse(stdout) as { Dir?: string; Error?: string };
+  if (!Dir) throw new Error(`go mod download ${tool.pkg}@${tool.version} failed: ${error ?? 'no Dir'}`);
+  return Dir;
 }
 
 /** Path of each tool's binary, building what the cache lacks. */
