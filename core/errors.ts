@@ -50,6 +50,8 @@ export const WIRE_ERROR_CODES = [
   'SNAPSHOT_SKIPPED',
   'RESTORE_FAILED',
   'SANITY_CHECK_FAILED',
+  'LFS_OBJECT_CORRUPT',
+  'LFS_TOKEN_INVALID',
   'ABORTED',
   /** Anything the sidecar did not raise on purpose; the detail is only in its log. */
   'INTERNAL',

@@ -42,13 +42,18 @@ export interface BasicAuth {
  */
 export async function startGitUpstream(
   root: string,
-  options: { basicAuth?: BasicAuth; listenHost?: string } = {},
+  options: {
+    basicAuth?: BasicAuth;
+    listenHost?: string;
+    /** Answers requests git does not (the LFS stand-in's API); returns false to let git answer. */
+    extraRoutes?: (req: IncomingMessage, res: ServerResponse, url: URL, body: Buffer) => Promise<boolean>;
+  } = {},
 ): Promise<GitUpstream> {
   const requests: UpstreamRequestRecord[] = [];
   let failure: number | undefined;
   let delayMs = 0;
   const server: Server = createServer((req, res) => {
-    handle(root, req, res, options.basicAuth, requests, failure, delayMs).catch(() => {
+    handle(root, req, res, options, requests, failure, delayMs).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
@@ -88,13 +93,15 @@ async function handle(
   root: string,
   req: IncomingMessage,
   res: ServerResponse,
-  basicAuth: BasicAuth | undefined,
+  options: Parameters<typeof startGitUpstream>[1] & object,
   requests: UpstreamRequestRecord[],
   failure: number | undefined,
   delayMs: number,
 ): Promise<void> {
   const body = await readAll(req);
   const url = new URL(req.url ?? '/', 'http://upstream');
+  if (failure === undefined && (await options.extraRoutes?.(req, res, url, body))) return;
+  const basicAuth = options.basicAuth;
   const auth = basicAuth?.paths?.every((p) => !url.pathname.startsWith(p)) ? undefined : basicAuth;
   const authorized =
     !auth ||

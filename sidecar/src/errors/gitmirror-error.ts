@@ -30,6 +30,7 @@ function defaultStatus(code: ErrorCode): number {
     case 'UNAUTHORIZED':
       return 401;
     case 'HOST_NOT_ALLOWED':
+    case 'LFS_TOKEN_INVALID':
       return 403;
     case 'NOT_FOUND':
     case 'SNAPSHOT_NOT_FOUND':
@@ -39,6 +40,7 @@ function defaultStatus(code: ErrorCode): number {
     case 'PAYLOAD_TOO_LARGE':
       return 413;
     case 'UPSTREAM_FAILED':
+    case 'LFS_OBJECT_CORRUPT':
       return 502;
     case 'MIRROR_NOT_READY':
     case 'SHUTTING_DOWN':

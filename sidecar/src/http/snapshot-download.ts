@@ -3,6 +3,7 @@ import type { Request, Response } from 'express';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import { matchesEtag, parseRange } from './byte-range.ts';
 
 /**
  * `GET /git/{repo}/snapshot.tar.zst`: the latest published snapshot, for CI jobs that
@@ -47,37 +48,4 @@ export async function serveSnapshotDownload(
   }
   const body = await snapshots.store.get(manifest.key, range ? { range } : {});
   await pipeline(body, res);
-}
-
-/** One byte range (`bytes=a-b`, `a-`, `-n`); multi-range requests get the whole object. */
-function parseRange(
-  req: Request,
-  size: number,
-  etag: string,
-): { start: number; end: number } | 'unsatisfiable' | undefined {
-  const header = req.get('range');
-  if (!header) return undefined;
-  const ifRange = req.get('if-range');
-  if (ifRange && ifRange !== etag) return undefined;
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!match || (match[1] === '' && match[2] === '')) return undefined;
-  let start: number;
-  let end: number;
-  if (match[1] === '') {
-    start = Math.max(0, size - Number(match[2]));
-    end = size - 1;
-  } else {
-    start = Number(match[1]);
-    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  }
-  if (start >= size || start > end) return 'unsatisfiable';
-  return { start, end };
-}
-
-function matchesEtag(header: string | undefined, etag: string): boolean {
-  if (!header) return false;
-  return header.split(',').some((tag) => {
-    const t = tag.trim();
-    return t === '*' || t === etag || t === `W/${etag}`;
-  });
 }

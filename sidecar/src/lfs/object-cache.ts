@@ -1,0 +1,299 @@
+import { createReadStream } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
+import type { Logger } from '../log/logger.ts';
+import type { SnapshotStore } from '../snapshot/store.ts';
+import { Arrival } from './arrival.ts';
+import type { LfsMetrics, LfsSource } from './lfs-metrics.ts';
+import type { LocalLfsObjects } from './local-objects.ts';
+import { type LfsObjectId, storeKeyOf } from './oid.ts';
+
+/**
+ * Opens an object's bytes at upstream (the response to its download action, status checked).
+ * Called only when neither the local disk nor the store has the object.
+ */
+export type OpenUpstream = () => Promise<AsyncIterable<Buffer>>;
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive. */
+  end: number;
+}
+
+export interface OpenedObject {
+  source: LfsSource;
+  body: Readable;
+}
+
+interface Fill {
+  /** The download once a source answered; clients follow it. */
+  opened: Promise<{ arrival: Arrival; source: LfsSource }>;
+  /** Settles once the object is held locally (resolves) or the download failed (rejects). */
+  settled: Promise<void>;
+}
+
+/** Objects known to be in the store; never removed from it by us, so a hit stays true. */
+const MAX_STORE_MEMO = 100_000;
+const STORE_HEAD_CONCURRENCY = 8;
+
+export interface LfsObjectCacheOptions {
+  local: LocalLfsObjects;
+  /** The snapshot store shared by the fleet; absent, objects are fetched per replica. */
+  store?: SnapshotStore;
+  metrics: LfsMetrics;
+  logger: Logger;
+  /** Uploads to the store at once; the rest queue (serving never waits for them). */
+  storeWriteConcurrency?: number;
+  /** Local bytes kept at most: least-recently-used objects beyond it are evicted. */
+  maxLocalBytes?: number;
+}
+
+/**
+ * LFS objects by oid, in three tiers: this replica's disk, the fleet's snapshot store, and
+ * upstream. Each oid is downloaded at most once at a time (single-flight): a client asking
+ * while it arrives follows that download. Every download is verified (sha256 and size) as it
+ * streams into a temp file, and only a verified file is renamed into the local store; one
+ * that came from upstream is then copied to the store in the background, so the rest of the
+ * fleet reads it from there. A store copy is verified on read exactly like an upstream one:
+ * its key is its sha256.
+ */
+export class LfsObjectCache {
+  readonly local: LocalLfsObjects;
+  private readonly store?: SnapshotStore;
+  private readonly metrics: LfsMetrics;
+  private readonly logger: Logger;
+  private readonly maxLocalBytes?: number;
+  private readonly fills = new Map<string, Fill>();
+  private readonly storeWrites = new Map<string, Promise<void>>();
+  private readonly storeWriteSlots: Slots;
+  private readonly storeHeadSlots = new Slots(STORE_HEAD_CONCURRENCY);
+  private readonly inStore = new Set<string>();
+  /** Oids whose store copy failed verification: read from upstream until a fresh copy is written. */
+  private readonly badInStore = new Set<string>();
+
+  constructor(options: LfsObjectCacheOptions) {
+    this.local = options.local;
+    this.store = options.store;
+    this.metrics = options.metrics;
+    this.logger = options.logger;
+    this.maxLocalBytes = options.maxLocalBytes;
+    this.storeWriteSlots = new Slots(options.storeWriteConcurrency ?? 2);
+  }
+
+  /** Where the object can be had without upstream, or undefined. Asks the store with a HEAD. */
+  async locate(object: LfsObjectId): Promise<'local' | 'store' | undefined> {
+    if (this.local.sizeOf(object.oid) === object.size) return 'local';
+    return (await this.storeHas(object)) ? 'store' : undefined;
+  }
+
+  /**
+   * The object's bytes (or a range) for a client: from disk when held, else by following its
+   * download from the store or, failing that, upstream.
+   */
+  async open(
+    object: LfsObjectId,
+    options: { range?: ByteRange; upstream: OpenUpstream },
+  ): Promise<OpenedObject> {
+    const local = await this.openLocal(object, options.range);
+    if (local) return { source: 'local', body: local };
+    const { arrival, source } = await this.fill(object, options.upstream).opened;
+    return { source, body: arrival.follow(options.range) };
+  }
+
+  /**
+   * Makes sure the object is in the fleet's store and, when it had to be downloaded, on this
+   * disk: for prefetch. Resolves with where it was found (or `upstream` if fetched).
+   */
+  async ensure(object: LfsObjectId, upstream: OpenUpstream): Promise<LfsSource> {
+    if (this.local.sizeOf(object.oid) === object.size) {
+      if (this.store && !(await this.storeHas(object))) await this.copyToStore(object);
+      return 'local';
+    }
+    if (await this.storeHas(object)) return 'store';
+    const fill = this.fill(object, upstream);
+    const { source } = await fill.opened;
+    await fill.settled;
+    await this.storeWrites.get(object.oid);
+    if (this.store && source === 'upstream' && !this.inStore.has(object.oid))
+      throw new GitMirrorError(
+        'SNAPSHOT_STORE_FAILED',
+        `LFS object ${object.oid} could not be copied to the store`,
+      );
+    return source;
+  }
+
+  /** Resolves once no download is running and every store copy queued so far is done (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.fills.size > 0 || this.storeWrites.size > 0)
+      await Promise.allSettled([
+        ...[...this.fills.values()].map((f) => f.settled),
+        ...this.storeWrites.values(),
+      ]);
+  }
+
+  private async openLocal(object: LfsObjectId, range?: ByteRange): Promise<Readable | undefined> {
+    const held = this.local.use(object.oid);
+    if (!held) return undefined;
+    if (held.size !== object.size)
+      throw new GitMirrorError(
+        'BAD_REQUEST',
+        `LFS object ${object.oid} has ${held.size} bytes, not the ${object.size} asked for`,
+      );
+    // Open first: an eviction between the lookup and the read sends us to the next tier.
+    const handle = await open(held.path, 'r').catch(() => undefined);
+    if (!handle) return undefined;
+    return handle.createReadStream({ start: range?.start ?? 0, end: range?.end, highWaterMark: 1024 * 1024 });
+  }
+
+  private fill(object: LfsObjectId, upstream: OpenUpstream): Fill {
+    const running = this.fills.get(object.oid);
+    if (running) return running;
+    const opened = this.openSource(object, upstream);
+    const settled = opened.then(({ arrival, source }) => this.finish(arrival, source));
+    const fill: Fill = { opened, settled };
+    settled.catch(() => {}).finally(() => this.fills.delete(object.oid));
+    this.fills.set(object.oid, fill);
+    return fill;
+  }
+
+  private async openSource(
+    object: LfsObjectId,
+    upstream: OpenUpstream,
+  ): Promise<{ arrival: Arrival; source: LfsSource }> {
+    const fromStore = await this.openFromStore(object);
+    const source: LfsSource = fromStore ? 'store' : 'upstream';
+    const body = fromStore ?? (await upstream());
+    const arrival = await Arrival.start({
+      object,
+      tempPath: this.local.tempPath(),
+      body,
+      label: source === 'store' ? 'the snapshot store' : 'upstream',
+      onBytes: source === 'upstream' ? (n) => this.metrics.upstreamBytes.inc(n) : undefined,
+    });
+    return { arrival, source };
+  }
+
+  private async openFromStore(object: LfsObjectId): Promise<Readable | undefined> {
+    if (!this.store || this.badInStore.has(object.oid)) return undefined;
+    try {
+      return await this.store.get(storeKeyOf(object.oid));
+    } catch (err) {
+      if (!isGitMirrorError(err, 'SNAPSHOT_NOT_FOUND'))
+        this.logger.warn(
+          { oid: object.oid, err: describeError(err) },
+          'LFS store read failed; asking upstream',
+        );
+      return undefined;
+    }
+  }
+
+  /** After the download: keep it (verified) or drop it (not); copy upstream's bytes to the store. */
+  private async finish(arrival: Arrival, source: LfsSource): Promise<void> {
+    const { oid, size } = arrival.object;
+    try {
+      await arrival.done;
+      await arrival.sync();
+      await this.local.adopt(oid, size, arrival.tempPath);
+    } catch (err) {
+      await rm(arrival.tempPath, { force: true });
+      if (isGitMirrorError(err, 'LFS_OBJECT_CORRUPT') && source !== 'local') {
+        this.metrics.verifyFailures.inc({ source });
+        if (source === 'store') this.badInStore.add(oid);
+      }
+      this.logger.warn({ oid, source, err: describeError(err) }, 'LFS object download failed; nothing kept');
+      throw err;
+    } finally {
+      arrival.retire();
+    }
+    if (source === 'store') this.remember(oid);
+    if (source === 'upstream' && this.store) void this.copyToStore(arrival.object).catch(() => {});
+    await this.keepWithinBound();
+  }
+
+  /** Uploads a held object to the store, once per oid at a time; never throws to the caller's caller. */
+  private copyToStore(object: LfsObjectId): Promise<void> {
+    const running = this.storeWrites.get(object.oid);
+    if (running) return running;
+    const unpin = this.local.pin(object.oid);
+    const write = this.storeWriteSlots
+      .run(() => this.upload(object))
+      .finally(() => {
+        unpin();
+        this.storeWrites.delete(object.oid);
+        void this.keepWithinBound();
+      });
+    this.storeWrites.set(object.oid, write);
+    return write;
+  }
+
+  private async upload(object: LfsObjectId): Promise<void> {
+    const store = this.store!;
+    const held = this.local.peek(object.oid);
+    if (held?.size !== object.size) return;
+    try {
+      const info = await store.put(storeKeyOf(object.oid), createReadStream(held.path), {
+        contentType: 'application/octet-stream',
+      });
+      if (info.sizeBytes !== object.size)
+        throw new GitMirrorError('SNAPSHOT_STORE_FAILED', `stored ${info.sizeBytes} of ${object.size} bytes`);
+      this.badInStore.delete(object.oid);
+      this.remember(object.oid);
+      this.metrics.storeWrites.inc({ outcome: 'ok' });
+    } catch (err) {
+      this.metrics.storeWrites.inc({ outcome: 'failed' });
+      this.logger.warn(
+        { oid: object.oid, err: describeError(err) },
+        'copying an LFS object to the store failed',
+      );
+      throw err;
+    }
+  }
+
+  private async storeHas(object: LfsObjectId): Promise<boolean> {
+    if (!this.store || this.badInStore.has(object.oid)) return false;
+    if (this.inStore.has(object.oid)) return true;
+    const info = await this.storeHeadSlots
+      .run(() => this.store!.head(storeKeyOf(object.oid)))
+      .catch((err: unknown) => {
+        this.logger.warn({ oid: object.oid, err: describeError(err) }, 'LFS store lookup failed');
+        return undefined;
+      });
+    if (info?.sizeBytes !== object.size) return false;
+    this.remember(object.oid);
+    return true;
+  }
+
+  private remember(oid: string): void {
+    if (this.inStore.size >= MAX_STORE_MEMO) this.inStore.clear();
+    this.inStore.add(oid);
+  }
+
+  private async keepWithinBound(): Promise<void> {
+    if (this.maxLocalBytes === undefined || this.local.bytesHeld <= this.maxLocalBytes) return;
+    const { bytes } = await this.local.evictTo(this.maxLocalBytes);
+    this.metrics.evictedBytes.inc(bytes);
+  }
+}
+
+/** At most `n` tasks at a time; the rest wait in order. */
+class Slots {
+  private readonly limit: number;
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
