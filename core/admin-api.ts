@@ -22,6 +22,23 @@ export interface MirrorSpec {
   access?: Access;
   /** Upstream credentials; kept in memory only, never written to disk or echoed back. */
   credentials?: Credentials;
+  /** Git LFS: which refs' objects this replica prefetches after each fetch, when it is the writer. */
+  lfs?: { prefetch?: LfsPrefetch };
+}
+
+/** HEAD's tree, every ref's tip, or nothing. */
+export type LfsPrefetch = 'Head' | 'AllRefs' | 'None';
+
+/** The last LFS prefetch of a mirror (on the snapshot writer). */
+export interface LfsPrefetchStatus {
+  finishedAt: string;
+  /** Distinct objects the refs point to; how many the store already had; downloaded; failed. */
+  objects: number;
+  held: number;
+  fetched: number;
+  failed: number;
+  /** The first failure, when there was one. */
+  error?: string;
 }
 
 export type MirrorState = 'empty' | 'restoring' | 'cloning' | 'ready' | 'failed';
@@ -87,6 +104,8 @@ export interface MirrorStatus {
   snapshot: SnapshotJobStatus;
   /** The newest snapshot published in the store for this repo, as last seen. */
   latestSnapshot?: SnapshotRef;
+  /** Git LFS prefetch setting and its last run. Optional: sidecars before it omit it. */
+  lfs?: { prefetch: LfsPrefetch; lastPrefetch?: LfsPrefetchStatus };
 }
 
 /** Why a client request created no mirror; see `OnDemandStatus.refused`. */

@@ -21,7 +21,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** Validates a `PUT /v1/mirrors/{id}` body field by field; unknown fields are refused so typos surface. */
 export function parseMirrorSpec(body: unknown): MirrorSpec {
   if (!isObject(body)) bad('body must be a JSON object');
-  const known = new Set(['url', 'fetchIntervalSeconds', 'snapshot', 'access', 'credentials']);
+  const known = new Set(['url', 'fetchIntervalSeconds', 'snapshot', 'access', 'credentials', 'lfs']);
   for (const key of Object.keys(body)) if (!known.has(key)) bad(`unknown field "${key.slice(0, 40)}"`);
   if (typeof body.url !== 'string' || body.url.length > 2048) bad('url must be a string');
   const spec: MirrorSpec = { url: body.url };
@@ -37,7 +37,17 @@ export function parseMirrorSpec(body: unknown): MirrorSpec {
   }
   if (body.snapshot !== undefined) spec.snapshot = parseSnapshot(body.snapshot);
   if (body.credentials !== undefined) spec.credentials = parseCredentials(body.credentials);
+  if (body.lfs !== undefined) spec.lfs = parseLfs(body.lfs);
   return spec;
+}
+
+function parseLfs(value: unknown): NonNullable<MirrorSpec['lfs']> {
+  if (!isObject(value) || Object.keys(value).some((k) => k !== 'prefetch')) bad('lfs must be {prefetch?}');
+  const { prefetch } = value;
+  if (prefetch === undefined) return {};
+  if (prefetch !== 'Head' && prefetch !== 'AllRefs' && prefetch !== 'None')
+    bad('lfs.prefetch must be Head, AllRefs or None');
+  return { prefetch };
 }
 
 function parseSnapshot(value: unknown): NonNullable<MirrorSpec['snapshot']> {

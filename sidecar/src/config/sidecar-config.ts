@@ -3,6 +3,7 @@ import { parseDuration } from '../../../core/duration.ts';
 import { isContractError } from '../../../core/errors.ts';
 import { snapshotRetain } from '../../../core/snapshot.ts';
 import { fromContractError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import { parseByteSize } from './byte-size.ts';
 
 /** Everything the sidecar reads from its environment, parsed and checked once at start. */
 export interface SidecarConfig {
@@ -39,6 +40,10 @@ export interface SidecarConfig {
   shutdownTimeoutMs: number;
   /** Max bytes of an upload-pack request body head we buffer to read the wants. */
   maxRequestHeadBytes: number;
+  /** LFS objects kept on local disk at most (least recently used evicted first); undefined: no bound. */
+  lfsMaxBytes?: number;
+  /** Standalone: which refs' LFS objects the snapshot writer prefetches after each fetch. */
+  lfsPrefetch: 'Head' | 'AllRefs' | 'None';
 }
 
 export interface HostPort {
@@ -132,5 +137,18 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
     ),
     shutdownTimeoutMs: duration(env, 'GITMIRROR_SHUTDOWN_TIMEOUT', '25s'),
     maxRequestHeadBytes: 1024 * 1024,
+    lfsMaxBytes: env.GITMIRROR_LFS_MAX_BYTES?.trim()
+      ? parseByteSize(env.GITMIRROR_LFS_MAX_BYTES, 'GITMIRROR_LFS_MAX_BYTES')
+      : undefined,
+    lfsPrefetch: lfsPrefetch(env.GITMIRROR_LFS_PREFETCH),
   };
+}
+
+function lfsPrefetch(text: string | undefined): SidecarConfig['lfsPrefetch'] {
+  const value = text?.trim() || 'None';
+  if (value === 'Head' || value === 'AllRefs' || value === 'None') return value;
+  throw new GitMirrorError(
+    'CONFIG_INVALID',
+    `GITMIRROR_LFS_PREFETCH: "${text}" is not Head, AllRefs or None`,
+  );
 }

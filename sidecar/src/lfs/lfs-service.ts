@@ -43,6 +43,8 @@ export interface LfsRepository {
 }
 
 export interface LfsServiceDeps {
+  /** What the cache knows of a repository; throws (HOST_NOT_ALLOWED, ...) for one it must not serve. */
+  describe(repo: RepoId): LfsRepository;
   objects: LfsObjectCache;
   tokens: LfsUrlTokens;
   upstream: UpstreamLfs;
@@ -79,8 +81,9 @@ export class LfsService {
   }
 
   /** `subpath` is what follows `/info/lfs` (`/objects/batch`, `/objects/{oid}`, `/locks/...`). */
-  async handle(req: Request, res: Response, repository: LfsRepository, subpath: string): Promise<void> {
+  async handle(req: Request, res: Response, repo: RepoId, subpath: string): Promise<void> {
     try {
+      const repository = this.deps.describe(repo);
       if (subpath === '/objects/batch' && req.method === 'POST')
         return await this.batch(req, res, repository);
       const object = OBJECT.exec(subpath);

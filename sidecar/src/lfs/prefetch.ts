@@ -111,3 +111,45 @@ export class LfsPrefetcher {
     this.deps.metrics.prefetchObjects.inc({ outcome });
   }
 }
+
+/**
+ * When to prefetch: after each fetch of a mirror, one run at a time in the whole sidecar
+ * (downloads compete with serving for the link), at most one run per mirror queued behind a
+ * running one (a burst of fetches costs one more run, not one each).
+ */
+export class PrefetchQueue {
+  private readonly logger: Logger;
+  private readonly running = new Map<string, Promise<void>>();
+  private readonly again = new Set<string>();
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(options: { logger: Logger }) {
+    this.logger = options.logger;
+  }
+
+  /** Runs `job` for `key` now, or once more after the run under way. */
+  request(key: string, job: () => Promise<void>): void {
+    if (this.running.has(key)) {
+      this.again.add(key);
+      return;
+    }
+    const run = this.enqueue(key, job).finally(() => {
+      this.running.delete(key);
+      if (this.again.delete(key)) this.request(key, job);
+    });
+    this.running.set(key, run);
+  }
+
+  /** Resolves once nothing is running or queued (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.allSettled([...this.running.values()]);
+  }
+
+  private enqueue(key: string, job: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(job).catch((err: unknown) => {
+      this.logger.warn({ mirror: key, err: describeError(err) }, 'LFS prefetch failed');
+    });
+    this.chain = run;
+    return run;
+  }
+}

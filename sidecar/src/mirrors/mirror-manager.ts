@@ -39,9 +39,10 @@ export interface MirrorManagerDeps {
 /**
  * The set of mirrors this sidecar holds and everything that happens to them: creation,
  * warm-up, fetches (periodic, on demand, on stale refs), repacks, snapshots, removal.
- * Emits `ready` (mirror) when a mirror starts serving locally.
+ * Emits `ready` (mirror) when a mirror starts serving locally (after a warm-up's catch-up
+ * fetch), and `fetched` (mirror) after each later successful fetch.
  */
-export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
+export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mirror] }> {
   private readonly deps: MirrorManagerDeps;
   private readonly mirrors = new Map<string, Mirror>();
   private readonly timers: PeriodicTimers;
@@ -249,6 +250,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       this.deps.logger.warn({ mirror: mirror.id, err: error }, 'fetch failed');
       throw err;
     }
+    this.emit('fetched', mirror);
   }
 
   repack(mirror: Mirror): Promise<void> {
@@ -326,6 +328,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       },
       access: credentials ? 'Private' : 'Public',
       credentials,
+      lfs: { prefetch: config.lfsPrefetch },
     };
   }
 
@@ -344,6 +347,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror] }> {
       },
       access,
       credentials,
+      lfs: { prefetch: spec.lfs?.prefetch ?? 'None' },
     };
   }
 

@@ -1,5 +1,7 @@
 import type {
   Access,
+  LfsPrefetch,
+  LfsPrefetchStatus,
   MirrorState,
   MirrorStatus,
   RestorePhase,
@@ -25,6 +27,7 @@ export interface MirrorSettings {
   snapshot: { writer: boolean; intervalMs?: number; retain: number };
   access: Access;
   credentials?: Credentials;
+  lfs: { prefetch: LfsPrefetch };
 }
 
 /** The steps of a warm-up, in order; `cloning` is also where a failed restore falls back to. */
@@ -96,6 +99,8 @@ export class Mirror {
   #latestSnapshot?: SnapshotRef;
   /** In-flight local serves; a replaced mirror dir is deleted only once they finish. */
   #activeServes = 0;
+  /** The last LFS prefetch (writer only), and the refs it covered so an unchanged mirror is skipped. */
+  #lfsPrefetch?: LfsPrefetchStatus & { covered: string };
 
   constructor(init: MirrorInit) {
     this.repo = init.repo;
@@ -293,6 +298,19 @@ export class Mirror {
     this.#latestSnapshot = { key, commit, createdAt, sizeBytes };
   }
 
+  // --- LFS prefetch ------------------------------------------------------------------------
+
+  /** Whether the last LFS prefetch covered `refs` (a digest of scope and refs) without a failure. */
+  lfsPrefetchCovers(refs: string): boolean {
+    const last = this.#lfsPrefetch;
+    return last?.covered === refs && last.failed === 0 && last.error === undefined;
+  }
+
+  /** An LFS prefetch of `covered` finished with these counts. */
+  lfsPrefetched(covered: string, result: Omit<LfsPrefetchStatus, 'finishedAt'>): void {
+    this.#lfsPrefetch = { ...result, finishedAt: this.isoNow(), covered };
+  }
+
   // --- serving and removal -----------------------------------------------------------------
 
   serveStarted(): void {
@@ -339,6 +357,7 @@ export class Mirror {
         retain: snapshot.retain,
       },
       latestSnapshot: this.#latestSnapshot,
+      lfs: { prefetch: this.#settings.lfs.prefetch, lastPrefetch: this.lastLfsPrefetch() },
     };
   }
 
@@ -362,6 +381,12 @@ export class Mirror {
     if (life.kind !== 'warming') return false;
     this.#lifecycle = { ...life, phase };
     return true;
+  }
+
+  private lastLfsPrefetch(): LfsPrefetchStatus | undefined {
+    if (!this.#lfsPrefetch) return undefined;
+    const { covered: _, ...status } = this.#lfsPrefetch;
+    return status;
   }
 
   private isoNow(): string {

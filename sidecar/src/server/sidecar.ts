@@ -14,6 +14,8 @@ import { UpstreamAccessCheck } from '../http/access-check.ts';
 import { GitHttpService } from '../http/git-http-service.ts';
 import { SharedUpstreamResponses } from '../http/shared-upstream-responses.ts';
 import { JobScheduler } from '../jobs/job-scheduler.ts';
+import { parseLfsPath } from '../lfs/lfs-path.ts';
+import type { LfsService } from '../lfs/lfs-service.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { DataLayout } from '../mirrors/data-layout.ts';
 import { Freshness } from '../mirrors/freshness.ts';
@@ -21,6 +23,7 @@ import { MirrorManager } from '../mirrors/mirror-manager.ts';
 import { killAllChildren } from '../process/child-process.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import { errorHandler } from './error-handler.ts';
+import { startLfs } from './lfs-routes.ts';
 import { requestLog } from './request-log.ts';
 
 export interface SidecarOverrides {
@@ -120,7 +123,16 @@ export async function startSidecar(
     logger,
     metrics,
   });
-  const gitApp = buildGitApp(service, isReady, logger, metrics);
+  const lfs = await startLfs({
+    config,
+    git,
+    store: snapshots?.store,
+    mirrors,
+    isAllowedHost: (host) => service.isAllowedHost(host),
+    metrics,
+    logger,
+  });
+  const gitApp = buildGitApp({ service, lfs: lfs.service }, isReady, logger, metrics);
   const auth = await adminAuth(config.adminTokenFile, clock);
   const adminApp = buildAdminApp({ mirrors, metrics, scheduler, auth, logger });
   const gitServer = await listen(gitApp, config.listen);
@@ -159,7 +171,7 @@ export async function startSidecar(
 }
 
 function buildGitApp(
-  service: GitHttpService,
+  { service, lfs }: { service: GitHttpService; lfs: LfsService },
   isReady: () => boolean,
   logger: Logger,
   metrics: SidecarMetrics,
@@ -184,6 +196,8 @@ function buildGitApp(
           .json({ error: { code: 'BAD_REQUEST', message: 'method not allowed' } } satisfies ErrorBody);
         return;
       }
+      const target = parseLfsPath(req.path.replace(/^\/git(?=\/)/, ''));
+      if (target) return lfs.handle(req, res, { ...target, ctx });
       await service.handle(req, res, ctx);
     }),
   );

@@ -26,6 +26,7 @@ export async function startLfsApp(options: {
 }) {
   const replica = await replicaCache(options.dataDir, { store: options.store });
   const service = new LfsService({
+    describe: options.describe,
     objects: replica.cache,
     tokens: new LfsUrlTokens({ keyring: options.keyring }),
     upstream: new UpstreamLfs({ httpHosts: new Set(options.httpHosts) }),
@@ -41,7 +42,7 @@ export async function startLfsApp(options: {
       res.status(404).end();
       return;
     }
-    await service.handle(req, res, options.describe(parseRepoId(match[1]!)), match[2]!);
+    await service.handle(req, res, parseRepoId(match[1]!), match[2]!);
   });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));
