@@ -144,6 +144,7 @@ describe('GitMirror CRD', () => {
       fetchInterval: '5m',
       snapshot: { interval: '1h', retain: 3 },
       warmup: { timeout: '10m', onTimeout: 'Open' },
+      lfs: { prefetch: 'None' },
     });
   });
 
@@ -156,6 +157,7 @@ describe('GitMirror CRD', () => {
       credentialsSecretRef: { name: 'upstream' },
       access: 'Private',
       warmup: { timeout: '30s', onTimeout: 'Closed' },
+      lfs: { prefetch: 'AllRefs' },
     });
     assert.deepEqual(errors, []);
   });
@@ -173,6 +175,11 @@ describe('GitMirror CRD', () => {
     ['no repository path', { url: 'https://github.com/' }, /must name a repository path/],
     ['a query', { url: 'https://github.com/org/repo.git?x=1' }, /must name a repository path/],
     ['fetchInterval under 30s', { url: URL, fetchInterval: '10s' }, /fetchInterval must be at least 30s/],
+    [
+      'unknown lfs.prefetch',
+      { url: URL, lfs: { prefetch: 'Tip' } },
+      /must be equal to one of the allowed values/,
+    ],
     ['fetchInterval over a day', { url: URL, fetchInterval: '25h' }, /fetchInterval must be at most 24h/],
     ['fetchInterval not a duration', { url: URL, fetchInterval: '5 minutes' }, /must match pattern/],
     [

@@ -177,6 +177,27 @@ describe('GitMirror reconcile: handing out the mirror', () => {
     assert.equal(ready(h)?.observedGeneration, 2);
   });
 
+  test('hands lfs.prefetch to the sidecars, and leaves it out while it is None', async () => {
+    const h = setup(['p1']);
+    await h.gm('repo');
+    const puts = () => h.sidecars.calls.filter((c) => c.method === 'put');
+    assert.equal(
+      puts().at(-1)?.spec?.lfs,
+      undefined,
+      'None: the spec, and its digest, as before prefetch existed',
+    );
+    h.cluster.updateGitMirror('ns', 'repo', (gm) => ({
+      ...gm,
+      metadata: { ...gm.metadata, generation: 2 },
+      spec: { ...gm.spec, lfs: { prefetch: 'Head' } },
+    }));
+    await h.gm('repo');
+    assert.deepEqual(puts().at(-1)?.spec?.lfs, { prefetch: 'Head' });
+    const count = puts().length;
+    await h.gm('repo');
+    assert.equal(puts().length, count, 'applied: no second PUT');
+  });
+
   test('hands the mirror again to a sidecar that restarted empty', async () => {
     const h = setup(['p1']);
     await warm(h, ['p1']);

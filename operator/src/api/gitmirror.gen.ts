@@ -43,6 +43,15 @@ export interface GitMirrorSpec {
      */
     onTimeout: 'Open' | 'Closed';
   };
+  /** Git LFS objects of this repository, which the fleet always serves from its cache. */
+  lfs: {
+    /**
+     * Which LFS objects the writer replica downloads after each fetch, so the first job after a
+     * push finds them cached: Head (those HEAD's tree points to), AllRefs (those of every branch
+     * and tag), None (only what clients ask for).
+     */
+    prefetch: 'Head' | 'AllRefs' | 'None';
+  };
 }
 
 export interface GitMirrorStatus {

@@ -53,6 +53,8 @@ export function mirrorSpecFor(
     },
     access: effectiveAccess(spec),
     ...(credentials ? { credentials } : {}),
+    // Sent only when on, so mirrors without prefetch keep the spec digest they had before it.
+    ...(spec.lfs.prefetch !== 'None' ? { lfs: { prefetch: spec.lfs.prefetch } } : {}),
   };
 }
 
@@ -67,6 +69,7 @@ export function specApplied(desired: MirrorSpec, actual: MirrorStatus): boolean 
     actual.snapshot.writer === desired.snapshot?.writer &&
     (actual.snapshot.intervalSeconds === undefined ||
       actual.snapshot.intervalSeconds === desired.snapshot?.intervalSeconds) &&
-    (actual.snapshot.retain === undefined || actual.snapshot.retain === desired.snapshot?.retain)
+    (actual.snapshot.retain === undefined || actual.snapshot.retain === desired.snapshot?.retain) &&
+    (actual.lfs?.prefetch ?? 'None') === (desired.lfs?.prefetch ?? 'None')
   );
 }

@@ -118,6 +118,7 @@ export class FakeCluster implements KubeApi {
         ...spec,
         snapshot: { interval: '1h', retain: 3, ...spec.snapshot },
         warmup: { timeout: '10m', onTimeout: 'Open', ...spec.warmup },
+        lfs: { prefetch: 'None', ...spec.lfs },
       },
     };
     this.gitMirrors.put(gm);

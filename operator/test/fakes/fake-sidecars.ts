@@ -103,6 +103,7 @@ export class FakeSidecar {
       restore: existing?.restore ?? { phase: 'idle', bytesDone: 0 },
       snapshot: { ...spec.snapshot, writer: spec.snapshot?.writer ?? false, running: false },
       latestSnapshot: existing?.latestSnapshot,
+      lfs: { prefetch: spec.lfs?.prefetch ?? 'None' },
     };
     this.mirrors.set(id, status);
     return status;

@@ -13,9 +13,18 @@ describe('admin input validation', () => {
       access: 'Private',
       snapshot: { writer: true, intervalSeconds: 3600, retain: 3 },
       credentials: { username: 'bot', password: 'x' },
+      lfs: { prefetch: 'AllRefs' },
     });
     assert.deepEqual(spec.snapshot, { writer: true, intervalSeconds: 3600, retain: 3 });
     assert.equal(spec.credentials?.password, 'x');
+    assert.deepEqual(spec.lfs, { prefetch: 'AllRefs' });
+  });
+
+  it('takes lfs.prefetch as Head, AllRefs or None and nothing else', () => {
+    const url = 'https://github.com/a/b.git';
+    assert.deepEqual(parseMirrorSpec({ url, lfs: {} }).lfs, {});
+    for (const lfs of [{ prefetch: 'Tip' }, { prefetch: 'head' }, { other: 1 }, 'Head', null])
+      assert.throws(() => parseMirrorSpec({ url, lfs }), { code: 'BAD_REQUEST', message: /lfs/ });
   });
 
   it('refuses anything else with BAD_REQUEST and never echoes a password (property)', () => {
