@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type LfsTestServer, startLfsTestServer } from '../e2e/support/lfs-server.ts';
-import { ensureTools, toolEnv } from '../e2e/tools/ensure-tools.ts';
+import { ensureTools, TOOLS, toolsCacheDir } from '../e2e/tools/ensure-tools.ts';
 import type { BenchContext } from './context.ts';
 import { type BenchSidecar, spawnSidecar } from './sidecar-process.ts';
 import { alternate, median, round, timed } from './util.ts';
@@ -12,8 +12,31 @@ import { alternate, median, round, timed } from './util.ts';
 const exec = promisify(execFile);
 const MIB = 1024 * 1024;
 
-/** The LFS repository: enough objects and bytes that a pull is dominated by moving them. */
-const OBJECTS = { count: 56, bytes: 4 * MIB };
+/**
+ * lfstest-gitserver, built from the Go module proxy by e2e/tools/ensure-tools.ts:
+ *   build  build it if the cache lacks it (about 20 s once per machine)
+ *   auto   use it only if it is already built (quick runs)
+ *   off    no LFS row
+ */
+export type LfsMode = 'build' | 'auto' | 'off';
+
+/** The LFS repository: enough objects and bytes (224 MiB) that a pull is dominated by moving them. */
+export const LFS_OBJECTS = { default: { count: 56, bytes: 4 * MIB }, quick: { count: 4, bytes: MIB } };
+
+export async function lfsServerBinary(mode: LfsMode): Promise<string | { skipped: string }> {
+  if (mode === 'off') return { skipped: 'LFS row disabled (--lfs off)' };
+  if (process.env.GITMIRROR_E2E_LFSTEST_GITSERVER) return process.env.GITMIRROR_E2E_LFSTEST_GITSERVER;
+  if (mode === 'build') return (await ensureTools(['lfstest-gitserver']))['lfstest-gitserver']!;
+  const tool = TOOLS['lfstest-gitserver']!;
+  const cached = join(toolsCacheDir(), `lfstest-gitserver-${tool.version}`, 'bin', tool.binary);
+  const built = await access(cached, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  return built
+    ? cached
+    : { skipped: 'lfstest-gitserver is not built yet (--lfs auto); run with --lfs build' };
+}
 
 export interface LfsPullResult {
   objects: number;
@@ -35,15 +58,16 @@ export interface LfsPullResult {
  */
 export async function measureLfsPull(
   ctx: BenchContext,
-  launch: { compileCache: string },
+  options: { binary: string; objects: { count: number; bytes: number } },
 ): Promise<LfsPullResult> {
-  process.env = { ...process.env, ...toolEnv(await ensureTools(['lfstest-gitserver'])) };
+  process.env.GITMIRROR_E2E_LFSTEST_GITSERVER = options.binary;
+  const { objects } = options;
   const server = await startLfsTestServer();
   const dir = join(ctx.workDir, 'lfs');
   let sidecar: BenchSidecar | undefined;
   try {
     const client = await clientEnvironment(join(dir, 'home'));
-    await pushObjects(server, join(dir, 'source'), client);
+    await pushObjects(server, join(dir, 'source'), client, objects);
     sidecar = await spawnSidecar({
       env: {
         GITMIRROR_DATA_DIR: join(dir, 'sidecar'),
@@ -53,7 +77,7 @@ export async function measureLfsPull(
         GITMIRROR_REPACK_INTERVAL: '24h',
       },
       logFile: join(ctx.workDir, 'sidecar-lfs.log'),
-      compileCache: launch.compileCache,
+      compileCache: ctx.compileCache,
       nodeArgs: ctx.sidecarNodeArgs('lfs'),
     });
     await sidecar.waitReady(ctx.timeoutMs);
@@ -62,7 +86,7 @@ export async function measureLfsPull(
       join(client.HOME!, 'credentials'),
       [server.url, sidecar.gitUrl].map((u) => u.replace('http://', 'http://user:pass@')).join('\n'),
     );
-    ctx.log(`  warming the cache: one pull of ${OBJECTS.count} objects through it`);
+    ctx.log(`  warming the cache: one pull of ${objects.count} objects through it`);
     await pull(cacheUrl, join(dir, 'warm'), client);
     const upstreamBefore = await upstreamLfsBytes(sidecar);
     let n = 0;
@@ -79,8 +103,8 @@ export async function measureLfsPull(
       ctx.log,
     );
     return {
-      objects: OBJECTS.count,
-      bytes: OBJECTS.count * OBJECTS.bytes,
+      objects: objects.count,
+      bytes: objects.count * objects.bytes,
       directSeconds: round(median(samples.direct)),
       cacheSeconds: round(median(samples.cache)),
       upstreamBytesWhileWarm: (await upstreamLfsBytes(sidecar)) - upstreamBefore,
@@ -118,13 +142,18 @@ async function clientEnvironment(home: string): Promise<NodeJS.ProcessEnv> {
   return env;
 }
 
-async function pushObjects(server: LfsTestServer, work: string, env: NodeJS.ProcessEnv): Promise<void> {
+async function pushObjects(
+  server: LfsTestServer,
+  work: string,
+  env: NodeJS.ProcessEnv,
+  objects: { count: number; bytes: number },
+): Promise<void> {
   await server.createRepo('lfs');
   await writeFile(join(env.HOME!, 'credentials'), server.url.replace('http://', 'http://user:pass@'));
   await exec('git', ['init', '--quiet', '--initial-branch=main', work], { env });
   await exec('git', ['lfs', 'track', '*.bin'], { cwd: work, env });
-  for (let i = 0; i < OBJECTS.count; i++)
-    await writeFile(join(work, `object-${String(i).padStart(3, '0')}.bin`), randomBytes(OBJECTS.bytes));
+  for (let i = 0; i < objects.count; i++)
+    await writeFile(join(work, `object-${String(i).padStart(3, '0')}.bin`), randomBytes(objects.bytes));
   await exec('git', ['add', '.'], { cwd: work, env });
   await exec('git', ['commit', '--quiet', '-m', 'LFS objects'], { cwd: work, env });
   await exec('git', ['push', '--quiet', `${server.url}/lfs.git`, 'main'], {

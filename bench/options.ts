@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import type { LfsMode } from './lfs.ts';
 import type { RepoParams } from './repo-cache.ts';
 import type { S3Mode } from './s3.ts';
 
@@ -13,6 +14,7 @@ export const USAGE = `npm run bench -- [options]
   --rounds N             rounds of the concurrency test (default 1)
   --load-clients N       clones streaming while the snapshot's event-loop delay is measured (default 2)
   --s3 build|auto|off    MinIO for the S3 cold start: build it if missing, use it if built, or skip
+  --lfs build|auto|off   lfstest-gitserver for the git lfs pull row: build it if missing, use it if built, or skip
   --out FILE             write the results as JSON
   --profile DIR          write a CPU profile (.cpuprofile) of every sidecar process under DIR
   --work-dir DIR         where the run's scratch directory goes (default: the OS temp dir)
@@ -62,6 +64,7 @@ export interface BenchOptions {
   rounds: number;
   loadClients: number;
   s3: S3Mode;
+  lfs: LfsMode;
   out?: string;
   profileDir?: string;
   workDir?: string;
@@ -104,6 +107,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' | { render
       rounds: { type: 'string' },
       'load-clients': { type: 'string' },
       s3: { type: 'string' },
+      lfs: { type: 'string' },
       out: { type: 'string' },
       profile: { type: 'string' },
       'work-dir': { type: 'string' },
@@ -137,6 +141,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions | 'help' | { render
     rounds: positive(v.rounds, 'rounds') ?? 1,
     loadClients: positive(v['load-clients'], 'load-clients') ?? 2,
     s3: oneOf(v.s3, ['build', 'auto', 'off'] as const, 's3') ?? (v.quick ? 'auto' : 'build'),
+    lfs: oneOf(v.lfs, ['build', 'auto', 'off'] as const, 'lfs') ?? (v.quick ? 'auto' : 'build'),
     out: v.out,
     profileDir: v.profile,
     workDir: v['work-dir'],

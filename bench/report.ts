@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os';
 import { promisify } from 'node:util';
 import type { ColdStartResult } from './cold-start.ts';
+import type { LfsPullResult } from './lfs.ts';
 import type { RepoParams, RepoStats } from './repo-cache.ts';
 import type { RestorePipelineResult } from './restore-pipeline.ts';
 import type { ServingResult } from './serving.ts';
@@ -66,6 +67,8 @@ export interface BenchReport {
   snapshot: SnapshotResult;
   /** `concurrent16` (for 16 clients) holds what ServingResult calls `concurrent`. */
   serve: Omit<ServingResult, 'concurrent'> & { [key: `concurrent${number}`]: unknown };
+  /** `git lfs pull` warm through the cache vs straight from the LFS server; skipped says why not. */
+  lfs?: LfsPullResult | { skipped: string };
   targets: TargetCheck[];
 }
 
@@ -88,7 +91,7 @@ const x = (ratio: number) => `${ratio.toFixed(3)}x`;
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 export function checkTargets(
-  r: Pick<BenchReport, 'coldStart' | 'restorePipeline' | 'snapshot' | 'serve'>,
+  r: Pick<BenchReport, 'coldStart' | 'restorePipeline' | 'snapshot' | 'serve' | 'lfs'>,
   clients: number,
 ) {
   const c = concurrentOf(r.serve, clients);
@@ -151,8 +154,31 @@ export function checkTargets(
       target: '< 300 MiB',
       met: c.peakRssMiB < 300,
     },
+    lfsCheck(r.lfs),
   ];
   return checks;
+}
+
+function lfsCheck(lfs: BenchReport['lfs']): TargetCheck {
+  const name = 'git lfs pull via the warm cache vs straight from the LFS server';
+  if (!lfs || 'skipped' in lfs)
+    return { name, value: `not measured: ${lfs?.skipped ?? 'no LFS figure'}`, target: '≤ 1.1x', met: null };
+  const ratio = lfs.cacheSeconds / lfs.directSeconds;
+  // Warm means warm: a pull that still moved bytes from upstream does not count.
+  return { name, value: x(ratio), target: '≤ 1.1x', met: ratio <= 1.1 && lfs.upstreamBytesWhileWarm === 0 };
+}
+
+function lfsRow(lfs: BenchReport['lfs'], check: TargetCheck, verdict: string): string[] {
+  const what = 'git lfs pull, warm cache';
+  if (!lfs || 'skipped' in lfs) return [what, '—', 'not measured', '—', '≤ 1.1x', verdict];
+  return [
+    `${what} (${lfs.objects} objects, ${mib(lfs.bytes)}; ${mib(lfs.upstreamBytesWhileWarm)} from upstream)`,
+    `lfstest-gitserver ${s(lfs.directSeconds)}`,
+    s(lfs.cacheSeconds),
+    check.value,
+    '≤ 1.1x',
+    verdict,
+  ];
 }
 
 /** The markdown table the README's Performance section shows. */
@@ -252,6 +278,7 @@ export function markdownTable(r: BenchReport, clients: number): string {
       '< 300 MiB',
       verdict(t[8]!.name),
     ],
+    lfsRow(r.lfs, t[9]!, verdict(t[9]!.name)),
   ];
   const header = ['measurement', 'baseline', 'gitmirror', 'ratio', 'target', ''];
   const lines = [header, header.map(() => '---'), ...rows].map((row) => `| ${row.join(' | ')} |`);

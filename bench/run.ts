@@ -8,6 +8,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { measureColdStart } from './cold-start.ts';
 import type { BenchContext } from './context.ts';
+import { LFS_OBJECTS, lfsServerBinary, measureLfsPull } from './lfs.ts';
 import { type BenchOptions, parseBenchArgs, USAGE } from './options.ts';
 import { benchCacheDir, ensureBenchRepo, paramsHash } from './repo-cache.ts';
 import { type BenchReport, checkTargets, machineInfo, markdownTable } from './report.ts';
@@ -131,12 +132,25 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     const serve = await measureServing(ctx, sidecar, direct, mirrorDir, options.rounds);
     await sidecar.stop();
 
+    log(`LFS: git lfs pull through a warm sidecar vs straight from lfstest-gitserver (--lfs ${options.lfs})`);
+    phase('lfs');
+    const binary = await lfsServerBinary(options.lfs);
+    const lfs =
+      typeof binary === 'string'
+        ? await measureLfsPull(ctx, {
+            binary,
+            objects: LFS_OBJECTS[options.mode.startsWith('quick') ? 'quick' : 'default'],
+          })
+        : binary;
+    if ('skipped' in lfs) log(`  no LFS figure: ${lfs.skipped}`);
+
     const { concurrent, ...serveRest } = serve;
     const partial = {
       coldStart: { ...coldStart, sidecarCloneSeconds },
       restorePipeline,
       snapshot,
       serve: { ...serveRest, [`concurrent${options.concurrency}`]: concurrent },
+      lfs,
     };
     return {
       schema: 1,

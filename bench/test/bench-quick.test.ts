@@ -33,6 +33,9 @@ const REQUIRED = [
   'serve.concurrent16.p99Seconds',
   'serve.concurrent16.failures',
   'serve.concurrent16.peakRssMiB',
+  'lfs.directSeconds',
+  'lfs.cacheSeconds',
+  'lfs.upstreamBytesWhileWarm',
 ];
 
 function at(value: unknown, path: string): unknown {
@@ -51,6 +54,8 @@ test('npm run bench -- --quick writes every documented key as a number', { timeo
     const report = JSON.parse(await readFile(out, 'utf8')) as unknown;
     for (const key of REQUIRED) {
       const value = at(report, key);
+      // Without a built lfstest-gitserver there is no LFS figure, and the report must say why.
+      if (key.startsWith('lfs.') && typeof at(report, 'lfs.skipped') === 'string') continue;
       // Without a built MinIO the S3 figure is null, and the report must say why.
       if (key === 'coldStart.restoreS3Seconds' && value === null) {
         assert.equal(
@@ -64,6 +69,12 @@ test('npm run bench -- --quick writes every documented key as a number', { timeo
       assert.ok(Number.isFinite(value), `${key} is not finite`);
     }
     assert.equal(at(report, 'serve.concurrent16.failures'), 0);
+    if (typeof at(report, 'lfs.upstreamBytesWhileWarm') === 'number')
+      assert.equal(
+        at(report, 'lfs.upstreamBytesWhileWarm'),
+        0,
+        'the warm pulls moved no LFS byte from upstream',
+      );
     assert.match(stdout, /^\| measurement \| baseline \| gitmirror \|/m);
   } finally {
     await rm(dir, { recursive: true, force: true });
