@@ -330,18 +330,14 @@ export class LfsService {
     res.status(range ? 206 : 200).set('Content-Length', String(length));
     if (range) res.set('Content-Range', `bytes ${range.start}-${range.end}/${object.size}`);
     this.deps.metrics.objectsServed.inc({ source: opened.source });
-    await this.stream(opened.body, res, opened.source);
-  }
-
-  private async stream(body: Readable, res: Response, source: string): Promise<void> {
-    body.on('data', (chunk: Buffer) => this.deps.metrics.bytesServed.inc({ source }, chunk.length));
+    const bytes = this.deps.metrics.bytesServed.labels({ source: opened.source });
     try {
-      await pipeline(body, res);
+      await opened.send(res, (n) => bytes.inc(n));
     } catch (err) {
       // Headers are out: the client sees a response short of its Content-Length.
       if (!res.destroyed) res.destroy();
-      if (!isGitMirrorError(err)) return;
-      this.deps.logger.warn({ err: describeError(err) }, 'LFS object download failed mid-stream');
+      if (isGitMirrorError(err))
+        this.deps.logger.warn({ err: describeError(err) }, 'LFS object download failed mid-stream');
     }
   }
 

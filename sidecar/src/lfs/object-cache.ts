@@ -1,10 +1,12 @@
 import { createReadStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Logger } from '../log/logger.ts';
 import type { SnapshotStore } from '../snapshot/store.ts';
 import { Arrival } from './arrival.ts';
+import { writeFileRange } from './file-body.ts';
 import type { LfsMetrics, LfsSource } from './lfs-metrics.ts';
 import type { LocalLfsObjects } from './local-objects.ts';
 import { type LfsObjectId, storeKeyOf } from './oid.ts';
@@ -23,7 +25,11 @@ export interface ByteRange {
 
 export interface OpenedObject {
   source: LfsSource;
-  body: Readable;
+  /**
+   * Writes the bytes to `out` and ends it; rejects (leaving `out` to the caller) when the
+   * object turns out corrupt or short, or `out` goes away. Call once.
+   */
+  send(out: Writable, onChunk?: (bytes: number) => void): Promise<void>;
 }
 
 interface Fill {
@@ -96,9 +102,16 @@ export class LfsObjectCache {
     options: { range?: ByteRange; upstream: OpenUpstream },
   ): Promise<OpenedObject> {
     const local = await this.openLocal(object, options.range);
-    if (local) return { source: 'local', body: local };
+    if (local) return { source: 'local', send: local };
     const { arrival, source } = await this.fill(object, options.upstream).opened;
-    return { source, body: arrival.follow(options.range) };
+    const body = arrival.follow(options.range);
+    return {
+      source,
+      send: (out, onChunk) => {
+        if (onChunk) body.on('data', (chunk: Buffer) => onChunk(chunk.length));
+        return pipeline(body, out);
+      },
+    };
   }
 
   /**
@@ -132,7 +145,7 @@ export class LfsObjectCache {
       ]);
   }
 
-  private async openLocal(object: LfsObjectId, range?: ByteRange): Promise<Readable | undefined> {
+  private async openLocal(object: LfsObjectId, range?: ByteRange): Promise<OpenedObject['send'] | undefined> {
     const held = this.local.use(object.oid);
     if (!held) return undefined;
     if (held.size !== object.size)
@@ -143,7 +156,8 @@ export class LfsObjectCache {
     // Open first: an eviction between the lookup and the read sends us to the next tier.
     const handle = await open(held.path, 'r').catch(() => undefined);
     if (!handle) return undefined;
-    return handle.createReadStream({ start: range?.start ?? 0, end: range?.end, highWaterMark: 1024 * 1024 });
+    const bytes = range ?? { start: 0, end: object.size - 1 };
+    return (out, onChunk) => writeFileRange(handle, bytes, out, onChunk).finally(() => handle.close());
   }
 
   private fill(object: LfsObjectId, upstream: OpenUpstream): Fill {

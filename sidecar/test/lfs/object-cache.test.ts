@@ -31,7 +31,7 @@ describe('the LFS object cache', () => {
     const opened = await Promise.all(
       Array.from({ length: 10 }, () => cache.open(object, { upstream: opener(object) })),
     );
-    const bodies = await Promise.all(opened.map((o) => readAll(o.body)));
+    const bodies = await Promise.all(opened.map((o) => readAll(o)));
     for (const body of bodies) assert.ok(body.equals(content));
     await cache.idle();
     assert.deepEqual(new Set(opened.map((o) => o.source)), new Set(['upstream']));
@@ -39,7 +39,7 @@ describe('the LFS object cache', () => {
     assert.equal(await metricValue(registry, 'gitmirror_lfs_upstream_bytes_total'), content.length);
     const again = await cache.open(object, { upstream: opener(object) });
     assert.equal(again.source, 'local');
-    assert.ok((await readAll(again.body)).equals(content));
+    assert.ok((await readAll(again)).equals(content));
     assert.equal(upstream.downloads(object.oid), 1);
   });
 
@@ -49,12 +49,12 @@ describe('the LFS object cache', () => {
     upstream.fault(object.oid, 'slow');
     const { cache } = await replicaCache(join(root, 'follow'));
     const first = await cache.open(object, { upstream: opener(object) });
-    const whole = readAll(first.body);
+    const whole = readAll(first);
     await new Promise((r) => setTimeout(r, 150));
     const range = { start: 1_000_000, end: content.length - 1 };
     const second = await cache.open(object, { range, upstream: opener(object) });
     assert.equal(second.source, 'upstream');
-    assert.ok((await readAll(second.body)).equals(content.subarray(range.start)));
+    assert.ok((await readAll(second)).equals(content.subarray(range.start)));
     assert.ok((await whole).equals(content));
     assert.equal(upstream.downloads(object.oid), 1);
   });
@@ -67,12 +67,14 @@ describe('the LFS object cache', () => {
       const { cache, local, registry } = await replicaCache(join(root, `fault-${fault}`));
       const opened = await cache.open(object, { upstream: opener(object) });
       let received = 0;
-      opened.body.on('data', (c: Buffer) => {
-        received += c.length;
-      });
-      await assert.rejects(readAll(opened.body), {
-        code: fault === 'corrupt' ? 'LFS_OBJECT_CORRUPT' : 'UPSTREAM_FAILED',
-      });
+      await assert.rejects(
+        readAll(opened, (n) => {
+          received += n;
+        }),
+        {
+          code: fault === 'corrupt' ? 'LFS_OBJECT_CORRUPT' : 'UPSTREAM_FAILED',
+        },
+      );
       assert.ok(received < content.length, `the client got ${received} of ${content.length} bytes`);
       await cache.idle();
       assert.equal(local.has(object.oid), false);
@@ -85,7 +87,7 @@ describe('the LFS object cache', () => {
 
       upstream.fault(object.oid, undefined);
       const retry = await cache.open(object, { upstream: opener(object) });
-      assert.ok((await readAll(retry.body)).equals(content));
+      assert.ok((await readAll(retry)).equals(content));
       await cache.idle();
       assert.equal(upstream.downloads(object.oid), 2);
       assert.equal(local.has(object.oid), true);
@@ -98,7 +100,7 @@ describe('the LFS object cache', () => {
     const object = upstream.add('org/repo', content);
     const a = await replicaCache(join(root, 'replica-a'), { store });
     assert.equal(await a.cache.locate(object), undefined);
-    await readAll((await a.cache.open(object, { upstream: opener(object) })).body);
+    await readAll(await a.cache.open(object, { upstream: opener(object) }));
     await a.cache.idle();
     assert.ok((await readFile(join(root, 'store', storeKeyOf(object.oid)))).equals(content));
     assert.equal(await metricValue(a.registry, 'gitmirror_lfs_store_writes_total', { outcome: 'ok' }), 1);
@@ -107,7 +109,7 @@ describe('the LFS object cache', () => {
     assert.equal(await b.cache.locate(object), 'store');
     const fromStore = await b.cache.open(object, { upstream: opener(object) });
     assert.equal(fromStore.source, 'store');
-    assert.ok((await readAll(fromStore.body)).equals(content));
+    assert.ok((await readAll(fromStore)).equals(content));
     assert.equal(upstream.downloads(object.oid), 1, 'replica B moved no bytes from upstream');
 
     // A damaged store copy (same size, one byte off) is refused, then replaced from upstream.
@@ -117,7 +119,7 @@ describe('the LFS object cache', () => {
     const c = await replicaCache(join(root, 'replica-c'), { store });
     const bad = await c.cache.open(object, { upstream: opener(object) });
     assert.equal(bad.source, 'store');
-    await assert.rejects(readAll(bad.body), {
+    await assert.rejects(readAll(bad), {
       code: 'LFS_OBJECT_CORRUPT',
       message: /the snapshot store sent content/,
     });
@@ -128,7 +130,7 @@ describe('the LFS object cache', () => {
     );
     const retry = await c.cache.open(object, { upstream: opener(object) });
     assert.equal(retry.source, 'upstream');
-    assert.ok((await readAll(retry.body)).equals(content));
+    assert.ok((await readAll(retry)).equals(content));
     await c.cache.idle();
     assert.ok((await readFile(join(root, 'store', storeKeyOf(object.oid)))).equals(content));
   });
@@ -137,11 +139,11 @@ describe('the LFS object cache', () => {
     const content = randomContent(100_000);
     const object = upstream.add('org/repo', content);
     const { cache } = await replicaCache(join(root, 'ranges'));
-    await readAll((await cache.open(object, { upstream: opener(object) })).body);
+    await readAll(await cache.open(object, { upstream: opener(object) }));
     await cache.idle();
     const part = await cache.open(object, { range: { start: 10, end: 99 }, upstream: opener(object) });
     assert.equal(part.source, 'local');
-    assert.ok((await readAll(part.body)).equals(content.subarray(10, 100)));
+    assert.ok((await readAll(part)).equals(content.subarray(10, 100)));
   });
 
   it('evicts least recently used objects first, keeps the order across a restart, and stays within its bound', async () => {
@@ -149,11 +151,11 @@ describe('the LFS object cache', () => {
     const objects = [1, 2, 3].map(() => upstream.add('org/repo', randomContent(256 * 1024)));
     const first = await replicaCache(dir);
     for (const object of objects) {
-      await readAll((await first.cache.open(object, { upstream: opener(object) })).body);
+      await readAll(await first.cache.open(object, { upstream: opener(object) }));
       await first.cache.idle();
     }
     // Use the first one again: the second is now the least recently used.
-    await readAll((await first.cache.open(objects[0]!, { upstream: opener(objects[0]!) })).body);
+    await readAll(await first.cache.open(objects[0]!, { upstream: opener(objects[0]!) }));
     assert.equal(first.local.bytesHeld, 3 * 256 * 1024);
     assert.deepEqual(await first.local.evictTo(2 * 256 * 1024), { objects: 1, bytes: 256 * 1024 });
     assert.deepEqual(
@@ -164,7 +166,7 @@ describe('the LFS object cache', () => {
     const restarted = await replicaCache(dir, { maxLocalBytes: 300 * 1024 });
     assert.equal(restarted.local.objectCount, 2);
     assert.equal(restarted.local.bytesHeld, 2 * 256 * 1024);
-    await readAll((await restarted.cache.open(objects[1]!, { upstream: opener(objects[1]!) })).body);
+    await readAll(await restarted.cache.open(objects[1]!, { upstream: opener(objects[1]!) }));
     await restarted.cache.idle();
     assert.equal(restarted.local.bytesHeld, 256 * 1024);
     assert.equal(restarted.local.has(objects[1]!.oid), true);
@@ -178,7 +180,7 @@ describe('the LFS object cache', () => {
       upstream.add('org/repo', randomContent(3000)),
     ];
     const plain = await replicaCache(join(root, 'ensure-plain'));
-    await readAll((await plain.cache.open(x, { upstream: opener(x) })).body);
+    await readAll(await plain.cache.open(x, { upstream: opener(x) }));
     await plain.cache.idle();
     const withStore = await replicaCache(join(root, 'ensure-plain'), { store });
     assert.equal(await withStore.cache.ensure(x, opener(x)), 'local');

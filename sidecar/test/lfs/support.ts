@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import { type Readable, Writable } from 'node:stream';
 import { Registry } from 'prom-client';
 import { LfsMetrics } from '../../src/lfs/lfs-metrics.ts';
 import { LocalLfsObjects } from '../../src/lfs/local-objects.ts';
-import { LfsObjectCache } from '../../src/lfs/object-cache.ts';
+import { LfsObjectCache, type OpenedObject } from '../../src/lfs/object-cache.ts';
 import type { LfsObjectId } from '../../src/lfs/oid.ts';
 import { UpstreamLfs } from '../../src/lfs/upstream-lfs.ts';
 import { silentLogger } from '../../src/log/logger.ts';
@@ -40,9 +40,17 @@ export function upstreamOpener(upstream: LfsUpstream, repo: string) {
   };
 }
 
-export async function readAll(stream: Readable): Promise<Buffer> {
+/** Everything an opened object sends, copied (the sender reuses its buffers); `received` counts as it goes. */
+export async function readAll(opened: OpenedObject, received?: (bytes: number) => void): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      received?.(chunk.length);
+      callback();
+    },
+  });
+  await opened.send(sink);
   return Buffer.concat(chunks);
 }
 
