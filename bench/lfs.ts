@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { access, constants, mkdir, rm, writeFile } from 'node:fs/promises';
+import { access, constants, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type LfsTestServer, startLfsTestServer } from '../e2e/support/lfs-server.ts';
 import { ensureTools, TOOLS, toolsCacheDir } from '../e2e/tools/ensure-tools.ts';
+import { lfsEnvironment } from '../sidecar/test/lfs/lfs-git.ts';
 import type { BenchContext } from './context.ts';
 import { type BenchSidecar, spawnSidecar } from './sidecar-process.ts';
 import { alternate, median, round, timed } from './util.ts';
@@ -66,7 +67,7 @@ export async function measureLfsPull(
   const dir = join(ctx.workDir, 'lfs');
   let sidecar: BenchSidecar | undefined;
   try {
-    const client = await clientEnvironment(join(dir, 'home'));
+    const client = await lfsEnvironment(join(dir, 'home'));
     await pushObjects(server, join(dir, 'source'), client, objects);
     sidecar = await spawnSidecar({
       env: {
@@ -115,31 +116,6 @@ export async function measureLfsPull(
     await server.stop();
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** git-lfs for a client with its own HOME: filters installed there, credentials from a file. */
-async function clientEnvironment(home: string): Promise<NodeJS.ProcessEnv> {
-  await mkdir(home, { recursive: true });
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: home,
-    GIT_CONFIG_GLOBAL: join(home, '.gitconfig'),
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_AUTHOR_NAME: 'bench',
-    GIT_AUTHOR_EMAIL: 'bench@example.com',
-    GIT_COMMITTER_NAME: 'bench',
-    GIT_COMMITTER_EMAIL: 'bench@example.com',
-  };
-  await exec('git', ['lfs', 'install', '--skip-repo'], { env });
-  await exec(
-    'git',
-    ['config', '--global', 'credential.helper', `store --file=${join(home, 'credentials')}`],
-    {
-      env,
-    },
-  );
-  return env;
 }
 
 async function pushObjects(

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { lfsEnvironment } from '../../sidecar/test/lfs/lfs-git.ts';
 import { type SidecarProcess, startSidecarProcess } from '../../sidecar/test/support/sidecar-process.ts';
 import { type LfsTestServer, startLfsTestServer } from '../support/lfs-server.ts';
 import { type S3Server, startS3Server } from '../support/s3-server.ts';
@@ -90,7 +91,7 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
     await s3.createBucket(BUCKET);
     server = await startLfsTestServer();
     await server.createRepo('repo');
-    client = await clientEnvironment(join(root, 'home'));
+    client = await lfsEnvironment(join(root, 'home'));
     await writeFile(join(client.HOME!, 'credentials'), server.url.replace('http://', 'http://user:pass@'));
     files = {
       'a.bin': randomBytes(3 * MIB),
@@ -196,7 +197,7 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
     });
     await sameFiles(await (await pullThrough(p, 'private-good', { include: 'a.bin' })).pull, ['a.bin']);
     const served = await metric(p, 'gitmirror_lfs_bytes_served_total', 'source="local"');
-    const wrong = await clientEnvironment(join(root, 'home-wrong'));
+    const wrong = await lfsEnvironment(join(root, 'home-wrong'));
     await writeFile(
       join(wrong.HOME!, 'credentials'),
       [server.url, p.gitUrl].map((u) => u.replace('http://', 'http://user:wrong@')).join('\n'),
@@ -204,7 +205,7 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
     const refused = await pullThrough(p, 'private-wrong', { include: 'a.bin', env: wrong });
     await assert.rejects(refused.pull, /403|[Aa]uthoriz/);
     assert.match(await readFile(join(refused.dir, 'a.bin'), 'utf8'), /^version https:\/\/git-lfs/);
-    const nobody = await clientEnvironment(join(root, 'home-nobody'));
+    const nobody = await lfsEnvironment(join(root, 'home-nobody'));
     const anonymous = await pullThrough(p, 'private-anonymous', { include: 'a.bin', env: nobody });
     await assert.rejects(anonymous.pull, /401|[Cc]redentials|[Aa]uthoriz/);
     assert.equal(await metric(p, 'gitmirror_lfs_bytes_served_total', 'source="local"'), served);
@@ -234,29 +235,6 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
     await sameFiles(dir, ['a.bin', 'dir/b.bin', 'big.bin']);
   });
 });
-
-async function clientEnvironment(home: string): Promise<NodeJS.ProcessEnv> {
-  await mkdir(home, { recursive: true });
-  const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
-    HOME: home,
-    GIT_CONFIG_GLOBAL: join(home, '.gitconfig'),
-    GIT_CONFIG_NOSYSTEM: '1',
-    GIT_TERMINAL_PROMPT: '0',
-    GIT_AUTHOR_NAME: 'e2e',
-    GIT_AUTHOR_EMAIL: 'e2e@example.com',
-    GIT_COMMITTER_NAME: 'e2e',
-    GIT_COMMITTER_EMAIL: 'e2e@example.com',
-  };
-  await promisify(execFile)('git', ['lfs', 'install', '--skip-repo'], { env });
-  await promisify(execFile)(
-    'git',
-    ['config', '--global', 'credential.helper', `store --file=${join(home, 'credentials')}`],
-    { env },
-  );
-  await writeFile(join(home, 'credentials'), '');
-  return env;
-}
 
 async function waitReady(sidecar: SidecarProcess): Promise<void> {
   const deadline = Date.now() + 120_000;

@@ -2,24 +2,22 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { LfsObjectId } from '../../src/lfs/oid.ts';
-import { git } from '../support/git-fixtures.ts';
+import { GIT_ENV, git } from '../support/git-fixtures.ts';
 
 /**
- * git-lfs in a throwaway HOME: its filters are installed into that HOME's config only, so the
- * machine's own git config is never touched.
+ * The whole environment of a git-lfs client in a throwaway HOME: filters installed into that
+ * HOME's config only (the machine's own git config is never touched), a fixed identity, no
+ * prompts, and credentials from `{home}/credentials` (git-credential-store format, empty at
+ * first), which the test writes. Also used by the end-to-end suite and the benchmark.
  */
 export async function lfsEnvironment(home: string): Promise<NodeJS.ProcessEnv> {
   await mkdir(home, { recursive: true });
-  const env: NodeJS.ProcessEnv = {
-    HOME: home,
-    GIT_CONFIG_GLOBAL: join(home, '.gitconfig'),
-    GIT_LFS_SKIP_PUSH: undefined,
-  };
+  const env: NodeJS.ProcessEnv = { ...GIT_ENV, HOME: home, GIT_CONFIG_GLOBAL: join(home, '.gitconfig') };
   await git(['lfs', 'install', '--skip-repo'], { env });
-  // Credentials for whatever tests hand out, from a file the test writes.
   await git(['config', '--global', 'credential.helper', `store --file=${join(home, 'credentials')}`], {
     env,
   });
+  await writeFile(join(home, 'credentials'), '');
   return env;
 }
 
