@@ -147,38 +147,25 @@ async function isExecutable(path: string): Promise<boolean> {
   );
 }
 
+/**
+ * Runs a command with a hard timeout; with `capture` its stdout is collected and returned
+ * (else inherited), and `capture.acceptExit` may accept a failing exit whose output says why.
+ */
 function run(
   command: string,
   args: string[],
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
-  cwd?: string,
-): Promise<void> {
+  options: { cwd?: string; capture?: { acceptExit(stdout: string): boolean } } = {},
+): Promise<string> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'inherit', 'inherit'] });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
+    const child = spawn(command, args, {
+      env,
+      cwd: options.cwd,
+      stdio: ['ignore', options.capture ? 'pipe' : 'inherit', 'inherit'],
     });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (code === 0) resolvePromise();
-      else reject(new Error(`${command} ${args.join(' ')} failed (${signal ?? `exit ${code}`})`));
-    });
-  });
-}
-
-function capture(
-  command: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  timeoutMs: number,
-): Promise<{ stdout: string }> {
-  return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
@@ -188,8 +175,7 @@ function capture(
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      // `go mod download -json` exits 1 with the reason in the JSON's Error field.
-      if (code === 0 || stdout.trim().startsWith('{')) resolvePromise({ stdout });
+      if (code === 0 || options.capture?.acceptExit(stdout)) resolvePromise(stdout);
       else reject(new Error(`${command} ${args.join(' ')} failed (${signal ?? `exit ${code}`})`));
     });
   });
@@ -228,7 +214,7 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
           ['build', ...ldflags, '-o', output, tool.pkg],
           { ...env, GOTOOLCHAIN: 'local' },
           BUILD_TIMEOUT_MS,
-          cwd,
+          { cwd },
         );
       } else if (tool.kind === 'go-file') {
         const cwd = await moduleSourceDir(tool, env);
@@ -239,7 +225,7 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
           ['build', ...tags, ...ldflags, '-o', output, tool.file!],
           { ...env, GOTOOLCHAIN: 'local', GOFLAGS: `${env.GOFLAGS} -mod=readonly` },
           BUILD_TIMEOUT_MS,
-          cwd,
+          { cwd },
         );
       } else {
         await run('go', ['install', ...ldflags, `${tool.pkg}@${tool.version}`], env, BUILD_TIMEOUT_MS);
@@ -264,11 +250,13 @@ async function buildGoTool(name: string, tool: GoTool, target: string): Promise<
  * cache (read-only, checked against the checksum database like any dependency).
  */
 async function moduleSourceDir(tool: GoTool, env: NodeJS.ProcessEnv): Promise<string> {
-  const { stdout } = await capture(
+  const stdout = await run(
     'go',
     ['mod', 'download', '-json', `${tool.pkg}@${tool.version}`],
     { ...env, GOTOOLCHAIN: 'local', GOFLAGS: '' },
     BUILD_TIMEOUT_MS,
+    // It exits 1 with the reason in the JSON's Error field.
+    { capture: { acceptExit: (out) => out.trim().startsWith('{') } },
   );
   const { Dir, Error: error } = JSON.parse(stdout) as { Dir?: string; Error?: string };
   if (!Dir) throw new Error(`go mod download ${tool.pkg}@${tool.version} failed: ${error ?? 'no Dir'}`);

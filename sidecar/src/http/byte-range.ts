@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 
 /** One satisfiable byte range of a representation, `end` inclusive. */
 export interface SatisfiableRange {
@@ -42,4 +42,35 @@ export function matchesEtag(header: string | undefined, etag: string): boolean {
     const t = tag.trim();
     return t === '*' || t === etag || t === `W/${etag}`;
   });
+}
+
+/**
+ * The conditional and range part of a GET or HEAD of a representation with a strong ETag:
+ * sets ETag and Accept-Ranges, answers 304 (If-None-Match) and 416 itself and returns
+ * undefined then; otherwise returns the range to send and `respond()`, which sets the status
+ * (200 or 206), Content-Length and Content-Range once the caller knows it can send the bytes.
+ */
+export function rangeOfRequest(
+  req: Request,
+  res: Response,
+  representation: { size: number; etag: string },
+): { range?: SatisfiableRange; respond(): void } | undefined {
+  const { size, etag } = representation;
+  res.set({ ETag: etag, 'Accept-Ranges': 'bytes' });
+  if (matchesEtag(req.get('if-none-match'), etag)) {
+    res.status(304).end();
+    return undefined;
+  }
+  const range = parseRange(req, size, etag);
+  if (range === 'unsatisfiable') {
+    res.status(416).set('Content-Range', `bytes */${size}`).end();
+    return undefined;
+  }
+  return {
+    range,
+    respond() {
+      res.status(range ? 206 : 200).set('Content-Length', String(range ? range.end - range.start + 1 : size));
+      if (range) res.set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+    },
+  };
 }

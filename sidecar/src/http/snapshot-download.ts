@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
-import { matchesEtag, parseRange } from './byte-range.ts';
+import { rangeOfRequest } from './byte-range.ts';
 
 /**
  * `GET /git/{repo}/snapshot.tar.zst`: the latest published snapshot, for CI jobs that
@@ -20,28 +20,17 @@ export async function serveSnapshotDownload(
   const manifest = await snapshots.latest(repo);
   if (!manifest)
     throw new GitMirrorError('SNAPSHOT_NOT_FOUND', `no snapshot has been published for ${repo.id}`);
-  const etag = `"${manifest.sha256}"`;
   res.set({
-    ETag: etag,
-    'Accept-Ranges': 'bytes',
     'Content-Type': 'application/zstd',
     'Content-Disposition': `attachment; filename="${repo.path.split('/').pop()}.tar.zst"`,
     'Last-Modified': new Date(manifest.createdAt).toUTCString(),
     'X-Gitmirror-Snapshot-Commit': manifest.commit,
     'Cache-Control': 'no-cache',
   });
-  if (matchesEtag(req.get('if-none-match'), etag)) {
-    res.status(304).end();
-    return;
-  }
-  const range = parseRange(req, manifest.sizeBytes, etag);
-  if (range === 'unsatisfiable') {
-    res.status(416).set('Content-Range', `bytes */${manifest.sizeBytes}`).end();
-    return;
-  }
-  const length = range ? range.end - range.start + 1 : manifest.sizeBytes;
-  res.status(range ? 206 : 200).set('Content-Length', String(length));
-  if (range) res.set('Content-Range', `bytes ${range.start}-${range.end}/${manifest.sizeBytes}`);
+  const plan = rangeOfRequest(req, res, { size: manifest.sizeBytes, etag: `"${manifest.sha256}"` });
+  if (!plan) return;
+  const { range } = plan;
+  plan.respond();
   if (req.method === 'HEAD') {
     res.end();
     return;

@@ -5,7 +5,7 @@ import type { Request, Response } from 'express';
 import type { Access } from '../admin/types.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Credentials } from '../git/credentials.ts';
-import { matchesEtag, parseRange } from '../http/byte-range.ts';
+import { rangeOfRequest } from '../http/byte-range.ts';
 import { requestUpstream } from '../http/upstream-proxy.ts';
 import type { Logger } from '../log/logger.ts';
 import type { RepoId } from '../mirrors/repo-id.ts';
@@ -298,37 +298,24 @@ export class LfsService {
     const token = typeof req.query.token === 'string' ? req.query.token : undefined;
     const grant = this.deps.tokens.open(token, { repo: repository.repo.id, oid });
     const object = { oid, size: grant.size };
-    const etag = `"${oid}"`;
     res.set({
-      ETag: etag,
-      'Accept-Ranges': 'bytes',
       'Content-Type': 'application/octet-stream',
       'Cache-Control': 'private, max-age=86400, immutable',
     });
-    if (matchesEtag(req.get('if-none-match'), etag)) {
-      res.status(304).end();
-      return;
-    }
-    const range = parseRange(req, object.size, etag);
-    if (range === 'unsatisfiable') {
-      res.status(416).set('Content-Range', `bytes */${object.size}`).end();
-      return;
-    }
-    const length = range ? range.end - range.start + 1 : object.size;
+    // The oid names the content: the strongest ETag there is.
+    const plan = rangeOfRequest(req, res, { size: object.size, etag: `"${oid}"` });
+    if (!plan) return;
     if (req.method === 'HEAD') {
-      res
-        .status(range ? 206 : 200)
-        .set('Content-Length', String(length))
-        .end();
+      plan.respond();
+      res.end();
       return;
     }
     const opened = await this.deps.objects.open(object, {
-      range,
+      range: plan.range,
       upstream: () => this.openAtUpstream(repository, grant),
     });
     res.locals.source = opened.source;
-    res.status(range ? 206 : 200).set('Content-Length', String(length));
-    if (range) res.set('Content-Range', `bytes ${range.start}-${range.end}/${object.size}`);
+    plan.respond();
     this.deps.metrics.objectsServed.inc({ source: opened.source });
     const bytes = this.deps.metrics.bytesServed.labels({ source: opened.source });
     try {
