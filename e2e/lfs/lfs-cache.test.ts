@@ -62,12 +62,16 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
   async function pullThrough(
     via: SidecarProcess | undefined,
     name: string,
-    options: { include?: string; env?: NodeJS.ProcessEnv } = {},
+    options: { include?: string; env?: NodeJS.ProcessEnv; gitFromUpstream?: boolean } = {},
   ) {
     const dir = join(root, 'clients', name);
-    const url = via ? `${via.gitUrl}/git/${server.host}/repo.git` : `${server.url}/repo.git`;
+    const cacheUrl = via && `${via.gitUrl}/git/${server.host}/repo.git`;
+    const url = cacheUrl && !options.gitFromUpstream ? cacheUrl : `${server.url}/repo.git`;
     const env = options.env ?? client;
     await git(['clone', '--quiet', url, dir], undefined, { ...env, GIT_LFS_SKIP_SMUDGE: '1' });
+    // git from upstream, LFS from the cache: a client whose git alone would not get through.
+    if (cacheUrl && options.gitFromUpstream)
+      await git(['config', 'lfs.url', `${cacheUrl}/info/lfs`], dir, env);
     await git(['config', 'lfs.transfer.maxretries', '1'], dir, env);
     const args = ['lfs', 'pull', ...(options.include ? ['--include', options.include] : [])];
     return { dir, pull: git(args, dir, env).then(() => dir) };
@@ -206,7 +210,12 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
     await assert.rejects(refused.pull, /403|[Aa]uthoriz/);
     assert.match(await readFile(join(refused.dir, 'a.bin'), 'utf8'), /^version https:\/\/git-lfs/);
     const nobody = await lfsEnvironment(join(root, 'home-nobody'));
-    const anonymous = await pullThrough(p, 'private-anonymous', { include: 'a.bin', env: nobody });
+    // The Private mirror refuses its git to a client without credentials; it takes git from upstream.
+    const anonymous = await pullThrough(p, 'private-anonymous', {
+      include: 'a.bin',
+      env: nobody,
+      gitFromUpstream: true,
+    });
     await assert.rejects(anonymous.pull, /401|[Cc]redentials|[Aa]uthoriz/);
     assert.equal(await metric(p, 'gitmirror_lfs_bytes_served_total', 'source="local"'), served);
     assert.ok(

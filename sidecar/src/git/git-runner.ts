@@ -93,7 +93,10 @@ export class ProcessGitRunner implements GitRunner {
 
   private options(invocation: GitInvocation) {
     return {
-      cwd: invocation.cwd,
+      // Git looks for a repository from its working directory even for `config --file` or
+      // `ls-remote`; the sidecar's own (an image's WORKDIR, a checkout, a worktree whose .git
+      // points elsewhere) must never be it.
+      cwd: invocation.cwd ?? '/',
       env: gitEnvironment(invocation),
       timeoutMs: invocation.timeoutMs,
       signal: invocation.signal,
