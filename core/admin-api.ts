@@ -26,8 +26,14 @@ export interface MirrorSpec {
   lfs?: { prefetch?: LfsPrefetch };
 }
 
-/** HEAD's tree, every ref's tip, or nothing. */
-export type LfsPrefetch = 'Head' | 'AllRefs' | 'None';
+/** Which refs' LFS objects a prefetch downloads: HEAD's tree, every ref's tip, or none. */
+export const LFS_PREFETCH_SCOPES = ['Head', 'AllRefs', 'None'] as const;
+
+export type LfsPrefetch = (typeof LFS_PREFETCH_SCOPES)[number];
+
+export function isLfsPrefetch(value: unknown): value is LfsPrefetch {
+  return (LFS_PREFETCH_SCOPES as readonly unknown[]).includes(value);
+}
 
 /** The last LFS prefetch of a mirror (on the snapshot writer). */
 export interface LfsPrefetchStatus {

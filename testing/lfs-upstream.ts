@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { LfsObjectId } from '../../src/lfs/oid.ts';
-import { type GitUpstream, startGitUpstream } from './git-http-backend-server.ts';
+import type { LfsObjectId } from '../sidecar/src/lfs/oid.ts';
+import { type GitUpstream, startGitUpstream } from './git-upstream.ts';
 
 /**
  * A stand-in Git LFS server for `npm test` (the end-to-end suite uses git-lfs's own

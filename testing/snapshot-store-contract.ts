@@ -96,6 +96,26 @@ export function snapshotStoreContract(backend: string, open: () => Promise<Store
       assert.equal((await store.getBytes('keep/x'))?.toString(), 'new');
     });
 
+    it('takes two puts of one key at once (two replicas copying one LFS object): both succeed, one whole object stays', async () => {
+      const { store } = subject;
+      const content = Buffer.alloc(256 * KIB, 7);
+      const chunks = (n: number) =>
+        Readable.from(
+          Array.from({ length: n }, (_, i) => content.subarray(i * KIB * 16, (i + 1) * KIB * 16)),
+        );
+      const infos = await Promise.all([
+        store.put('lfs/07/same', chunks(16)),
+        store.put('lfs/07/same', chunks(16)),
+      ]);
+      assert.deepEqual(
+        infos.map((i) => i.sizeBytes),
+        [content.length, content.length],
+      );
+      assert.ok((await buffer(store.get('lfs/07/same'))).equals(content));
+      assert.deepEqual(await keys(store, 'lfs/'), ['lfs/07/same']);
+      assert.deepEqual(await subject.leftovers(), []);
+    });
+
     it('refuses keys that could escape the store or alias another key', async () => {
       const { store } = subject;
       for (const key of [
@@ -115,6 +135,12 @@ export function snapshotStoreContract(backend: string, open: () => Promise<Store
       await assert.rejects(store.list('../'), /invalid store key/);
     });
   });
+}
+
+async function buffer(body: Promise<Readable>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await body) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
 }
 
 async function text(body: Promise<Readable>): Promise<string> {

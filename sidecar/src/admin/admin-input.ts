@@ -1,4 +1,9 @@
-import type { MirrorSpec, RestoreRequest } from '../../../core/admin-api.ts';
+import {
+  isLfsPrefetch,
+  LFS_PREFETCH_SCOPES,
+  type MirrorSpec,
+  type RestoreRequest,
+} from '../../../core/admin-api.ts';
 import { MIN_SNAPSHOT_RETAIN } from '../../../core/snapshot.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
@@ -45,8 +50,7 @@ function parseLfs(value: unknown): NonNullable<MirrorSpec['lfs']> {
   if (!isObject(value) || Object.keys(value).some((k) => k !== 'prefetch')) bad('lfs must be {prefetch?}');
   const { prefetch } = value;
   if (prefetch === undefined) return {};
-  if (prefetch !== 'Head' && prefetch !== 'AllRefs' && prefetch !== 'None')
-    bad('lfs.prefetch must be Head, AllRefs or None');
+  if (!isLfsPrefetch(prefetch)) bad(`lfs.prefetch must be one of ${LFS_PREFETCH_SCOPES.join(', ')}`);
   return { prefetch };
 }
 

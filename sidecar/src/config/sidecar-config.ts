@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { isLfsPrefetch, LFS_PREFETCH_SCOPES, type LfsPrefetch } from '../../../core/admin-api.ts';
 import { parseDuration } from '../../../core/duration.ts';
 import { isContractError } from '../../../core/errors.ts';
 import { snapshotRetain } from '../../../core/snapshot.ts';
@@ -43,7 +44,7 @@ export interface SidecarConfig {
   /** LFS objects kept on local disk at most (least recently used evicted first); undefined: no bound. */
   lfsMaxBytes?: number;
   /** Standalone: which refs' LFS objects the snapshot writer prefetches after each fetch. */
-  lfsPrefetch: 'Head' | 'AllRefs' | 'None';
+  lfsPrefetch: LfsPrefetch;
 }
 
 export interface HostPort {
@@ -146,9 +147,9 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
 
 function lfsPrefetch(text: string | undefined): SidecarConfig['lfsPrefetch'] {
   const value = text?.trim() || 'None';
-  if (value === 'Head' || value === 'AllRefs' || value === 'None') return value;
+  if (isLfsPrefetch(value)) return value;
   throw new GitMirrorError(
     'CONFIG_INVALID',
-    `GITMIRROR_LFS_PREFETCH: "${text}" is not Head, AllRefs or None`,
+    `GITMIRROR_LFS_PREFETCH: "${text}" is not one of ${LFS_PREFETCH_SCOPES.join(', ')}`,
   );
 }

@@ -12,38 +12,70 @@ const MAX_ENTRIES = 10_000;
 export type AccessDecision = 'allowed' | 'needs-credentials' | 'denied';
 
 /**
+ * The memory of the Private rule: upstream's verdicts on a client's credentials for a
+ * repository, kept 60 s when upstream let the client in and 10 s when it did not, under a
+ * hash of (kind of check, repository, Authorization header); the secret itself is never kept.
+ * Git's check and the LFS API's both keep theirs here.
+ */
+export class AccessVerdicts<V> {
+  private readonly entries = new Map<string, { verdict: V; expires: number }>();
+  private readonly clock: Clock;
+  private readonly allowed: (verdict: V) => boolean;
+
+  constructor(options: { clock: Clock; allowed: (verdict: V) => boolean }) {
+    this.clock = options.clock;
+    this.allowed = options.allowed;
+  }
+
+  static keyOf(check: string, repoId: string, authorization: string | undefined): string {
+    return createHash('sha256')
+      .update(`${check}\0${repoId}\0${authorization ?? ''}`)
+      .digest('hex');
+  }
+
+  get(key: string): V | undefined {
+    const entry = this.entries.get(key);
+    if (!entry) return undefined;
+    if (entry.expires > this.clock.now()) return entry.verdict;
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  set(key: string, verdict: V): void {
+    if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
+    const ttl = this.allowed(verdict) ? ALLOW_TTL_MS : DENY_TTL_MS;
+    this.entries.set(key, { verdict, expires: this.clock.now() + ttl });
+  }
+}
+
+/**
  * Gate for `access: Private` mirrors: a client is served local data only after upstream
- * accepted its credentials for that repository. Answers are cached briefly, keyed by a
- * hash of (repository, Authorization header) — the secret itself is never kept.
+ * accepted its credentials for that repository (asked once at a time per client and
+ * repository, the answer kept as `AccessVerdicts` says).
  */
 export class UpstreamAccessCheck {
-  private readonly cache = new Map<string, { decision: AccessDecision; expires: number }>();
+  private readonly verdicts: AccessVerdicts<AccessDecision>;
   private readonly inflight = new Map<string, Promise<AccessDecision>>();
   private readonly logger: Logger;
-  private readonly clock: Clock;
 
   constructor(logger: Logger, clock: Clock) {
     this.logger = logger;
-    this.clock = clock;
+    this.verdicts = new AccessVerdicts({ clock, allowed: (decision) => decision === 'allowed' });
   }
 
   async check(mirror: Mirror, authorization: string | undefined): Promise<AccessDecision> {
     if (mirror.settings.access === 'Public') return 'allowed';
     if (!authorization) return 'needs-credentials';
-    const key = createHash('sha256').update(`${mirror.id}\0${authorization}`).digest('hex');
-    const cached = this.cache.get(key);
-    if (cached && cached.expires > this.clock.now()) return cached.decision;
+    const key = AccessVerdicts.keyOf('git', mirror.id, authorization);
+    const cached = this.verdicts.get(key);
+    if (cached) return cached;
     let pending = this.inflight.get(key);
     if (!pending) {
       pending = this.ask(mirror, authorization).finally(() => this.inflight.delete(key));
       this.inflight.set(key, pending);
     }
     const decision = await pending;
-    if (this.cache.size >= MAX_ENTRIES) this.cache.clear();
-    this.cache.set(key, {
-      decision,
-      expires: this.clock.now() + (decision === 'allowed' ? ALLOW_TTL_MS : DENY_TTL_MS),
-    });
+    this.verdicts.set(key, decision);
     return decision;
   }
 

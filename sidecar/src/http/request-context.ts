@@ -1,6 +1,9 @@
 import type { RepoId } from '../../../core/repo-id.ts';
 import type { GitAction } from './git-path.ts';
 
+/** Git LFS under a repository's `info/lfs`: the batch API, an object download, the locks API. */
+export type LfsRoute = 'lfs-batch' | 'lfs-object' | 'lfs-locks';
+
 /** Where a git request's answer came from, as the request log and `http_requests_total` name it. */
 export type AnswerSource = 'local' | 'upstream' | 'shared' | 'denied' | 'store';
 
@@ -14,7 +17,7 @@ export type BytesSource = 'local' | 'upstream' | 'shared_upstream';
 export interface RequestContext {
   /** `performance.now()` on arrival. */
   readonly startedAt: number;
-  route: GitAction | 'other';
+  route: GitAction | LfsRoute | 'other';
   repo?: RepoId;
   source?: AnswerSource;
   /** Response body bytes, counted where they are produced; absent when no body was relayed. */

@@ -1,4 +1,4 @@
-import { parseRepoId, type RepoId } from '../mirrors/repo-id.ts';
+import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
 
 /**
  * `/{host}/{path}[.git]/info/lfs{/rest}` (the part after `/git`): the repository and what

@@ -2,14 +2,16 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
-import type { Access } from '../admin/types.ts';
+import type { Access } from '../../../core/admin-api.ts';
+import type { Clock } from '../../../core/clock.ts';
+import type { Logger } from '../../../core/log.ts';
+import type { RepoId } from '../../../core/repo-id.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Credentials } from '../git/credentials.ts';
+import { AccessVerdicts } from '../http/access-check.ts';
 import { rangeOfRequest } from '../http/byte-range.ts';
+import type { RequestContext } from '../http/request-context.ts';
 import { requestUpstream } from '../http/upstream-proxy.ts';
-import type { Logger } from '../log/logger.ts';
-import type { RepoId } from '../mirrors/repo-id.ts';
-import { LfsAccessVerdicts } from './access-verdicts.ts';
 import {
   type BatchRequest,
   downloadAnswers,
@@ -42,6 +44,22 @@ export interface LfsRepository {
   mirror?: { access: Access; dir?: string; credentials?: Credentials };
 }
 
+/** What upstream's LFS API said to a client's credentials for a repository. */
+export type LfsVerdict =
+  | { allowed: true }
+  | {
+      allowed: false;
+      /** Upstream's answer, replayed while the refusal is kept: status, challenge headers, body. */
+      status: number;
+      headers: Record<string, string>;
+      body: Buffer;
+    };
+
+/** The LFS API's verdicts, kept like git's (`AccessVerdicts`). */
+export function lfsVerdicts(clock: Clock): AccessVerdicts<LfsVerdict> {
+  return new AccessVerdicts<LfsVerdict>({ clock, allowed: (verdict) => verdict.allowed });
+}
+
 export interface LfsServiceDeps {
   /** What the cache knows of a repository; throws (HOST_NOT_ALLOWED, ...) for one it must not serve. */
   describe(repo: RepoId): LfsRepository;
@@ -49,7 +67,11 @@ export interface LfsServiceDeps {
   tokens: LfsUrlTokens;
   upstream: UpstreamLfs;
   membership: LfsMembership;
-  verdicts: LfsAccessVerdicts;
+  /**
+   * The Private rule for LFS: upstream's LFS API judges a client's credentials (it may be
+   * guarded differently from git's info/refs, and it is the API the client is about to use).
+   */
+  verdicts: AccessVerdicts<LfsVerdict>;
   metrics: LfsMetrics;
   logger: Logger;
 }
@@ -81,17 +103,25 @@ export class LfsService {
   }
 
   /** `subpath` is what follows `/info/lfs` (`/objects/batch`, `/objects/{oid}`, `/locks/...`). */
-  async handle(req: Request, res: Response, repo: RepoId, subpath: string): Promise<void> {
+  async handle(req: Request, res: Response, target: { repo: RepoId; subpath: string; ctx: RequestContext }) {
+    const { subpath, ctx } = target;
+    ctx.repo = target.repo;
     try {
-      const repository = this.deps.describe(repo);
-      if (subpath === '/objects/batch' && req.method === 'POST')
-        return await this.batch(req, res, repository);
+      const repository = this.deps.describe(target.repo);
+      if (subpath === '/objects/batch' && req.method === 'POST') {
+        ctx.route = 'lfs-batch';
+        return await this.batch(req, res, { repository, ctx });
+      }
       const object = OBJECT.exec(subpath);
-      if (object && (req.method === 'GET' || req.method === 'HEAD'))
-        return await this.object(req, res, repository, object[1]!);
+      if (object && (req.method === 'GET' || req.method === 'HEAD')) {
+        ctx.route = 'lfs-object';
+        return await this.object(req, res, { repository, ctx, oid: object[1]! });
+      }
       if (LOCKS.test(subpath) && (req.method === 'GET' || req.method === 'POST')) {
-        res.locals.route = 'lfs_locks';
-        return await this.passThrough(req, res, repository, subpath, req.method === 'POST' ? req : undefined);
+        ctx.route = 'lfs-locks';
+        ctx.source = 'upstream';
+        const body = req.method === 'POST' ? req : undefined;
+        return await this.passThrough(req, res, { repository, subpath, body });
       }
       throw new GitMirrorError(
         'NOT_FOUND',
@@ -102,8 +132,11 @@ export class LfsService {
     }
   }
 
-  private async batch(req: Request, res: Response, repository: LfsRepository): Promise<void> {
-    res.locals.route = 'lfs_batch';
+  private async batch(
+    req: Request,
+    res: Response,
+    { repository, ctx }: { repository: LfsRepository; ctx: RequestContext },
+  ): Promise<void> {
     const raw = await readBody(req, MAX_BATCH_BODY_BYTES);
     let request: BatchRequest;
     try {
@@ -117,7 +150,8 @@ export class LfsService {
       repository.mirror !== undefined &&
       (request.hash_algo === undefined || request.hash_algo === 'sha256');
     if (!cacheable) {
-      await this.passThrough(req, res, repository, '/objects/batch', raw);
+      ctx.source = 'upstream';
+      await this.passThrough(req, res, { repository, subpath: '/objects/batch', body: raw });
       this.count(request.operation, 'passthrough');
       return;
     }
@@ -125,6 +159,7 @@ export class LfsService {
       this.count('download', 'error');
       throw err;
     });
+    ctx.source = outcome === 'denied' ? 'denied' : outcome === 'local' ? 'local' : 'upstream';
     this.count('download', outcome);
   }
 
@@ -138,7 +173,7 @@ export class LfsService {
     const mirror = repository.mirror!;
     const authorization = req.get('authorization');
     if (mirror.access === 'Private') {
-      const key = LfsAccessVerdicts.keyOf(repository.repo.id, authorization);
+      const key = AccessVerdicts.keyOf('lfs', repository.repo.id, authorization);
       const verdict = this.deps.verdicts.get(key);
       if (verdict && !verdict.allowed) {
         replay(res, verdict);
@@ -292,8 +327,11 @@ export class LfsService {
       .send(JSON.stringify({ transfer: 'basic', objects, hash_algo: 'sha256' }));
   }
 
-  private async object(req: Request, res: Response, repository: LfsRepository, oid: string): Promise<void> {
-    res.locals.route = 'lfs_object';
+  private async object(
+    req: Request,
+    res: Response,
+    { repository, ctx, oid }: { repository: LfsRepository; ctx: RequestContext; oid: string },
+  ): Promise<void> {
     if (!isOid(oid)) throw new GitMirrorError('NOT_FOUND', 'not an LFS object id');
     const token = typeof req.query.token === 'string' ? req.query.token : undefined;
     const grant = this.deps.tokens.open(token, { repo: repository.repo.id, oid });
@@ -314,7 +352,7 @@ export class LfsService {
       range: plan.range,
       upstream: () => this.openAtUpstream(repository, grant),
     });
-    res.locals.source = opened.source;
+    ctx.source = opened.source;
     plan.respond();
     this.deps.metrics.objectsServed.inc({ source: opened.source });
     const bytes = this.deps.metrics.bytesServed.labels({ source: opened.source });
@@ -366,11 +404,9 @@ export class LfsService {
   private async passThrough(
     req: Request,
     res: Response,
-    repository: LfsRepository,
-    subpath: string,
-    body: Buffer | Readable | undefined,
+    target: { repository: LfsRepository; subpath: string; body: Buffer | Readable | undefined },
   ): Promise<void> {
-    res.locals.source = 'upstream';
+    const { repository, subpath, body } = target;
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     const headers: Record<string, string> = { via: '1.1 gitmirror' };
     for (const name of ['accept', 'content-type', 'authorization', 'user-agent']) {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Clock, systemClock } from '../../../core/clock.ts';
 import { isOid } from './oid.ts';
 
 /** How stale a file's mtime may get before a read refreshes it (it orders eviction after a restart). */
@@ -8,6 +9,8 @@ const TOUCH_EVERY_MS = 60 * 60 * 1000;
 
 interface Entry {
   size: number;
+  /** When a client was last served from it (epoch ms). */
+  usedAt: number;
   /** When the file's mtime was last set: the on-disk trace of its last use. */
   touchedAt: number;
 }
@@ -17,35 +20,42 @@ export interface LocalObject {
   size: number;
 }
 
+/** A held object that may be evicted now (nothing pins it), as eviction sees it. */
+export interface EvictableObject {
+  oid: string;
+  size: number;
+  lastUsedAt: number;
+}
+
 /**
  * The LFS objects this replica holds: `{dir}/objects/{oid[0:2]}/{oid}`, each written whole
  * and verified before it is renamed in (see `Arrival`), so every file there is a correct
  * object. Temp files live in `{dir}/tmp` on the same filesystem and are swept at start.
  *
  * The index is in memory, in least-recently-used order, built from the directory at start
- * (oldest mtime first) and kept up to date by every read; `evictTo` is the hook a data budget
- * calls. The snapshot store keeps evicted objects for the fleet.
+ * (oldest mtime first) and kept up to date by every read. `evictable` and `evict` are what a
+ * bound or a data budget works with; the snapshot store keeps evicted objects for the fleet.
  */
 export class LocalLfsObjects {
   readonly dir: string;
   private readonly objectsDir: string;
   private readonly tmpDir: string;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   /** Insertion order is recency: a read moves an entry to the end. */
   private readonly index = new Map<string, Entry>();
   private readonly pins = new Map<string, number>();
   private bytes = 0;
 
-  private constructor(dir: string, now: () => number) {
+  private constructor(dir: string, clock: Clock) {
     this.dir = dir;
     this.objectsDir = join(dir, 'objects');
     this.tmpDir = join(dir, 'tmp');
-    this.now = now;
+    this.clock = clock;
   }
 
   /** Opens (creating) the store at `dir`: sweeps temp files and indexes what is there. */
-  static async open(dir: string, options: { now?: () => number } = {}): Promise<LocalLfsObjects> {
-    const store = new LocalLfsObjects(dir, options.now ?? Date.now);
+  static async open(dir: string, options: { clock?: Clock } = {}): Promise<LocalLfsObjects> {
+    const store = new LocalLfsObjects(dir, options.clock ?? systemClock);
     await rm(store.tmpDir, { recursive: true, force: true });
     await mkdir(store.tmpDir, { recursive: true });
     await mkdir(store.objectsDir, { recursive: true });
@@ -72,7 +82,8 @@ export class LocalLfsObjects {
     this.index.delete(oid);
     this.index.set(oid, entry);
     const path = this.pathOf(oid);
-    const now = this.now();
+    const now = this.clock.now();
+    entry.usedAt = now;
     if (now - entry.touchedAt > TOUCH_EVERY_MS) {
       entry.touchedAt = now;
       const when = new Date(now);
@@ -110,7 +121,8 @@ export class LocalLfsObjects {
     const target = this.pathOf(oid);
     await mkdir(join(this.objectsDir, oid.slice(0, 2)), { recursive: true });
     await rename(tempPath, target);
-    this.index.set(oid, { size, touchedAt: this.now() });
+    const now = this.clock.now();
+    this.index.set(oid, { size, usedAt: now, touchedAt: now });
     this.bytes += size;
     return true;
   }
@@ -128,23 +140,29 @@ export class LocalLfsObjects {
     };
   }
 
+  /** Objects nothing pins, least recently used first. */
+  evictable(): EvictableObject[] {
+    const found: EvictableObject[] = [];
+    for (const [oid, entry] of this.index)
+      if (!this.pins.has(oid)) found.push({ oid, size: entry.size, lastUsedAt: entry.usedAt });
+    return found;
+  }
+
   /**
-   * Deletes least-recently-used objects until at most `targetBytes` are held (pinned ones are
-   * skipped). Readers that already opened an evicted file finish reading it.
+   * Deletes these objects, skipping any pinned or gone meanwhile; resolves with the bytes
+   * freed. Readers that already opened a deleted file finish reading it.
    */
-  async evictTo(targetBytes: number): Promise<{ objects: number; bytes: number }> {
-    let objects = 0;
-    let bytes = 0;
-    for (const [oid, entry] of [...this.index]) {
-      if (this.bytes <= targetBytes) break;
-      if (this.pins.has(oid)) continue;
+  async evict(oids: Iterable<string>): Promise<number> {
+    let freed = 0;
+    for (const oid of oids) {
+      const entry = this.index.get(oid);
+      if (!entry || this.pins.has(oid)) continue;
       this.index.delete(oid);
       this.bytes -= entry.size;
+      freed += entry.size;
       await unlink(this.pathOf(oid)).catch(() => {});
-      objects++;
-      bytes += entry.size;
     }
-    return { objects, bytes };
+    return freed;
   }
 
   private pathOf(oid: string): string {
@@ -173,7 +191,7 @@ export class LocalLfsObjects {
     }
     found.sort((a, b) => a.mtime - b.mtime);
     for (const { oid, size, mtime } of found) {
-      this.index.set(oid, { size, touchedAt: mtime });
+      this.index.set(oid, { size, usedAt: mtime, touchedAt: mtime });
       this.bytes += size;
     }
   }

@@ -2,14 +2,15 @@ import { createReadStream } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Logger } from '../log/logger.ts';
-import type { SnapshotStore } from '../snapshot/store.ts';
+import { StoredLfsObjects } from '../store/lfs-objects.ts';
+import type { SnapshotStore } from '../store/store.ts';
 import { Arrival } from './arrival.ts';
 import { writeFileRange } from './file-body.ts';
 import type { LfsMetrics, LfsSource } from './lfs-metrics.ts';
 import type { LocalLfsObjects } from './local-objects.ts';
-import { type LfsObjectId, storeKeyOf } from './oid.ts';
+import type { LfsObjectId } from './oid.ts';
 
 /**
  * Opens an object's bytes at upstream (the response to its download action, status checked).
@@ -39,20 +40,24 @@ interface Fill {
   settled: Promise<void>;
 }
 
-/** Objects known to be in the store; never removed from it by us, so a hit stays true. */
-const MAX_STORE_MEMO = 100_000;
-const STORE_HEAD_CONCURRENCY = 8;
-
 export interface LfsObjectCacheOptions {
   local: LocalLfsObjects;
   /** The snapshot store shared by the fleet; absent, objects are fetched per replica. */
   store?: SnapshotStore;
   metrics: LfsMetrics;
   logger: Logger;
-  /** Uploads to the store at once; the rest queue (serving never waits for them). */
-  storeWriteConcurrency?: number;
   /** Local bytes kept at most: least-recently-used objects beyond it are evicted. */
   maxLocalBytes?: number;
+}
+
+/** What the cache could give up to free disk: a held object nobody is reading from or copying. */
+export interface LfsEvictionCandidate {
+  /** The object's oid. */
+  key: string;
+  bytes: number;
+  tier: 'cache';
+  /** When a client was last served from it (epoch ms); the oldest goes first. */
+  lastUsedAt: number;
 }
 
 /**
@@ -63,28 +68,50 @@ export interface LfsObjectCacheOptions {
  * that came from upstream is then copied to the store in the background, so the rest of the
  * fleet reads it from there. A store copy is verified on read exactly like an upstream one:
  * its key is its sha256.
+ *
+ * Its disk use is a seam for a data budget: `bytesHeld`, `evictionCandidates` (least recently
+ * used first) and `evict`; `GITMIRROR_LFS_MAX_BYTES` is enforced through the same three.
  */
 export class LfsObjectCache {
+  /** Names this cache's disk use (a metric label, a status key). */
+  readonly name = 'lfs';
   readonly local: LocalLfsObjects;
-  private readonly store?: SnapshotStore;
+  private readonly store?: StoredLfsObjects;
   private readonly metrics: LfsMetrics;
   private readonly logger: Logger;
   private readonly maxLocalBytes?: number;
   private readonly fills = new Map<string, Fill>();
+  /** Downloads under way, whose temp files count as held. */
+  private readonly arrivals = new Set<Arrival>();
   private readonly storeWrites = new Map<string, Promise<void>>();
-  private readonly storeWriteSlots: Slots;
-  private readonly storeHeadSlots = new Slots(STORE_HEAD_CONCURRENCY);
-  private readonly inStore = new Set<string>();
-  /** Oids whose store copy failed verification: read from upstream until a fresh copy is written. */
-  private readonly badInStore = new Set<string>();
 
   constructor(options: LfsObjectCacheOptions) {
     this.local = options.local;
-    this.store = options.store;
+    this.store = options.store && new StoredLfsObjects(options.store);
     this.metrics = options.metrics;
     this.logger = options.logger;
     this.maxLocalBytes = options.maxLocalBytes;
-    this.storeWriteSlots = new Slots(options.storeWriteConcurrency ?? 2);
+  }
+
+  /** Bytes on the data volume: held objects and the downloads under way. */
+  bytesHeld(): number {
+    let arriving = 0;
+    for (const arrival of this.arrivals) arriving += arrival.bytesReceived;
+    return this.local.bytesHeld + arriving;
+  }
+
+  /** Held objects nothing reads from by path now (a store copy pins its object), oldest use first. */
+  evictionCandidates(): LfsEvictionCandidate[] {
+    return this.local
+      .evictable()
+      .map(({ oid, size, lastUsedAt }) => ({ key: oid, bytes: size, tier: 'cache', lastUsedAt }));
+  }
+
+  /** Deletes these objects from the local disk (the store keeps them); resolves with the bytes freed. */
+  async evict(keys: readonly string[]): Promise<number> {
+    const freed = await this.local.evict(keys);
+    this.metrics.evictedBytes.inc(freed);
+    return freed;
   }
 
   /** Where the object can be had without upstream, or undefined. Asks the store with a HEAD. */
@@ -127,12 +154,9 @@ export class LfsObjectCache {
     const fill = this.fill(object, upstream);
     const { source } = await fill.opened;
     await fill.settled;
-    await this.storeWrites.get(object.oid);
-    if (this.store && source === 'upstream' && !this.inStore.has(object.oid))
-      throw new GitMirrorError(
-        'SNAPSHOT_STORE_FAILED',
-        `LFS object ${object.oid} could not be copied to the store`,
-      );
+    // Prefetch is done only once the fleet can read the object: join the copy the download
+    // queued, or make one if that copy failed.
+    if (this.store && source === 'upstream' && !(await this.storeHas(object))) await this.copyToStore(object);
     return source;
   }
 
@@ -185,19 +209,18 @@ export class LfsObjectCache {
       label: source === 'store' ? 'the snapshot store' : 'upstream',
       onBytes: source === 'upstream' ? (n) => this.metrics.upstreamBytes.inc(n) : undefined,
     });
+    this.arrivals.add(arrival);
     return { arrival, source };
   }
 
   private async openFromStore(object: LfsObjectId): Promise<Readable | undefined> {
-    if (!this.store || this.badInStore.has(object.oid)) return undefined;
     try {
-      return await this.store.get(storeKeyOf(object.oid));
+      return await this.store?.open(object);
     } catch (err) {
-      if (!isGitMirrorError(err, 'SNAPSHOT_NOT_FOUND'))
-        this.logger.warn(
-          { oid: object.oid, err: describeError(err) },
-          'LFS store read failed; asking upstream',
-        );
+      this.logger.warn(
+        { oid: object.oid, err: describeError(err) },
+        'LFS store read failed; asking upstream',
+      );
       return undefined;
     }
   }
@@ -213,46 +236,42 @@ export class LfsObjectCache {
       await rm(arrival.tempPath, { force: true });
       if (isGitMirrorError(err, 'LFS_OBJECT_CORRUPT') && source !== 'local') {
         this.metrics.verifyFailures.inc({ source });
-        if (source === 'store') this.badInStore.add(oid);
+        if (source === 'store') this.store?.distrust(oid);
       }
       this.logger.warn({ oid, source, err: describeError(err) }, 'LFS object download failed; nothing kept');
       throw err;
     } finally {
+      this.arrivals.delete(arrival);
       arrival.retire();
     }
-    if (source === 'store') this.remember(oid);
+    if (source === 'store') this.store?.verified(oid);
     if (source === 'upstream' && this.store) void this.copyToStore(arrival.object).catch(() => {});
     await this.keepWithinBound();
   }
 
-  /** Uploads a held object to the store, once per oid at a time; never throws to the caller's caller. */
+  /**
+   * Uploads a held object to the store in the background, once per oid at a time, pinned
+   * against eviction until done. Serving never waits for it; a failure is counted and logged.
+   */
   private copyToStore(object: LfsObjectId): Promise<void> {
     const running = this.storeWrites.get(object.oid);
     if (running) return running;
     const unpin = this.local.pin(object.oid);
-    const write = this.storeWriteSlots
-      .run(() => this.upload(object))
-      .finally(() => {
-        unpin();
-        this.storeWrites.delete(object.oid);
-        void this.keepWithinBound();
-      });
+    const write = this.upload(object).finally(() => {
+      unpin();
+      this.storeWrites.delete(object.oid);
+      void this.keepWithinBound();
+    });
     this.storeWrites.set(object.oid, write);
     return write;
   }
 
   private async upload(object: LfsObjectId): Promise<void> {
-    const store = this.store!;
-    const held = this.local.peek(object.oid);
-    if (held?.size !== object.size) return;
     try {
-      const info = await store.put(storeKeyOf(object.oid), createReadStream(held.path), {
-        contentType: 'application/octet-stream',
+      await this.store!.write(object, () => {
+        const held = this.local.peek(object.oid);
+        return held?.size === object.size ? createReadStream(held.path) : undefined;
       });
-      if (info.sizeBytes !== object.size)
-        throw new GitMirrorError('SNAPSHOT_STORE_FAILED', `stored ${info.sizeBytes} of ${object.size} bytes`);
-      this.badInStore.delete(object.oid);
-      this.remember(object.oid);
       this.metrics.storeWrites.inc({ outcome: 'ok' });
     } catch (err) {
       this.metrics.storeWrites.inc({ outcome: 'failed' });
@@ -260,54 +279,36 @@ export class LfsObjectCache {
         { oid: object.oid, err: describeError(err) },
         'copying an LFS object to the store failed',
       );
-      throw err;
+      throw new GitMirrorError(
+        'SNAPSHOT_STORE_FAILED',
+        `LFS object ${object.oid} could not be copied to the store`,
+        {
+          cause: err,
+        },
+      );
     }
   }
 
   private async storeHas(object: LfsObjectId): Promise<boolean> {
-    if (!this.store || this.badInStore.has(object.oid)) return false;
-    if (this.inStore.has(object.oid)) return true;
-    const info = await this.storeHeadSlots
-      .run(() => this.store!.head(storeKeyOf(object.oid)))
-      .catch((err: unknown) => {
-        this.logger.warn({ oid: object.oid, err: describeError(err) }, 'LFS store lookup failed');
-        return undefined;
-      });
-    if (info?.sizeBytes !== object.size) return false;
-    this.remember(object.oid);
-    return true;
-  }
-
-  private remember(oid: string): void {
-    if (this.inStore.size >= MAX_STORE_MEMO) this.inStore.clear();
-    this.inStore.add(oid);
-  }
-
-  private async keepWithinBound(): Promise<void> {
-    if (this.maxLocalBytes === undefined || this.local.bytesHeld <= this.maxLocalBytes) return;
-    const { bytes } = await this.local.evictTo(this.maxLocalBytes);
-    this.metrics.evictedBytes.inc(bytes);
-  }
-}
-
-/** At most `n` tasks at a time; the rest wait in order. */
-class Slots {
-  private readonly limit: number;
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
-
-  constructor(limit: number) {
-    this.limit = limit;
-  }
-
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
-    this.active++;
     try {
-      return await task();
-    } finally {
-      this.active--;
-      this.waiting.shift()?.();
+      return (await this.store?.has(object)) ?? false;
+    } catch (err) {
+      this.logger.warn({ oid: object.oid, err: describeError(err) }, 'LFS store lookup failed');
+      return false;
     }
+  }
+
+  /** GITMIRROR_LFS_MAX_BYTES: least recently used objects go until the rest fit. */
+  private async keepWithinBound(): Promise<void> {
+    const bound = this.maxLocalBytes;
+    if (bound === undefined || this.local.bytesHeld <= bound) return;
+    let excess = this.local.bytesHeld - bound;
+    const victims: string[] = [];
+    for (const candidate of this.evictionCandidates()) {
+      if (excess <= 0) break;
+      victims.push(candidate.key);
+      excess -= candidate.bytes;
+    }
+    await this.evict(victims);
   }
 }

@@ -30,11 +30,6 @@ export function isObjectSize(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;
 }
 
-/** `lfs/{oid[0:2]}/{oid}`: the object's key in the snapshot store (under its prefix). */
-export function storeKeyOf(oid: string): string {
-  return `lfs/${oid.slice(0, 2)}/${oid}`;
-}
-
 /**
  * Parses a pointer file; undefined for anything that is not one (most blobs). Keys after
  * `version` are `oid`, `size` and optional `ext-*` lines, each line ending in a newline.

@@ -1,6 +1,7 @@
+import type { LfsPrefetchStatus } from '../../../core/admin-api.ts';
+import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import type { Logger } from '../log/logger.ts';
 import type { UpstreamAnswer } from './batch-protocol.ts';
 import type { LfsMetrics } from './lfs-metrics.ts';
 import type { LfsRepository } from './lfs-service.ts';
@@ -10,19 +11,8 @@ import type { LfsObjectId } from './oid.ts';
 import { lfsPointersAt, type PointerScope } from './pointer-scan.ts';
 import type { UpstreamLfs } from './upstream-lfs.ts';
 
-/** `spec.lfs.prefetch`: which refs' LFS objects the writer downloads after each fetch. */
-export type LfsPrefetch = 'Head' | 'AllRefs' | 'None';
-
-export interface PrefetchResult {
-  /** Distinct objects the scope's trees point to. */
-  objects: number;
-  /** Already in the fleet's store (or held here and now copied there). */
-  held: number;
-  fetched: number;
-  failed: number;
-  /** The first failure, for status and logs. */
-  error?: string;
-}
+/** What one prefetch run found and did (`LfsPrefetchStatus` without its time). */
+export type PrefetchResult = Omit<LfsPrefetchStatus, 'finishedAt'>;
 
 const BATCH_OBJECTS = 100;
 const DOWNLOADS_AT_ONCE = 4;

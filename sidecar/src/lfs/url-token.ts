@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { type Clock, systemClock } from '../../../core/clock.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { UpstreamAction } from './batch-protocol.ts';
 
@@ -30,17 +31,17 @@ export const DEFAULT_TOKEN_TTL_MS = 30 * 60 * 1000;
 
 export class LfsUrlTokens {
   private readonly keyring: LfsKeyring;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly ttlMs: number;
 
-  constructor(options: { keyring: LfsKeyring; now?: () => number; ttlMs?: number }) {
+  constructor(options: { keyring: LfsKeyring; clock?: Clock; ttlMs?: number }) {
     this.keyring = options.keyring;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.ttlMs = options.ttlMs ?? DEFAULT_TOKEN_TTL_MS;
   }
 
   issue(grant: Omit<ObjectGrant, 'expiresAt'>): { token: string; expiresInSeconds: number } {
-    const expiresAt = this.now() + this.ttlMs;
+    const expiresAt = this.clock.now() + this.ttlMs;
     const payload = { r: grant.repo, o: grant.oid, s: grant.size, e: expiresAt, u: grant.upstream };
     const iv = randomBytes(IV_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.keyring.current(), iv).setAAD(AAD);
@@ -55,7 +56,7 @@ export class LfsUrlTokens {
     if (!payload) throw refused('missing or invalid object token');
     if (payload.r !== expect.repo || payload.o !== expect.oid)
       throw refused('the token is for another object');
-    if (!(payload.e > this.now())) throw refused('the object token has expired');
+    if (!(payload.e > this.clock.now())) throw refused('the object token has expired');
     return { repo: payload.r, oid: payload.o, size: payload.s, expiresAt: payload.e, upstream: payload.u };
   }
 
@@ -103,13 +104,15 @@ const RELOAD_EVERY_MS = 5_000;
 export class LfsKeyring {
   private keys: Buffer[];
   private readonly file?: string;
+  private readonly clock: Clock;
   private loadedAt: number;
-  private reloading = false;
+  private reloading: Promise<void> | false = false;
 
-  private constructor(keys: Buffer[], file?: string) {
+  private constructor(keys: Buffer[], options: { file?: string; clock?: Clock } = {}) {
     this.keys = keys;
-    this.file = file;
-    this.loadedAt = Date.now();
+    this.file = options.file;
+    this.clock = options.clock ?? systemClock;
+    this.loadedAt = this.clock.now();
   }
 
   static random(): LfsKeyring {
@@ -120,8 +123,8 @@ export class LfsKeyring {
     return new LfsKeyring([deriveKey(secret)]);
   }
 
-  static async fromSecretFile(file: string): Promise<LfsKeyring> {
-    return new LfsKeyring([deriveKey(await readSecret(file))], file);
+  static async fromSecretFile(file: string, options: { clock?: Clock } = {}): Promise<LfsKeyring> {
+    return new LfsKeyring([deriveKey(await readSecret(file))], { file, clock: options.clock });
   }
 
   current(): Buffer {
@@ -134,11 +137,16 @@ export class LfsKeyring {
     return this.keys;
   }
 
+  /** Resolves once a reload under way (if any) is done: tests. */
+  async settled(): Promise<void> {
+    await this.reloading;
+  }
+
   private maybeReload(): void {
-    if (!this.file || this.reloading || Date.now() - this.loadedAt < RELOAD_EVERY_MS) return;
-    this.reloading = true;
-    this.loadedAt = Date.now();
-    readSecret(this.file)
+    const now = this.clock.now();
+    if (!this.file || this.reloading || now - this.loadedAt < RELOAD_EVERY_MS) return;
+    this.loadedAt = now;
+    this.reloading = readSecret(this.file)
       .then((secret) => {
         const key = deriveKey(secret);
         if (!key.equals(this.keys[0]!)) this.keys = [key, this.keys[0]!];

@@ -10,18 +10,21 @@ import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
  *   mirrors/{host}/{path}.git   bare mirrors
  *   tmp/                        clone-*, restore-*, retired-* (swept at start)
  *   spool/                      shared upstream responses for cold mirrors (swept at start)
+ *   lfs/objects/{oid[0:2]}/{oid}  Git LFS objects; lfs/tmp/ their downloads (swept at start)
  */
 export class DataLayout {
   readonly root: string;
   readonly mirrorsDir: string;
   readonly tmpDir: string;
   readonly spoolDir: string;
+  readonly lfsDir: string;
 
   constructor(root: string) {
     this.root = root;
     this.mirrorsDir = join(root, 'mirrors');
     this.tmpDir = join(root, 'tmp');
     this.spoolDir = join(root, 'spool');
+    this.lfsDir = join(root, 'lfs');
   }
 
   mirrorDir(repo: RepoId): string {

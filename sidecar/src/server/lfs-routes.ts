@@ -1,28 +1,29 @@
-import { join } from 'node:path';
+import type { Clock } from '../../../core/clock.ts';
+import type { Logger } from '../../../core/log.ts';
+import { type RepoId, upstreamUrl } from '../../../core/repo-id.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import { LfsAccessVerdicts } from '../lfs/access-verdicts.ts';
 import { LfsMetrics } from '../lfs/lfs-metrics.ts';
-import { type LfsRepository, LfsService } from '../lfs/lfs-service.ts';
+import { type LfsRepository, LfsService, lfsVerdicts } from '../lfs/lfs-service.ts';
 import { LocalLfsObjects } from '../lfs/local-objects.ts';
 import { LfsMembership } from '../lfs/membership.ts';
 import { LfsObjectCache } from '../lfs/object-cache.ts';
 import { LfsPrefetcher, PrefetchQueue } from '../lfs/prefetch.ts';
 import { UpstreamLfs } from '../lfs/upstream-lfs.ts';
 import { LfsKeyring, LfsUrlTokens } from '../lfs/url-token.ts';
-import type { Logger } from '../log/logger.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import type { DataLayout } from '../mirrors/data-layout.ts';
 import { refsDigest } from '../mirrors/git-mirror-ops.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
-import { type RepoId, upstreamUrl } from '../mirrors/repo-id.ts';
-import type { SnapshotStore } from '../snapshot/store.ts';
+import type { SnapshotStore } from '../store/store.ts';
 
 /**
  * What the LFS service needs to know of a repository, from the mirrors: its upstream, and for
  * a mirrored one its access rule, its directory once it serves (pointer lookups) and the
- * cache's own upstream credentials. Hosts are allowed exactly as for git.
+ * mirror's own upstream credentials, read at each request so a rotated credential applies at
+ * once. Hosts are allowed exactly as for git.
  */
 export function lfsRepository(
   repo: RepoId,
@@ -45,25 +46,31 @@ export function lfsRepository(
 
 export interface LfsParts {
   service: LfsService;
+  /** The objects on this replica's disk: its use is a seam for a data budget (`bytesHeld`, `evict`). */
   objects: LfsObjectCache;
   prefetches: PrefetchQueue;
 }
 
-/**
- * The LFS cache of one sidecar: objects under `$DATA_DIR/lfs`, shared through the snapshot
- * store, URLs sealed with a key derived from the admin token (the secret every replica of a
- * fleet holds), metrics on the sidecar's registry.
- */
-export async function startLfs(deps: {
+export interface LfsDeps {
   config: SidecarConfig;
+  layout: DataLayout;
   git: GitRunner;
   store?: SnapshotStore;
   mirrors: MirrorManager;
   isAllowedHost(host: string): boolean;
   metrics: SidecarMetrics;
   logger: Logger;
-}): Promise<LfsParts> {
-  const local = await LocalLfsObjects.open(join(deps.config.dataDir, 'lfs'));
+  clock: Clock;
+}
+
+/**
+ * The LFS cache of one sidecar: objects under `$DATA_DIR/lfs`, shared through the snapshot
+ * store, URLs sealed with a key derived from the admin token (the secret every replica of a
+ * fleet holds), metrics on the sidecar's registry, prefetch after each fetch on the writer.
+ */
+export async function startLfs(deps: LfsDeps): Promise<LfsParts> {
+  const { config, clock } = deps;
+  const local = await LocalLfsObjects.open(deps.layout.lfsDir, { clock });
   const metrics = new LfsMetrics(deps.metrics.registry, {
     bytes: () => local.bytesHeld,
     objects: () => local.objectCount,
@@ -74,19 +81,19 @@ export async function startLfs(deps: {
     store: deps.store,
     metrics,
     logger,
-    maxLocalBytes: deps.config.lfsMaxBytes,
+    maxLocalBytes: config.lfsMaxBytes,
   });
-  const keyring = deps.config.adminTokenFile
-    ? await LfsKeyring.fromSecretFile(deps.config.adminTokenFile)
+  const keyring = config.adminTokenFile
+    ? await LfsKeyring.fromSecretFile(config.adminTokenFile, { clock })
     : LfsKeyring.random();
-  const upstream = new UpstreamLfs({ httpHosts: deps.config.httpHosts });
+  const upstream = new UpstreamLfs({ httpHosts: config.httpHosts });
   const service = new LfsService({
     describe: (repo) => lfsRepository(repo, deps),
     objects,
-    tokens: new LfsUrlTokens({ keyring }),
+    tokens: new LfsUrlTokens({ keyring, clock }),
     upstream,
     membership: new LfsMembership({ git: deps.git }),
-    verdicts: new LfsAccessVerdicts(),
+    verdicts: lfsVerdicts(clock),
     metrics,
     logger,
   });
@@ -95,22 +102,22 @@ export async function startLfs(deps: {
   const afterFetch = (mirror: Mirror) => {
     const scope = mirror.settings.lfs.prefetch;
     if (scope === 'None' || !mirror.settings.snapshot.writer || !mirror.ready) return;
-    prefetches.request(mirror.id, async () => {
-      if (mirror.removed) return;
-      const covers = `${scope}:${await refsDigest(mirror.gitContext(deps.git))}`;
-      const last = mirror.lfsPrefetch;
-      // Nothing moved since a complete run: nothing new to download.
-      if (last?.refsDigest === covers && last.failed === 0 && !last.error) return;
-      const repository = { ...lfsRepository(mirror.repo, deps), dir: mirror.dir };
-      const result = await prefetcher.run(repository, scope).catch((err: unknown) => ({
-        objects: 0,
-        held: 0,
-        fetched: 0,
-        failed: 0,
-        error: describeError(err),
-      }));
-      mirror.lfsPrefetch = { finishedAt: new Date().toISOString(), ...result, refsDigest: covers };
-    });
+    prefetches.request(mirror.id, () => prefetch(mirror, scope));
+  };
+  const prefetch = async (mirror: Mirror, scope: 'Head' | 'AllRefs') => {
+    if (!mirror.ready) return; // removed meanwhile
+    const covers = `${scope}:${await refsDigest(mirror.gitContext(deps.git))}`;
+    // Nothing moved since a complete run: nothing new to download.
+    if (mirror.lfsPrefetchCovers(covers)) return;
+    const repository = { ...lfsRepository(mirror.repo, deps), dir: mirror.dir };
+    const result = await prefetcher.run(repository, scope).catch((err: unknown) => ({
+      objects: 0,
+      held: 0,
+      fetched: 0,
+      failed: 0,
+      error: describeError(err),
+    }));
+    mirror.lfsPrefetched(covers, result);
   };
   deps.mirrors.on('ready', afterFetch);
   deps.mirrors.on('fetched', afterFetch);

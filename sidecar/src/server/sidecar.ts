@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import express, { type Express } from 'express';
 import type { ErrorBody } from '../../../core/admin-api.ts';
 import { type Clock, systemClock } from '../../../core/clock.ts';
@@ -125,12 +126,14 @@ export async function startSidecar(
   });
   const lfs = await startLfs({
     config,
+    layout,
     git,
     store: snapshots?.store,
     mirrors,
     isAllowedHost: (host) => service.isAllowedHost(host),
     metrics,
     logger,
+    clock,
   });
   const gitApp = buildGitApp({ service, lfs: lfs.service }, isReady, logger, metrics);
   const auth = await adminAuth(config.adminTokenFile, clock);
@@ -153,6 +156,8 @@ export async function startSidecar(
     logger.info('shutting down: readiness off, draining requests');
     mirrors.stop();
     await closeServer(gitServer, config.shutdownTimeoutMs);
+    // LFS objects fetched from upstream lately: give their copies to the store a moment to land.
+    await Promise.race([lfs.objects.idle(), sleep(5_000, undefined, { ref: false })]);
     await scheduler.stop(5_000);
     killAllChildren();
     shared.close();

@@ -1029,7 +1029,12 @@ describe('extraction under property-based fuzzing', () => {
             repo,
             upstream: join(root, 'no-such-upstream.git'),
             dir: mirrorDir,
-            settings: { fetchIntervalMs: 300_000, snapshot: { writer: false, retain: 3 }, access: 'Public', lfs: { prefetch: 'None' } },
+            settings: {
+              fetchIntervalMs: 300_000,
+              snapshot: { writer: false, retain: 3 },
+              access: 'Public',
+              lfs: { prefetch: 'None' },
+            },
           });
           mirror.readyFrom({ source: 'disk', head: undefined });
           const settled = await settle('restoreOrClone', (signal) =>

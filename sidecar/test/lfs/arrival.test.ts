@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { Arrival } from '../../src/lfs/arrival.ts';
-import { removeDir, tempDir } from '../support/git-fixtures.ts';
 
 /** A body the test feeds chunk by chunk, and ends (or breaks) when it decides. */
 function controlledBody() {

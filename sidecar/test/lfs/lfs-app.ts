@@ -1,15 +1,16 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { systemClock } from '../../../core/clock.ts';
+import { silentLogger } from '../../../core/log.ts';
+import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
-import { LfsAccessVerdicts } from '../../src/lfs/access-verdicts.ts';
-import { type LfsRepository, LfsService } from '../../src/lfs/lfs-service.ts';
+import { newRequestContext } from '../../src/http/request-context.ts';
+import { type LfsRepository, LfsService, lfsVerdicts } from '../../src/lfs/lfs-service.ts';
 import { LfsMembership } from '../../src/lfs/membership.ts';
 import { UpstreamLfs } from '../../src/lfs/upstream-lfs.ts';
 import { type LfsKeyring, LfsUrlTokens } from '../../src/lfs/url-token.ts';
-import { silentLogger } from '../../src/log/logger.ts';
-import { parseRepoId, type RepoId } from '../../src/mirrors/repo-id.ts';
-import type { SnapshotStore } from '../../src/snapshot/store.ts';
+import type { SnapshotStore } from '../../src/store/store.ts';
 import { replicaCache } from './support.ts';
 
 /**
@@ -31,7 +32,7 @@ export async function startLfsApp(options: {
     tokens: new LfsUrlTokens({ keyring: options.keyring }),
     upstream: new UpstreamLfs({ httpHosts: new Set(options.httpHosts) }),
     membership: new LfsMembership({ git: new ProcessGitRunner() }),
-    verdicts: new LfsAccessVerdicts(),
+    verdicts: lfsVerdicts(systemClock),
     metrics: replica.metrics,
     logger: silentLogger(),
   });
@@ -42,7 +43,11 @@ export async function startLfsApp(options: {
       res.status(404).end();
       return;
     }
-    await service.handle(req, res, parseRepoId(match[1]!), match[2]!);
+    await service.handle(req, res, {
+      repo: parseRepoId(match[1]!),
+      subpath: match[2]!,
+      ctx: newRequestContext(),
+    });
   });
   const server: Server = await new Promise((resolve) => {
     const s = app.listen(0, '127.0.0.1', () => resolve(s));

@@ -5,12 +5,14 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { GIT_ENV, git } from '../../../testing/git.ts';
+import { createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { commitLfsFiles, lfsEnvironment } from '../../../testing/lfs-client.ts';
+import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { LfsKeyring } from '../../src/lfs/url-token.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
-import { createUpstreamRepo, GIT_ENV, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type LfsUpstream, startLfsUpstream } from '../support/lfs-upstream.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { startLfsApp } from './lfs-app.ts';
-import { commitLfsFiles, lfsEnvironment } from './lfs-git.ts';
 import { metricValue, randomContent } from './support.ts';
 
 const exec = promisify(execFile);

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { storeKeyOf } from '../../src/lfs/oid.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
-import { removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type LfsUpstream, startLfsUpstream } from '../support/lfs-upstream.ts';
+import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
+import { lfsObjectKey } from '../../src/store/lfs-objects.ts';
 import { metricValue, randomContent, readAll, replicaCache, upstreamOpener } from './support.ts';
 
 describe('the LFS object cache', () => {
@@ -102,7 +102,7 @@ describe('the LFS object cache', () => {
     assert.equal(await a.cache.locate(object), undefined);
     await readAll(await a.cache.open(object, { upstream: opener(object) }));
     await a.cache.idle();
-    assert.ok((await readFile(join(root, 'store', storeKeyOf(object.oid)))).equals(content));
+    assert.ok((await readFile(join(root, 'store', lfsObjectKey(object.oid)))).equals(content));
     assert.equal(await metricValue(a.registry, 'gitmirror_lfs_store_writes_total', { outcome: 'ok' }), 1);
 
     const b = await replicaCache(join(root, 'replica-b'), { store });
@@ -115,7 +115,7 @@ describe('the LFS object cache', () => {
     // A damaged store copy (same size, one byte off) is refused, then replaced from upstream.
     const damaged = Buffer.from(content);
     damaged[0]! ^= 1;
-    await writeFile(join(root, 'store', storeKeyOf(object.oid)), damaged);
+    await writeFile(join(root, 'store', lfsObjectKey(object.oid)), damaged);
     const c = await replicaCache(join(root, 'replica-c'), { store });
     const bad = await c.cache.open(object, { upstream: opener(object) });
     assert.equal(bad.source, 'store');
@@ -132,7 +132,7 @@ describe('the LFS object cache', () => {
     assert.equal(retry.source, 'upstream');
     assert.ok((await readAll(retry)).equals(content));
     await c.cache.idle();
-    assert.ok((await readFile(join(root, 'store', storeKeyOf(object.oid)))).equals(content));
+    assert.ok((await readFile(join(root, 'store', lfsObjectKey(object.oid)))).equals(content));
   });
 
   it('serves ranges of a held object from disk', async () => {
@@ -156,8 +156,16 @@ describe('the LFS object cache', () => {
     }
     // Use the first one again: the second is now the least recently used.
     await readAll(await first.cache.open(objects[0]!, { upstream: opener(objects[0]!) }));
-    assert.equal(first.local.bytesHeld, 3 * 256 * 1024);
-    assert.deepEqual(await first.local.evictTo(2 * 256 * 1024), { objects: 1, bytes: 256 * 1024 });
+    // The seam a data budget works with: what is held, what could go (oldest use first), evict.
+    assert.equal(first.cache.bytesHeld(), 3 * 256 * 1024);
+    const candidates = first.cache.evictionCandidates();
+    assert.deepEqual(
+      candidates.map((c) => c.key),
+      [objects[1]!.oid, objects[2]!.oid, objects[0]!.oid],
+    );
+    assert.ok(candidates.every((c) => c.bytes === 256 * 1024 && c.tier === 'cache'));
+    assert.equal(await first.cache.evict([candidates[0]!.key]), 256 * 1024);
+    assert.equal(first.cache.bytesHeld(), 2 * 256 * 1024);
     assert.deepEqual(
       objects.map((o) => first.local.has(o.oid)),
       [true, false, true],
@@ -189,6 +197,6 @@ describe('the LFS object cache', () => {
     const other = await replicaCache(join(root, 'ensure-other'), { store });
     assert.equal(await other.cache.ensure(x, opener(x)), 'store');
     assert.equal(upstream.downloads(y.oid), 1);
-    for (const o of [x, y]) assert.ok(await store.head(storeKeyOf(o.oid)));
+    for (const o of [x, y]) assert.ok(await store.head(lfsObjectKey(o.oid)));
   });
 });

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { canonicalPointer, parsePointer, pointerBlobId, storeKeyOf } from '../../src/lfs/oid.ts';
-import { git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { commitLfsFiles, lfsEnvironment } from './lfs-git.ts';
+import { git } from '../../../testing/git.ts';
+import { commitLfsFiles, lfsEnvironment } from '../../../testing/lfs-client.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { canonicalPointer, parsePointer, pointerBlobId } from '../../src/lfs/oid.ts';
+import { lfsObjectKey } from '../../src/store/lfs-objects.ts';
 
 describe('LFS object ids and pointers', () => {
   let root: string;
@@ -76,6 +78,6 @@ describe('LFS object ids and pointers', () => {
   });
 
   it('names store keys by the first two hex digits', () => {
-    assert.equal(storeKeyOf('ab'.repeat(32)), `lfs/ab/${'ab'.repeat(32)}`);
+    assert.equal(lfsObjectKey('ab'.repeat(32)), `lfs/ab/${'ab'.repeat(32)}`);
   });
 });

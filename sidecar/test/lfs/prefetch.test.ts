@@ -1,18 +1,20 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { silentLogger } from '../../../core/log.ts';
+import { parseRepoId } from '../../../core/repo-id.ts';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { commitLfsFiles, lfsEnvironment } from '../../../testing/lfs-client.ts';
+import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { LfsMembership } from '../../src/lfs/membership.ts';
-import { storeKeyOf } from '../../src/lfs/oid.ts';
 import { lfsPointersAt } from '../../src/lfs/pointer-scan.ts';
 import { LfsPrefetcher } from '../../src/lfs/prefetch.ts';
 import { UpstreamLfs } from '../../src/lfs/upstream-lfs.ts';
-import { silentLogger } from '../../src/log/logger.ts';
-import { parseRepoId } from '../../src/mirrors/repo-id.ts';
-import { FileSnapshotStore } from '../../src/snapshot/fs-store.ts';
-import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type LfsUpstream, startLfsUpstream } from '../support/lfs-upstream.ts';
-import { commitLfsFiles, lfsEnvironment } from './lfs-git.ts';
+import { FileSnapshotStore } from '../../src/store/fs-store.ts';
+import { lfsObjectKey } from '../../src/store/lfs-objects.ts';
 import { metricValue, randomContent, replicaCache } from './support.ts';
 
 describe('LFS pointers in a mirror, and prefetch', () => {
@@ -92,7 +94,7 @@ describe('LFS pointers in a mirror, and prefetch', () => {
     const writer = await prefetcher('writer');
     assert.deepEqual(await writer.run('Head'), { objects: 2, held: 0, fetched: 2, failed: 0 });
     for (const { oid, size } of Object.values(onMain)) {
-      assert.equal((await store.head(storeKeyOf(oid)))?.sizeBytes, size);
+      assert.equal((await store.head(lfsObjectKey(oid)))?.sizeBytes, size);
       assert.equal(upstream.downloads(oid), 1);
     }
     assert.equal(

@@ -2,14 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
 import { Registry } from 'prom-client';
+import { silentLogger } from '../../../core/log.ts';
+import type { LfsUpstream } from '../../../testing/lfs-upstream.ts';
 import { LfsMetrics } from '../../src/lfs/lfs-metrics.ts';
 import { LocalLfsObjects } from '../../src/lfs/local-objects.ts';
 import { LfsObjectCache, type OpenedObject } from '../../src/lfs/object-cache.ts';
 import type { LfsObjectId } from '../../src/lfs/oid.ts';
 import { UpstreamLfs } from '../../src/lfs/upstream-lfs.ts';
-import { silentLogger } from '../../src/log/logger.ts';
-import type { SnapshotStore } from '../../src/snapshot/store.ts';
-import type { LfsUpstream } from '../support/lfs-upstream.ts';
+import type { SnapshotStore } from '../../src/store/store.ts';
 
 /** One replica's LFS cache: its own data dir, optionally the fleet's store. */
 export async function replicaCache(

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { LfsKeyring, LfsUrlTokens } from '../../src/lfs/url-token.ts';
-import { removeDir, tempDir } from '../support/git-fixtures.ts';
 
 const oid = 'c'.repeat(64);
 const repo = 'github.com/org/repo';
@@ -20,12 +21,8 @@ describe('LFS object URL tokens', () => {
   after(() => removeDir(root));
 
   it("grant one object of one repository until they expire, and carry upstream's action unseen", () => {
-    let now = 1_000_000;
-    const tokens = new LfsUrlTokens({
-      keyring: LfsKeyring.fromSecret('s3cret'),
-      now: () => now,
-      ttlMs: 60_000,
-    });
+    const clock = new TestClock(1_000_000);
+    const tokens = new LfsUrlTokens({ keyring: LfsKeyring.fromSecret('s3cret'), clock, ttlMs: 60_000 });
     const { token, expiresInSeconds } = tokens.issue({ repo, oid, size: 5, upstream });
     assert.equal(expiresInSeconds, 60);
     assert.ok(
@@ -43,7 +40,7 @@ describe('LFS object URL tokens', () => {
     });
     assert.throws(() => tokens.open(token, { repo, oid: 'd'.repeat(64) }), { code: 'LFS_TOKEN_INVALID' });
     assert.throws(() => tokens.open(undefined, { repo, oid }), { code: 'LFS_TOKEN_INVALID', status: 403 });
-    now += 60_000;
+    clock.advance(60_000);
     assert.throws(() => tokens.open(token, { repo, oid }), { message: /expired/ });
   });
 
@@ -66,20 +63,20 @@ describe('LFS object URL tokens', () => {
     assert.throws(() => random.open(token, { repo, oid }), { code: 'LFS_TOKEN_INVALID' });
   });
 
-  it("replicas sharing the secret file open each other's tokens, also those issued before a rotation", async (t) => {
-    t.mock.timers.enable({ apis: ['Date'], now: 0 });
+  it("replicas sharing the secret file open each other's tokens, also those issued before a rotation", async () => {
+    const clock = new TestClock(0);
     const file = join(root, 'admin-token');
     await writeFile(file, 'first-token\n');
-    const a = new LfsUrlTokens({ keyring: await LfsKeyring.fromSecretFile(file) });
-    const b = new LfsUrlTokens({ keyring: await LfsKeyring.fromSecretFile(file) });
+    const a = new LfsUrlTokens({ keyring: await LfsKeyring.fromSecretFile(file, { clock }), clock });
+    const bKeys = await LfsKeyring.fromSecretFile(file, { clock });
+    const b = new LfsUrlTokens({ keyring: bKeys, clock });
     const before = a.issue({ repo, oid, size: 1 }).token;
     assert.equal(b.open(before, { repo, oid }).size, 1);
 
     await writeFile(file, 'second-token\n');
-    t.mock.timers.tick(6_000);
+    clock.advance(6_000);
     b.issue({ repo, oid, size: 1 }); // notices the file changed
-    await new Promise((r) => setImmediate(r));
-    await new Promise((r) => setTimeout(r, 20));
+    await bKeys.settled();
     const after = b.issue({ repo, oid, size: 2 }).token;
     assert.equal(b.open(before, { repo, oid }).size, 1, 'a token from before the rotation still opens');
     assert.throws(
@@ -87,7 +84,7 @@ describe('LFS object URL tokens', () => {
       { code: 'LFS_TOKEN_INVALID' },
       'a has not reloaded yet',
     );
-    const c = new LfsUrlTokens({ keyring: await LfsKeyring.fromSecretFile(file) });
+    const c = new LfsUrlTokens({ keyring: await LfsKeyring.fromSecretFile(file, { clock }), clock });
     assert.equal(c.open(after, { repo, oid }).size, 2);
   });
 });

@@ -53,6 +53,7 @@ describe('freshness on client demand', () => {
       fetchIntervalMs: 300_000,
       snapshot: { writer: false, retain: 3 },
       access: 'Public' as const,
+      lfs: { prefetch: 'None' as const },
     };
     const mirror = new Mirror({ repo: parseRepoId('h/o/repo'), upstream: upstreamUrl, dir, settings, clock });
     mirror.readyFrom({ source: 'disk', head: undefined });
@@ -129,6 +130,7 @@ describe('freshness on client demand', () => {
       fetchIntervalMs: 1,
       snapshot: { writer: false, retain: 3 },
       access: 'Public' as const,
+      lfs: { prefetch: 'None' as const },
     };
     const cold = new Mirror({ repo: parseRepoId('h/o/cold'), upstream, dir, settings });
     await freshness.beforeRefs(cold);

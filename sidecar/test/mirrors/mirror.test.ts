@@ -17,7 +17,12 @@ const NEWER = 'b'.repeat(40);
 const SNAPSHOT = { key: 'h/o/r/1.tar.zst', commit: HEAD, createdAt: iso(START - 60_000), sizeBytes: 42 };
 
 function settings(writer = false): MirrorSettings {
-  return { fetchIntervalMs: 300_000, snapshot: { writer, retain: 3 }, access: 'Public' };
+  return {
+    fetchIntervalMs: 300_000,
+    snapshot: { writer, retain: 3 },
+    access: 'Public',
+    lfs: { prefetch: 'None' },
+  };
 }
 
 function mirror() {

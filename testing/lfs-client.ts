@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import type { LfsObjectId } from '../../src/lfs/oid.ts';
-import { GIT_ENV, git } from '../support/git-fixtures.ts';
+import type { LfsObjectId } from '../sidecar/src/lfs/oid.ts';
+import { GIT_ENV, git } from './git.ts';
 
 /**
  * The whole environment of a git-lfs client in a throwaway HOME: filters installed into that
