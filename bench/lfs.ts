@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type LfsTestServer, startLfsTestServer } from '../e2e/support/lfs-server.ts';
 import { ensureTools, TOOLS, toolsCacheDir } from '../e2e/tools/ensure-tools.ts';
-import { lfsEnvironment } from '../sidecar/test/lfs/lfs-git.ts';
+import { lfsEnvironment } from '../testing/lfs-client.ts';
 import type { BenchContext } from './context.ts';
 import { type BenchSidecar, spawnSidecar } from './sidecar-process.ts';
 import { alternate, median, round, timed } from './util.ts';

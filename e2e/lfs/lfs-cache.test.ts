@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
-import { lfsEnvironment } from '../../sidecar/test/lfs/lfs-git.ts';
-import { type SidecarProcess, startSidecarProcess } from '../../sidecar/test/support/sidecar-process.ts';
+import { lfsEnvironment } from '../../testing/lfs-client.ts';
+import { type S3Server, startS3Server } from '../../testing/s3-server.ts';
+import { type SidecarProcess, startSidecarProcess } from '../../testing/sidecar-process.ts';
 import { type LfsTestServer, startLfsTestServer } from '../support/lfs-server.ts';
-import { type S3Server, startS3Server } from '../support/s3-server.ts';
 
 const exec = promisify(execFile);
 const MIB = 1024 * 1024;
@@ -49,7 +49,7 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
       ...env,
     });
     sidecars.push(started);
-    await waitReady(started);
+    await started.waitUntilOk('/readyz', { timeoutMs: 120_000, intervalMs: 100 });
     const hosts = [server.url, ...sidecars.map((s) => s.gitUrl)];
     await writeFile(
       join(client.HOME!, 'credentials'),
@@ -244,18 +244,3 @@ describe('Git LFS through the cache (lfstest-gitserver, MinIO)', () => {
     await sameFiles(dir, ['a.bin', 'dir/b.bin', 'big.bin']);
   });
 });
-
-async function waitReady(sidecar: SidecarProcess): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline) {
-    if (
-      (await fetch(`${sidecar.gitUrl}/readyz`).then(
-        (r) => r.status,
-        () => 0,
-      )) === 200
-    )
-      return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`sidecar not ready:\n${sidecar.output().slice(-3000)}`);
-}

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
-import { lfsEnvironment } from '../../sidecar/test/lfs/lfs-git.ts';
+import { lfsEnvironment } from '../../testing/lfs-client.ts';
 import { type LfsTestServer, startLfsTestServer } from '../support/lfs-server.ts';
 import {
   BUCKET,

@@ -5,8 +5,8 @@ import { createServer, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { abandonWait, waitFor } from '../../testing/wait.ts';
 
 const exec = promisify(execFile);
 
@@ -116,16 +116,17 @@ export async function startLfsTestServer(): Promise<LfsTestServer> {
   };
 }
 
-async function waitForUrl(file: string, child: ChildProcess, output: () => string): Promise<string> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || output().includes('spawn failed'))
-      throw new Error(`lfstest-gitserver exited at start: ${output()}`);
-    const url = (await readFile(file, 'utf8').catch(() => '')).trim();
-    if (/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) return url;
-    await sleep(50);
-  }
-  throw new Error(`lfstest-gitserver wrote no URL: ${output()}`);
+function waitForUrl(file: string, child: ChildProcess, output: () => string): Promise<string> {
+  return waitFor(
+    'lfstest-gitserver to write its URL',
+    async () => {
+      if (child.exitCode !== null || output().includes('spawn failed'))
+        abandonWait(`lfstest-gitserver exited at start: ${output()}`);
+      const url = (await readFile(file, 'utf8').catch(() => '')).trim();
+      return /^http:\/\/127\.0\.0\.1:\d+$/.test(url) ? url : undefined;
+    },
+    { timeoutMs: 30_000 },
+  );
 }
 
 async function forwardRewriting(
