@@ -360,6 +360,39 @@ describe('a mirror', () => {
     assert.equal(m.activeServes, 1);
   });
 
+  it('lfsPrefetched: a complete run covers its refs, a run with a failure covers nothing; status shows the last', () => {
+    const { m, clock } = readyMirror();
+    assert.equal(m.status().lfs?.lastPrefetch, undefined);
+    assert.equal(m.lfsPrefetchCovers('Head:r1'), false);
+    m.lfsPrefetched('Head:r1', { objects: 3, held: 1, fetched: 2, failed: 0 });
+    assert.equal(m.lfsPrefetchCovers('Head:r1'), true);
+    assert.equal(m.lfsPrefetchCovers('Head:r2'), false, 'the refs moved');
+    clock.advance(1_000);
+    m.lfsPrefetched('Head:r2', {
+      objects: 4,
+      held: 3,
+      fetched: 0,
+      failed: 1,
+      error: 'upstream answered 503',
+    });
+    assert.equal(
+      m.lfsPrefetchCovers('Head:r2'),
+      false,
+      'a failed object is tried again after the next fetch',
+    );
+    assert.deepEqual(m.status().lfs, {
+      prefetch: 'None',
+      lastPrefetch: {
+        objects: 4,
+        held: 3,
+        fetched: 0,
+        failed: 1,
+        error: 'upstream answered 503',
+        finishedAt: iso(START + 1_000),
+      },
+    });
+  });
+
   it('remove: final; a warm-up that finishes afterwards cannot bring the mirror back', () => {
     const { m } = readyMirror();
     m.beginWarmup();
