@@ -35,9 +35,27 @@ export interface OpenedObject {
 
 interface Fill {
   /** The download once a source answered; clients follow it. */
-  opened: Promise<{ arrival: Arrival; source: LfsSource }>;
+  opened: Promise<Download>;
   /** Settles once the object is held locally (resolves) or the download failed (rejects). */
   settled: Promise<void>;
+}
+
+/** A download under way: its arrival, where its bytes come from, and the space it holds. */
+interface Download {
+  arrival: Arrival;
+  source: LfsSource;
+  /** Gives the space reserved for it back to the budget (a no-op without one). */
+  release(): void;
+}
+
+/**
+ * The data budget's side of a download (the sidecar's disk budget): space for an object is
+ * set aside before its first byte is asked of the store or upstream, and refused
+ * (INSUFFICIENT_STORAGE, with the numbers) when nothing evictable makes it fit, so a full
+ * disk costs no upstream bandwidth and never a half-written file.
+ */
+export interface LfsSpace {
+  reserve(request: { bytes: number; purpose: string }): Promise<{ release(): void }>;
 }
 
 export interface LfsObjectCacheOptions {
@@ -48,6 +66,8 @@ export interface LfsObjectCacheOptions {
   logger: Logger;
   /** Local bytes kept at most: least-recently-used objects beyond it are evicted. */
   maxLocalBytes?: number;
+  /** The data budget downloads reserve their object's size from; absent, only `maxLocalBytes` bounds. */
+  space?: LfsSpace;
 }
 
 /** What the cache could give up to free disk: a held object nobody is reading from or copying. */
@@ -80,6 +100,7 @@ export class LfsObjectCache {
   private readonly metrics: LfsMetrics;
   private readonly logger: Logger;
   private readonly maxLocalBytes?: number;
+  private readonly space?: LfsSpace;
   private readonly fills = new Map<string, Fill>();
   /** Downloads under way, whose temp files count as held. */
   private readonly arrivals = new Set<Arrival>();
@@ -91,10 +112,15 @@ export class LfsObjectCache {
     this.metrics = options.metrics;
     this.logger = options.logger;
     this.maxLocalBytes = options.maxLocalBytes;
+    this.space = options.space;
   }
 
-  /** Bytes on the data volume: held objects and the downloads under way. */
+  /**
+   * Bytes on the data volume: held objects and the downloads under way (with a budget, those
+   * count as its reservations instead, not twice).
+   */
   bytesHeld(): number {
+    if (this.space) return this.local.bytesHeld;
     let arriving = 0;
     for (const arrival of this.arrivals) arriving += arrival.bytesReceived;
     return this.local.bytesHeld + arriving;
@@ -188,29 +214,36 @@ export class LfsObjectCache {
     const running = this.fills.get(object.oid);
     if (running) return running;
     const opened = this.openSource(object, upstream);
-    const settled = opened.then(({ arrival, source }) => this.finish(arrival, source));
+    const settled = opened.then((download) => this.finish(download));
     const fill: Fill = { opened, settled };
     settled.catch(() => {}).finally(() => this.fills.delete(object.oid));
     this.fills.set(object.oid, fill);
     return fill;
   }
 
-  private async openSource(
-    object: LfsObjectId,
-    upstream: OpenUpstream,
-  ): Promise<{ arrival: Arrival; source: LfsSource }> {
-    const fromStore = await this.openFromStore(object);
-    const source: LfsSource = fromStore ? 'store' : 'upstream';
-    const body = fromStore ?? (await upstream());
-    const arrival = await Arrival.start({
-      object,
-      tempPath: this.local.tempPath(),
-      body,
-      label: source === 'store' ? 'the snapshot store' : 'upstream',
-      onBytes: source === 'upstream' ? (n) => this.metrics.upstreamBytes.inc(n) : undefined,
+  private async openSource(object: LfsObjectId, upstream: OpenUpstream): Promise<Download> {
+    const reservation = await this.space?.reserve({
+      bytes: object.size,
+      purpose: `download of LFS object ${object.oid}`,
     });
-    this.arrivals.add(arrival);
-    return { arrival, source };
+    const release = () => reservation?.release();
+    try {
+      const fromStore = await this.openFromStore(object);
+      const source: LfsSource = fromStore ? 'store' : 'upstream';
+      const body = fromStore ?? (await upstream());
+      const arrival = await Arrival.start({
+        object,
+        tempPath: this.local.tempPath(),
+        body,
+        label: source === 'store' ? 'the snapshot store' : 'upstream',
+        onBytes: source === 'upstream' ? (n) => this.metrics.upstreamBytes.inc(n) : undefined,
+      });
+      this.arrivals.add(arrival);
+      return { arrival, source, release };
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   private async openFromStore(object: LfsObjectId): Promise<Readable | undefined> {
@@ -226,7 +259,7 @@ export class LfsObjectCache {
   }
 
   /** After the download: keep it (verified) or drop it (not); copy upstream's bytes to the store. */
-  private async finish(arrival: Arrival, source: LfsSource): Promise<void> {
+  private async finish({ arrival, source, release }: Download): Promise<void> {
     const { oid, size } = arrival.object;
     try {
       await arrival.done;
@@ -243,6 +276,8 @@ export class LfsObjectCache {
     } finally {
       this.arrivals.delete(arrival);
       arrival.retire();
+      // Adopted, the bytes are held (bytesHeld); failed, they are gone.
+      release();
     }
     if (source === 'store') this.store?.verified(oid);
     if (source === 'upstream' && this.store) void this.copyToStore(arrival.object).catch(() => {});

@@ -8,7 +8,7 @@ import { LfsMetrics } from '../lfs/lfs-metrics.ts';
 import { type LfsRepository, LfsService, lfsVerdicts } from '../lfs/lfs-service.ts';
 import { LocalLfsObjects } from '../lfs/local-objects.ts';
 import { LfsMembership } from '../lfs/membership.ts';
-import { LfsObjectCache } from '../lfs/object-cache.ts';
+import { LfsObjectCache, type LfsSpace } from '../lfs/object-cache.ts';
 import { LfsPrefetcher, PrefetchQueue } from '../lfs/prefetch.ts';
 import { UpstreamLfs } from '../lfs/upstream-lfs.ts';
 import { LfsKeyring, LfsUrlTokens } from '../lfs/url-token.ts';
@@ -51,11 +51,20 @@ export interface LfsParts {
   prefetches: PrefetchQueue;
 }
 
+/**
+ * The sidecar's data budget as the LFS cache meets it: it holds the cache (its bytes count,
+ * its least recently used objects may be evicted) and downloads reserve space from it.
+ */
+export interface LfsBudget extends LfsSpace {
+  add(holder: LfsObjectCache): void;
+}
+
 export interface LfsDeps {
   config: SidecarConfig;
   layout: DataLayout;
   git: GitRunner;
   store?: SnapshotStore;
+  budget?: LfsBudget;
   mirrors: MirrorManager;
   isAllowedHost(host: string): boolean;
   metrics: SidecarMetrics;
@@ -82,7 +91,9 @@ export async function startLfs(deps: LfsDeps): Promise<LfsParts> {
     metrics,
     logger,
     maxLocalBytes: config.lfsMaxBytes,
+    space: deps.budget,
   });
+  deps.budget?.add(objects);
   const keyring = config.adminTokenFile
     ? await LfsKeyring.fromSecretFile(config.adminTokenFile, { clock })
     : LfsKeyring.random();

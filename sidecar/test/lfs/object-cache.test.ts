@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import type { LfsObjectCache } from '../../src/lfs/object-cache.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { lfsObjectKey } from '../../src/store/lfs-objects.ts';
 import { metricValue, randomContent, readAll, replicaCache, upstreamOpener } from './support.ts';
@@ -181,6 +182,37 @@ describe('the LFS object cache', () => {
     assert.equal(await metricValue(restarted.registry, 'gitmirror_lfs_evicted_bytes_total'), 2 * 256 * 1024);
   });
 
+  it('within a data budget: a download reserves its size first, evicting the least recently used; refused, upstream is not asked', async () => {
+    const KIB = 1024;
+    const budget = new FakeBudget(600 * KIB);
+    const { cache, local } = await replicaCache(join(root, 'budget'), { space: budget });
+    budget.add(cache);
+    const [a, b, c] = [1, 2, 3].map(() => upstream.add('org/repo', randomContent(256 * KIB)));
+    for (const o of [a!, b!]) {
+      await readAll(await cache.open(o, { upstream: opener(o) }));
+      await cache.idle();
+    }
+    assert.deepEqual(budget.purposes, [
+      `download of LFS object ${a!.oid}`,
+      `download of LFS object ${b!.oid}`,
+    ]);
+    assert.equal(budget.reservedBytes, 0, 'a finished download gives its reservation back');
+    assert.equal(cache.bytesHeld(), 512 * KIB, 'held once, not also as the reservation');
+    // a is the least recently used: it makes room for c.
+    await readAll(await cache.open(c!, { upstream: opener(c!) }));
+    await cache.idle();
+    assert.deepEqual(
+      [a, b, c].map((o) => local.has(o!.oid)),
+      [false, true, true],
+    );
+
+    const tooBig = upstream.add('org/repo', randomContent(700 * KIB));
+    await assert.rejects(cache.open(tooBig, { upstream: opener(tooBig) }), /no room/);
+    assert.equal(upstream.downloads(tooBig.oid), 0, 'nothing was asked of upstream');
+    assert.equal(budget.reservedBytes, 0);
+    assert.deepEqual(await readdir(join(root, 'budget', 'lfs', 'tmp')), []);
+  });
+
   it('ensure() puts an object in the store whether it was held here, elsewhere or nowhere', async () => {
     const store = new FileSnapshotStore(join(root, 'ensure-store'));
     const [x, y] = [
@@ -200,3 +232,43 @@ describe('the LFS object cache', () => {
     for (const o of [x, y]) assert.ok(await store.head(lfsObjectKey(o.oid)));
   });
 });
+
+/**
+ * The disk budget as the cache meets it (the sidecar's own is tested with its holders
+ * elsewhere): holders' bytes plus reservations within a limit, the least recently used
+ * candidates evicted to make room, a refusal when even that is not enough.
+ */
+class FakeBudget {
+  readonly purposes: string[] = [];
+  reservedBytes = 0;
+  private readonly holders: LfsObjectCache[] = [];
+  private readonly limit: number;
+
+  constructor(limit: number) {
+    this.limit = limit;
+  }
+
+  add(holder: LfsObjectCache): void {
+    this.holders.push(holder);
+  }
+
+  async reserve(request: { bytes: number; purpose: string }): Promise<{ release(): void }> {
+    const used = () => this.holders.reduce((sum, h) => sum + h.bytesHeld(), 0) + this.reservedBytes;
+    for (const holder of this.holders)
+      for (const candidate of holder.evictionCandidates()) {
+        if (used() + request.bytes <= this.limit) break;
+        await holder.evict([candidate.key]);
+      }
+    if (used() + request.bytes > this.limit) throw new Error(`no room for ${request.purpose}`);
+    this.purposes.push(request.purpose);
+    this.reservedBytes += request.bytes;
+    let released = false;
+    return {
+      release: () => {
+        if (released) return;
+        released = true;
+        this.reservedBytes -= request.bytes;
+      },
+    };
+  }
+}

@@ -6,7 +6,7 @@ import { silentLogger } from '../../../core/log.ts';
 import type { LfsUpstream } from '../../../testing/lfs-upstream.ts';
 import { LfsMetrics } from '../../src/lfs/lfs-metrics.ts';
 import { LocalLfsObjects } from '../../src/lfs/local-objects.ts';
-import { LfsObjectCache, type OpenedObject } from '../../src/lfs/object-cache.ts';
+import { LfsObjectCache, type LfsSpace, type OpenedObject } from '../../src/lfs/object-cache.ts';
 import type { LfsObjectId } from '../../src/lfs/oid.ts';
 import { UpstreamLfs } from '../../src/lfs/upstream-lfs.ts';
 import type { SnapshotStore } from '../../src/store/store.ts';
@@ -14,7 +14,7 @@ import type { SnapshotStore } from '../../src/store/store.ts';
 /** One replica's LFS cache: its own data dir, optionally the fleet's store. */
 export async function replicaCache(
   dataDir: string,
-  options: { store?: SnapshotStore; maxLocalBytes?: number } = {},
+  options: { store?: SnapshotStore; maxLocalBytes?: number; space?: LfsSpace } = {},
 ) {
   const local = await LocalLfsObjects.open(join(dataDir, 'lfs'));
   const registry = new Registry();
