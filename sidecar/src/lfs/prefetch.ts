@@ -110,7 +110,8 @@ export class LfsPrefetcher {
 export class PrefetchQueue {
   private readonly logger: Logger;
   private readonly running = new Map<string, Promise<void>>();
-  private readonly again = new Set<string>();
+  /** The latest job asked for while a run of its key was under way (the mirror's settings may have changed). */
+  private readonly again = new Map<string, () => Promise<void>>();
   private chain: Promise<void> = Promise.resolve();
 
   constructor(options: { logger: Logger }) {
@@ -120,12 +121,14 @@ export class PrefetchQueue {
   /** Runs `job` for `key` now, or once more after the run under way. */
   request(key: string, job: () => Promise<void>): void {
     if (this.running.has(key)) {
-      this.again.add(key);
+      this.again.set(key, job);
       return;
     }
     const run = this.enqueue(key, job).finally(() => {
       this.running.delete(key);
-      if (this.again.delete(key)) this.request(key, job);
+      const next = this.again.get(key);
+      this.again.delete(key);
+      if (next) this.request(key, next);
     });
     this.running.set(key, run);
   }

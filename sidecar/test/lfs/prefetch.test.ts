@@ -11,7 +11,7 @@ import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { LfsMembership } from '../../src/lfs/membership.ts';
 import { lfsPointersAt } from '../../src/lfs/pointer-scan.ts';
-import { LfsPrefetcher } from '../../src/lfs/prefetch.ts';
+import { LfsPrefetcher, PrefetchQueue } from '../../src/lfs/prefetch.ts';
 import { UpstreamLfs } from '../../src/lfs/upstream-lfs.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { lfsObjectKey } from '../../src/store/lfs-objects.ts';
@@ -124,5 +124,24 @@ describe('LFS pointers in a mirror, and prefetch', () => {
     });
     assert.equal(nothing.failed, 1);
     assert.match(nothing.error!, /answered 403/);
+  });
+
+  it('runs one prefetch at a time; a burst asked during a run costs one more run, with the latest settings', async () => {
+    const queue = new PrefetchQueue({ logger: silentLogger() });
+    const ran: string[] = [];
+    const gate = Promise.withResolvers<void>();
+    const job = (name: string, wait?: Promise<void>) => async () => {
+      ran.push(name);
+      await wait;
+    };
+    queue.request('a', job('a:Head', gate.promise));
+    queue.request('b', job('b:Head'));
+    queue.request('a', job('a:Head'));
+    queue.request('a', job('a:AllRefs'));
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(ran, ['a:Head'], 'b waits for the run under way');
+    gate.resolve();
+    await queue.idle();
+    assert.deepEqual(ran, ['a:Head', 'b:Head', 'a:AllRefs']);
   });
 });
