@@ -20,8 +20,8 @@ export interface SyntheticRepoOptions {
   noise?: 'hex' | 'binary';
 }
 
-/** Deterministic PRNG (mulberry32): the same options always give the same repository. */
-function prng(seed: number): () => number {
+/** Deterministic PRNG (mulberry32): the same seed always gives the same sequence in [0, 1). */
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
