@@ -1,5 +1,6 @@
 import type { TestKubelet } from '../kubelet/kubelet.ts';
 import type { ApiServerRestart, RestartOptions } from './control-plane-processes.ts';
+import type { KubeClient } from './kube-client.ts';
 import { type RunResult, run } from './processes.ts';
 
 /**
@@ -18,6 +19,8 @@ export interface E2eCluster {
   helm(args: string[], options?: { timeoutMs?: number }): Promise<RunResult>;
   /** A base URL (`http://host:port`) that reaches `port` of a pod from the test process. */
   podUrl(namespace: string, pod: string, port: number): Promise<string>;
+  /** The local cluster's admin client, in process (for samplers too frequent for kubectl); absent otherwise. */
+  client?: KubeClient;
   /** The local cluster's kubelet (for log files and process checks); absent otherwise. */
   kubelet?: TestKubelet;
   /** The local cluster's: stop kube-apiserver and start it again (control-plane-processes.ts). */

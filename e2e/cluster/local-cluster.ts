@@ -90,6 +90,7 @@ export async function startLocalCluster(): Promise<E2eCluster> {
       image: chartImage(image.ref),
       ...toolRunners(tools, controlPlane.adminKubeconfig, helmHome),
       podUrl: async (namespace, pod, port) => `http://${await podIp(admin, namespace, pod)}:${port}`,
+      client: admin,
       kubelet,
       restartApiServer: (options) => controlPlane.restartApiServer(options),
       dir,

@@ -9,7 +9,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
- * A fault-injecting HTTP proxy for tests: it listens on 127.0.0.1, forwards every request
+ * A fault-injecting HTTP proxy for tests: it listens on 127.0.0.1 (or `host`), forwards every request
  * unchanged (Host header included, so SigV4 signatures stay valid) to one target such as
  * MinIO, and can be told at runtime to misbehave like a sick S3:
  *
@@ -28,7 +28,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
  */
 
 export type Fault =
-  | { kind: 'status'; status: number; code?: string; message?: string }
+  | {
+      kind: 'status';
+      status: number;
+      code?: string;
+      message?: string;
+      /** Extra response headers, e.g. `Retry-After` on a 429. */
+      headers?: Record<string, string>;
+    }
   | { kind: 'latency'; ms?: number; bytesPerSecond?: number }
   | { kind: 'truncate'; afterBytes: number; how?: 'reset' | 'end' }
   | { kind: 'corrupt'; atByte: number };
@@ -68,8 +75,10 @@ export interface ProxiedRequest {
 }
 
 export interface FaultyProxy {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://HOST:PORT` */
   endpoint: string;
+  /** `HOST:PORT` */
+  host: string;
   readonly requests: ProxiedRequest[];
   /** Connections reset by `down('reset')` (they never became requests). */
   readonly resetConnections: number;
@@ -126,7 +135,16 @@ class Rule implements FaultRule {
   }
 }
 
-export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
+export interface FaultyProxyOptions {
+  /** The address to listen on [127.0.0.1]; the end-to-end suite's pods reach the bridge's. */
+  host?: string;
+}
+
+export async function startFaultyProxy(
+  target: string,
+  options: FaultyProxyOptions = {},
+): Promise<FaultyProxy> {
+  const listenHost = options.host ?? '127.0.0.1';
   const targetUrl = new URL(target);
   const rules: Rule[] = [];
   const requests: ProxiedRequest[] = [];
@@ -180,6 +198,7 @@ export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
         'Content-Type': 'application/xml',
         'Content-Length': Buffer.byteLength(body),
         'x-amz-request-id': id,
+        ...fault.headers,
       });
       res.end(body);
       return;
@@ -243,7 +262,7 @@ export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
+      server.listen(port, listenHost, () => {
         server.off('error', reject);
         port = (server.address() as AddressInfo).port;
         resolve();
@@ -258,7 +277,8 @@ export async function startFaultyProxy(target: string): Promise<FaultyProxy> {
   await listen();
 
   const proxy: FaultyProxy = {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `http://${listenHost}:${port}`,
+    host: `${listenHost}:${port}`,
     requests,
     get resetConnections() {
       return resetConnections;

@@ -9,6 +9,7 @@ import { Cleanup } from '../../cluster/cleanup.ts';
 import type { E2eCluster } from '../../cluster/cluster.ts';
 import { startExistingCluster } from '../../cluster/existing-cluster.ts';
 import { REPO_ROOT, startLocalCluster } from '../../cluster/local-cluster.ts';
+import { type FaultyProxy, startFaultyProxy } from '../../support/faulty-proxy.ts';
 
 /**
  * Everything a scenario runs against: a cluster (the suite's own, or an existing one when
@@ -28,7 +29,12 @@ export interface Environment {
   s3: S3Server;
   upstream: GitUpstream;
   /** Bare repositories served by the upstream, by name. */
-  repos: Map<string, { bare: string; work: string }>;
+  repos: Map<string, UpstreamRepo>;
+  /**
+   * With `faultProxies`: what the pods reach instead of the upstream and S3 themselves, so a
+   * test can take either down or make it answer errors. Assertions still read MinIO directly.
+   */
+  faults?: { upstream: FaultyProxy; s3: FaultyProxy };
   upstreamUrl(repo: string): string;
   /** The mirror id (`host/path`) the sidecar and operator use for a repo. */
   mirrorId(repo: string): string;
@@ -41,9 +47,18 @@ export function startCluster(): Promise<E2eCluster> {
   return process.env.GITMIRROR_E2E_KUBECONFIG ? startExistingCluster() : startLocalCluster();
 }
 
+export interface UpstreamRepo {
+  bare: string;
+  work: string;
+}
+
 export interface EnvironmentOptions {
   /** A repository the upstream serves only with these HTTP basic-auth credentials. */
   privateRepo?: { name: string; user: string; password: string };
+  /** Makes the upstream's repositories under `root` (default: a small generated one per name). */
+  createRepos?: (root: string) => Promise<Map<string, UpstreamRepo>>;
+  /** Puts a fault-injecting proxy (support/faulty-proxy.ts) in front of the upstream and of S3. */
+  faultProxies?: boolean;
 }
 
 export async function startEnvironment(
@@ -65,8 +80,9 @@ export async function startEnvironment(
       () => rm(root, { recursive: true, force: true }),
       () => rmSync(root, { recursive: true, force: true }),
     );
-    const repos = new Map<string, { bare: string; work: string }>();
-    for (const name of repoNames) repos.set(name, await createUpstreamRepo(root, name, 20));
+    const repos = options.createRepos ? await options.createRepos(root) : new Map<string, UpstreamRepo>();
+    for (const name of options.createRepos ? [] : repoNames)
+      repos.set(name, await createUpstreamRepo(root, name, 20));
     const { privateRepo } = options;
     const upstream = await startGitUpstream(root, {
       listenHost: cluster.hostAddress,
@@ -79,11 +95,16 @@ export async function startEnvironment(
       }),
     });
     cleanup.add('git upstream', () => upstream.close());
+    const faults = options.faultProxies ? await startFaultProxies(cluster, s3, upstream, cleanup) : undefined;
+    // What the pods are told: the proxies' addresses when there are proxies.
+    const upstreamHost = faults?.upstream.host ?? upstream.host;
+    const s3Endpoint = faults?.s3.endpoint ?? s3.endpoint;
     let values: Record<string, unknown> = {};
     const helmValues = async (extra: Record<string, unknown>) => {
       values = deepMerge(values, extra);
       const file = join(cluster.dir, `values-${Date.now()}.json`);
-      await writeFile(file, JSON.stringify(deepMerge(baseValues(cluster, s3, upstream), values)));
+      const base = baseValues(cluster, { ...s3, endpoint: s3Endpoint }, upstreamHost);
+      await writeFile(file, JSON.stringify(deepMerge(base, values)));
       return file;
     };
     return {
@@ -91,8 +112,9 @@ export async function startEnvironment(
       s3,
       upstream,
       repos,
-      upstreamUrl: (repo) => upstream.url(`${repo}.git`),
-      mirrorId: (repo) => `${upstream.host}/${repo}`,
+      ...(faults && { faults }),
+      upstreamUrl: (repo) => `http://${upstreamHost}/${repo}.git`,
+      mirrorId: (repo) => `${upstreamHost}/${repo}`,
       install: async (extra = {}) => {
         await cluster.kubectl(['create', 'namespace', NAMESPACE]);
         // The suite's own cluster goes away as a whole; an existing one must be left as found.
@@ -140,8 +162,22 @@ function s3Secret(s3: S3Server): Record<string, unknown> {
   };
 }
 
+async function startFaultProxies(
+  cluster: E2eCluster,
+  s3: S3Server,
+  upstream: GitUpstream,
+  cleanup: Cleanup,
+): Promise<{ upstream: FaultyProxy; s3: FaultyProxy }> {
+  const host = cluster.hostAddress;
+  const s3Proxy = await startFaultyProxy(s3.endpoint, { host });
+  cleanup.add('S3 proxy', () => s3Proxy.close());
+  const upstreamProxy = await startFaultyProxy(`http://${upstream.host}`, { host });
+  cleanup.add('upstream proxy', () => upstreamProxy.close());
+  return { upstream: upstreamProxy, s3: s3Proxy };
+}
+
 /** Chart values for the suite: the cluster's image, the S3 server, the upstream allowed over http. */
-function baseValues(cluster: E2eCluster, s3: S3Server, upstream: GitUpstream): Record<string, unknown> {
+function baseValues(cluster: E2eCluster, s3: S3Server, upstreamHost: string): Record<string, unknown> {
   return {
     image: cluster.image,
     snapshotStore: {
@@ -155,8 +191,8 @@ function baseValues(cluster: E2eCluster, s3: S3Server, upstream: GitUpstream): R
     operator: { replicas: 2, warmupPoll: '1s', logLevel: 'debug' },
     fleet: {
       replicas: 2,
-      allowedHosts: [upstream.host],
-      httpHosts: [upstream.host],
+      allowedHosts: [upstreamHost],
+      httpHosts: [upstreamHost],
       // Short, so that scale-downs and rolling updates in the tests do not wait half a minute.
       preStopSleepSeconds: 1,
       shutdownTimeoutSeconds: 5,
