@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { prng } from '../../sidecar/demo/synthetic-repo.ts';
+import { classifyFailure, judgeBudget, judgeGrowth, judgeLag, judgeOps } from './invariants.ts';
+import type { OpRecord, ResourceSample, SoakRecord } from './record.ts';
+import { RefHistory } from './ref-history.ts';
+import { planChaos } from './schedule.ts';
+import { fetchUpperBoundMs } from './stats.ts';
+
+/**
+ * The judges on hand-made records: where each draws its lines. That each catches a real
+ * broken build is sabotage.test.ts's job.
+ */
+
+const START = 1_000_000;
+const MIN = 60_000;
+
+function record(overrides: Partial<SoakRecord> = {}): SoakRecord {
+  return {
+    meta: {
+      minutes: 10,
+      short: true,
+      seed: 1,
+      rate: 12,
+      loadStart: START,
+      loadEnd: START + 10 * MIN,
+      startedAt: START - MIN,
+      phases: {},
+      machine: { cpus: 2, cpuModel: 'test', memGiB: 1, kernel: 'x', node: 'v24', git: '2.39' },
+      loadAverage: { start: [0, 0, 0] },
+      repos: [],
+      lagBoundMs: 10_000,
+      refCheckIntervalMs: 5000,
+      fetchBoundMs: 5000,
+      dataBudgetBytes: 1024,
+      sabotage: [],
+    },
+    plan: planChaos({ seed: 1, runMs: 10 * MIN }),
+    faults: [],
+    kills: [],
+    ops: [],
+    skippedTicks: [],
+    histories: [],
+    resources: [],
+    disk: [],
+    live: [],
+    samples: { fleet: 0, fleetErrors: 0 },
+    ...overrides,
+  };
+}
+
+function op(fields: Partial<OpRecord>): OpRecord {
+  return {
+    id: 0,
+    kind: 'clone',
+    repo: 'small',
+    pod: 'p1',
+    start: START,
+    end: START + 1000,
+    ok: true,
+    ...fields,
+  };
+}
+
+describe('the soak’s judges', () => {
+  it('excuse a failure only when its pod was SIGKILLed under it, or before its endpoint went', () => {
+    const r = record({ kills: [{ pod: 'p1', at: START + 10_000, endpointGoneAt: START + 10_500 }] });
+    const failed = (pod: string, start: number, end: number) =>
+      op({ pod, start, end, ok: false, error: 'x' });
+    assert.equal(classifyFailure(failed('p1', START + 9000, START + 11_000), r), 'in flight at a SIGKILL');
+    assert.equal(
+      classifyFailure(failed('p1', START + 10_200, START + 10_300), r),
+      'sent before its endpoint went',
+    );
+    assert.equal(classifyFailure(failed('p1', START + 11_000, START + 12_000), r), 'unexplained');
+    assert.equal(classifyFailure(failed('p1', START + 1000, START + 9000), r), 'unexplained');
+    assert.equal(classifyFailure(failed('p2', START + 9000, START + 11_000), r), 'unexplained');
+    r.ops = [failed('p1', START + 9000, START + 11_000), failed('p2', START + 9000, START + 11_000)];
+    const judged = judgeOps(r);
+    assert.equal(judged.result.ok, false);
+    assert.equal(judged.result.violations.length, 1);
+    assert.match(judged.result.violations[0]!, /via p2/);
+  });
+
+  it('measure lag from the push a client did not get, and excuse upstream outages', () => {
+    const h = new RefHistory('small', new Map([['refs/heads/main', 'a'.repeat(40)]]), START);
+    h.apply({ at: START + 60_000, ref: 'refs/heads/main', sha: 'b'.repeat(40) });
+    h.apply({ at: START + 200_000, ref: 'refs/heads/main', sha: 'c'.repeat(40) });
+    const r = record({
+      histories: [h.toJSON()],
+      ops: [
+        op({ kind: 'ls-remote', start: START + 62_000, state: 0 }), // 2 s behind
+        op({ kind: 'ls-remote', start: START + 75_000, state: 0 }), // 15 s behind: over the bound
+        op({ kind: 'ls-remote', start: START + 80_000, state: 1 }), // current
+        op({ kind: 'ls-remote', start: START + 230_000, state: 1 }), // 30 s behind, upstream was down
+      ],
+      faults: [
+        { kind: 'upstream-down', plannedMs: 0, at: START + 190_000, endedAt: START + 250_000, detail: '' },
+      ],
+    });
+    const { result, figures } = judgeLag(r);
+    assert.deepEqual(figures.all, [2000, 15_000, 0, 30_000]);
+    assert.deepEqual(figures.judged, [2000, 15_000, 0]);
+    assert.equal(result.violations.length, 1);
+    assert.match(result.violations[0]!, /15\.0 s behind/);
+  });
+
+  it('see a leak through the noise of requests in flight, and not a flat level', () => {
+    const random = prng(3);
+    const series = (pod: string, fdsPerMin: number, mibPerMin: number): ResourceSample[] =>
+      Array.from({ length: 120 }, (_, i) => {
+        const at = START + i * 5000;
+        const minutes = (at - START) / MIN;
+        return {
+          at,
+          role: 'sidecar',
+          pod,
+          pid: 1,
+          // In-flight requests add up to 20 fds and 40 MiB at any moment.
+          fds: 30 + Math.floor(minutes * fdsPerMin) + Math.floor(random() * 20),
+          rssBytes: (120 + minutes * mibPerMin + random() * 40) * 2 ** 20,
+        };
+      });
+    const flat = judgeGrowth(record({ resources: series('flat', 0, 0) }));
+    assert.deepEqual(flat.result.violations, []);
+    assert.equal(flat.trends.length, 1);
+    const leaking = judgeGrowth(record({ resources: [...series('fds', 4, 0), ...series('mem', 0, 10)] }));
+    assert.equal(leaking.result.violations.length, 2, leaking.result.violations.join('\n'));
+    assert.match(leaking.result.violations.find((v) => v.includes('fds'))!, /open fds grow/);
+    assert.match(leaking.result.violations.find((v) => v.includes('mem'))!, /memory grows/);
+  });
+
+  it('judge no process that did not live through enough of the second half', () => {
+    const short: ResourceSample[] = Array.from({ length: 20 }, (_, i) => ({
+      at: START + 8 * MIN + i * 5000,
+      role: 'operator',
+      pod: 'late',
+      pid: 9,
+      fds: 20 + i * 10,
+      rssBytes: 2 ** 27,
+    }));
+    const judged = judgeGrowth(record({ resources: short }));
+    assert.equal(judged.trends.length, 0);
+    assert.match(judged.result.violations[0]!, /no process lived long enough/);
+  });
+
+  it('hold every data dir to its budget', () => {
+    const r = record({ disk: [{ at: START, pod: 'p1', bytes: 1000 }] });
+    assert.ok(judgeBudget(r).ok);
+    r.disk.push({ at: START + 1, pod: 'p2', bytes: 2048 });
+    assert.deepEqual(judgeBudget(r).violations.length, 1);
+  });
+
+  it('bound the longest fetch by the histogram bucket that holds them all', () => {
+    const metrics = [
+      'gitmirror_git_operation_duration_seconds_bucket{le="1",operation="fetch",outcome="success"} 3',
+      'gitmirror_git_operation_duration_seconds_bucket{le="2.5",operation="fetch",outcome="success"} 9',
+      'gitmirror_git_operation_duration_seconds_bucket{le="5",operation="fetch",outcome="success"} 10',
+      'gitmirror_git_operation_duration_seconds_bucket{le="+Inf",operation="fetch",outcome="success"} 10',
+      'gitmirror_git_operation_duration_seconds_bucket{le="60",operation="clone",outcome="success"} 1',
+    ].join('\n');
+    assert.equal(fetchUpperBoundMs(metrics), 5000);
+    assert.equal(fetchUpperBoundMs(''), 0);
+  });
+});

@@ -1,0 +1,138 @@
+import type { RefHistoryJson } from './ref-history.ts';
+import type { ChaosPlan, FaultKind } from './schedule.ts';
+
+/**
+ * Everything a soak run records, as plain data: the invariants are judged from this alone
+ * (invariants.ts), so a run's JSON can be judged again, and the judges can be tested on
+ * records of deliberately broken runs.
+ */
+
+export type OpKind = 'clone' | 'checkout' | 'partial' | 'fetch' | 'ls-remote';
+
+export interface OpRecord {
+  id: number;
+  kind: OpKind;
+  repo: string;
+  /** The fleet pod whose ready endpoint it went to. */
+  pod: string;
+  start: number;
+  end: number;
+  /** Whether git itself succeeded. */
+  ok: boolean;
+  /** git's error, shortened. */
+  error?: string;
+  /** After a successful operation that leaves a repository: `clean`, or fsck's complaint. */
+  fsck?: string;
+  /**
+   * The upstream state the refs it got equal (ref-history.ts), null when upstream never had
+   * them; absent when the operation gets one ref only (checkout), which `refKnown` judges.
+   */
+  state?: number | null;
+  /** checkout: whether the fetched commit is one that upstream's branch ever pointed at. */
+  refKnown?: boolean;
+}
+
+export interface KillRecord {
+  pod: string;
+  at: number;
+  /** When the load generator stopped seeing the pod among the Service's ready endpoints. */
+  endpointGoneAt?: number;
+}
+
+export interface FaultRecord {
+  kind: FaultKind;
+  /** The planned offset from the start of the load. */
+  plannedMs: number;
+  at: number;
+  /** The end of the outage window (S3, upstream) or of the action (helm, restart). */
+  endedAt?: number;
+  /** When the fleet was whole again (see chaos.ts for each kind's condition). */
+  recoveredAt?: number;
+  detail: string;
+  error?: string;
+}
+
+export interface ResourceSample {
+  at: number;
+  role: 'sidecar' | 'operator';
+  pod: string;
+  pid: number;
+  rssBytes: number;
+  fds: number;
+}
+
+export interface DiskSample {
+  at: number;
+  pod: string;
+  bytes: number;
+}
+
+/** What the observers saw break while the fleet ran (they need the live system to see it). */
+export interface LiveViolation {
+  at: number;
+  invariant: 'ready-implies-warm' | 'single-writer' | 'restores-not-clones';
+  detail: string;
+}
+
+export interface FinalChecks {
+  /** Per pod and mirror: refs equal upstream's (what `ls-remote` through the pod shows). */
+  mirrorsEqualUpstream: string[];
+  /** Per mirror: latest.json names an archive of the size and sha256 it says. */
+  snapshotsWhole: string[];
+  /** Temp dirs, spool files, stale locks in the pods' data dirs; the soak's own leftovers. */
+  leftovers: string[];
+  multipartUploads: string[];
+  orphanedProcesses: string[];
+  /** Each line a problem; the lists above are empty when all is well. */
+  checkedAt: number;
+}
+
+export interface RepoInfo {
+  name: string;
+  size: 'small' | 'medium' | 'large';
+  objects: number;
+  packBytes: number;
+  refs: number;
+}
+
+export interface SoakMeta {
+  minutes: number;
+  short: boolean;
+  seed: number;
+  /** Load operations started per minute (the fixed rate). */
+  rate: number;
+  /** When the load started and stopped. */
+  loadStart: number;
+  loadEnd: number;
+  /** Whole run: cluster start to the end of the final checks. */
+  startedAt: number;
+  finishedAt?: number;
+  phases: Record<string, number>;
+  machine: { cpus: number; cpuModel: string; memGiB: number; kernel: string; node: string; git: string };
+  loadAverage: { start: number[]; end?: number[] };
+  repos: RepoInfo[];
+  /** The bound served refs are judged against: the ref-check interval plus one fetch. */
+  lagBoundMs: number;
+  refCheckIntervalMs: number;
+  /** The longest fetch the sidecars' histogram shows (its bucket's upper bound). */
+  fetchBoundMs: number;
+  /** The data volume's budget. */
+  dataBudgetBytes: number;
+  sabotage: string[];
+}
+
+export interface SoakRecord {
+  meta: SoakMeta;
+  plan: ChaosPlan;
+  faults: FaultRecord[];
+  kills: KillRecord[];
+  ops: OpRecord[];
+  /** Load ticks that found too many operations in flight and started none. */
+  skippedTicks: number[];
+  histories: RefHistoryJson[];
+  resources: ResourceSample[];
+  disk: DiskSample[];
+  live: LiveViolation[];
+  samples: { fleet: number; fleetErrors: number };
+  final?: FinalChecks;
+}
