@@ -217,8 +217,12 @@ export interface Trend {
   fdGrowth: number;
 }
 
-/** A process is judged only after it settled: its first minute is start-up, not a trend. */
-const SETTLE_MS = 60_000;
+/**
+ * A process that started during the load is judged only after it settled: its first three
+ * minutes (informers listing, V8 growing into its heap, on a busy machine) are start-up, not a
+ * trend. One already running when the load began went through its warm-up before it.
+ */
+const SETTLE_MS = 3 * 60_000;
 const TREND_WINDOWS = 6;
 const FD_GROWTH_LIMIT = 8;
 const RSS_GROWTH_LIMIT_MIB = 24;
@@ -243,7 +247,7 @@ export function judgeGrowth(record: SoakRecord): { result: InvariantResult; tren
   const violations: string[] = [];
   for (const samples of series.values()) {
     const first = samples[0]!;
-    const from = Math.max(half, first.at + SETTLE_MS);
+    const from = Math.max(half, first.at > loadStart ? first.at + SETTLE_MS : 0);
     const judged = samples.filter((s) => s.at >= from && s.at <= loadEnd);
     if (judged.length < TREND_WINDOWS) continue;
     const spanMs = judged.at(-1)!.at - judged[0]!.at;

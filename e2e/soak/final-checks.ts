@@ -1,0 +1,209 @@
+import { createHash } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { git } from '../../testing/git.ts';
+import type { TestKubelet } from '../kubelet/kubelet.ts';
+import { BUCKET, type Environment, STORE_PREFIX } from '../scenarios/support/environment.ts';
+import type { FleetWatch } from './fleet-watch.ts';
+import { containers, dataDir, otherProcesses } from './processes.ts';
+import type { FinalChecks } from './record.ts';
+import { digest, parseRefs, type RefHistory } from './ref-history.ts';
+
+/**
+ * After the load, the pushers and the chaos have stopped and the fleet is whole: what must
+ * hold of what is left. Mirrors get the fetch interval (plus slack) to catch up with
+ * upstream's last push, as a user would give them.
+ */
+
+/** The mirrors' fetch interval (1m) and the freshness wait, with room. */
+const CATCH_UP_MS = 90_000;
+const IDLE_MS = 120_000;
+
+export interface FinalCheckOptions {
+  env: Environment;
+  kubelet: TestKubelet;
+  fleet: FleetWatch;
+  histories: Map<string, RefHistory>;
+  /** Host path on the pods' data volumes of a mirror, relative to the data dir. */
+  mirrorPath: (repo: string) => string;
+  gitUrl: (ip: string, repo: string) => string;
+  log: (line: string) => void;
+}
+
+export async function finalChecks(options: FinalCheckOptions): Promise<FinalChecks> {
+  const mirrorsEqualUpstream = await checkMirrors(options);
+  const snapshotsWhole = await checkSnapshots(options);
+  await waitIdle(options);
+  const leftovers = await checkLeftovers(options);
+  const multipartUploads = await checkMultipart(options.env);
+  const orphanedProcesses = await checkOrphans(options.kubelet);
+  return {
+    mirrorsEqualUpstream,
+    snapshotsWhole,
+    leftovers,
+    multipartUploads,
+    orphanedProcesses,
+    checkedAt: Date.now(),
+  };
+}
+
+/**
+ * Through each pod (`ls-remote`, as a client sees it, which also makes a stale mirror check
+ * upstream) until every mirror serves upstream's refs or the catch-up time is over; then on
+ * each pod's disk: the same refs, and every object they reach present.
+ */
+async function checkMirrors(options: FinalCheckOptions): Promise<string[]> {
+  const pods = options.fleet.state.fleet.filter((p) => p.ready && p.ip);
+  const pairs = pods.flatMap((pod) => [...options.histories.keys()].map((repo) => ({ pod, repo })));
+  const want = new Map([...options.histories].map(([repo, h]) => [repo, digest(h.refs())]));
+  const serving = new Map<string, string>();
+  const deadline = Date.now() + CATCH_UP_MS;
+  for (;;) {
+    await Promise.all(
+      pairs.map(async ({ pod, repo }) => {
+        const key = `${repo} via ${pod.name}`;
+        if (serving.get(key) === 'same') return;
+        const refs = await git(['ls-remote', options.gitUrl(pod.ip!, repo)], { timeoutMs: 60_000 })
+          .then(parseRefs)
+          .catch((err: Error) => err);
+        serving.set(
+          key,
+          refs instanceof Error
+            ? refs.message
+            : digest(refs) === want.get(repo)
+              ? 'same'
+              : 'refs differ from upstream',
+        );
+      }),
+    );
+    if ([...serving.values()].every((v) => v === 'same') || Date.now() > deadline) break;
+    await sleep(5000);
+  }
+  const problems = [...serving]
+    .filter(([, v]) => v !== 'same')
+    .map(([key, v]) => `${key}: ${v.slice(0, 300)}`);
+  for (const { pod, repo } of pairs) {
+    const worker = options.kubelet.pods().find((w) => w.name.endsWith(`/${pod.name}`));
+    if (!worker) continue;
+    const dir = join(dataDir(worker), options.mirrorPath(repo));
+    const safe = ['-c', 'safe.directory=*'];
+    const onDisk = await git([...safe, 'for-each-ref', '--format=%(objectname) %(refname)'], { cwd: dir })
+      .then((out) => (digest(parseRefs(out)) === want.get(repo) ? undefined : 'refs differ from upstream'))
+      .catch((err: Error) => err.message);
+    if (onDisk) problems.push(`${repo} on ${pod.name}'s disk: ${onDisk.slice(0, 300)}`);
+    const fsck = await git([...safe, 'fsck', '--connectivity-only', '--no-dangling'], {
+      cwd: dir,
+      timeoutMs: 300_000,
+    }).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    if (fsck) problems.push(`${repo} on ${pod.name}'s disk: fsck: ${fsck.slice(0, 300)}`);
+  }
+  return problems;
+}
+
+interface Manifest {
+  key: string;
+  sizeBytes: number;
+  sha256: string;
+}
+
+/** Each mirror's latest.json, read from MinIO itself, names an archive of its size and sha256. */
+async function checkSnapshots(options: FinalCheckOptions): Promise<string[]> {
+  const { s3 } = options.env;
+  const problems: string[] = [];
+  for (const repo of options.histories.keys()) {
+    const prefix = `${STORE_PREFIX}/${options.env.mirrorId(repo)}/`;
+    try {
+      const manifest = JSON.parse(
+        await readObject(options.env, `${prefix}latest.json`).then(String),
+      ) as Manifest;
+      const body = await s3.client.send(
+        new GetObjectCommand({ Bucket: BUCKET, Key: `${STORE_PREFIX}/${manifest.key}` }),
+      );
+      const hash = createHash('sha256');
+      let size = 0;
+      for await (const chunk of body.Body as Readable) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+      }
+      const sha = hash.digest('hex');
+      if (size !== manifest.sizeBytes || sha !== manifest.sha256)
+        problems.push(
+          `${repo}: ${manifest.key} is ${size} bytes, sha256 ${sha}; latest.json says ${manifest.sizeBytes}, ${manifest.sha256}`,
+        );
+    } catch (err) {
+      problems.push(`${repo}: ${(err as Error).message}`);
+    }
+  }
+  return problems;
+}
+
+async function readObject(env: Environment, key: string): Promise<Buffer> {
+  const object = await env.s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  return Buffer.from(await object.Body!.transformToByteArray());
+}
+
+/** No sidecar is running a job: what is left in a container or a data dir then is left over. */
+async function waitIdle(options: FinalCheckOptions): Promise<void> {
+  await options.fleet
+    .until(
+      'the fleet to be idle',
+      (s) =>
+        [...s.mirrors.values()].every((list) =>
+          list.every((m) => !m.snapshot.running && m.state === 'ready'),
+        ),
+      IDLE_MS,
+    )
+    .catch((err: Error) => options.log(`final checks: ${err.message}`));
+}
+
+/** Temp dirs, spool files and git's lock and temp files in every fleet pod's data dir. */
+async function checkLeftovers(options: FinalCheckOptions): Promise<string[]> {
+  const problems: string[] = [];
+  for (const c of containers(options.kubelet).filter((x) => x.role === 'sidecar')) {
+    const root = dataDir(c.worker);
+    for (const sub of ['tmp', 'spool']) {
+      const entries = await readdir(join(root, sub)).catch(() => [] as string[]);
+      for (const e of entries) problems.push(`${c.pod}: ${sub}/${e}`);
+    }
+    for (const file of await walk(join(root, 'mirrors'))) {
+      const name = file.split('/').pop()!;
+      if (name.endsWith('.lock') || name.startsWith('tmp_') || name.startsWith('.tmp-'))
+        problems.push(`${c.pod}: ${file.slice(root.length + 1)}`);
+    }
+  }
+  return problems;
+}
+
+async function walk(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...(await walk(path)));
+    else out.push(path);
+  }
+  return out;
+}
+
+async function checkMultipart(env: Environment): Promise<string[]> {
+  const listed = await env.s3.client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
+  return (listed.Uploads ?? []).map(
+    (u) => `multipart upload of ${u.Key} begun ${u.Initiated?.toISOString()} never finished`,
+  );
+}
+
+/**
+ * Processes in a fleet or operator container besides its main one, once the fleet is idle:
+ * those there in two looks 15 s apart (a periodic fetch may be starting in either).
+ */
+async function checkOrphans(kubelet: TestKubelet): Promise<string[]> {
+  const look = () => containers(kubelet).flatMap((c) => otherProcesses(c.pid).map((p) => `${c.pod}: ${p}`));
+  const first = new Set(look());
+  await sleep(15_000);
+  return look().filter((p) => first.has(p));
+}
