@@ -33,9 +33,10 @@ RUN --mount=type=secret,id=npm-ca --mount=type=secret,id=npmrc \
 
 FROM ${NODE_IMAGE}
 # git serves and fetches mirrors, zstd restores snapshots by hand; ca-certificates because git
-# (unlike Node) reads the system trust store, and --no-install-recommends would leave it out.
+# (unlike Node) reads the system trust store, and --no-install-recommends would leave it out;
+# tini is PID 1 (see the ENTRYPOINT).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends git zstd ca-certificates \
+ && apt-get install -y --no-install-recommends git zstd ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 # A numeric non-root user, so Kubernetes can check runAsNonRoot without reading /etc/passwd;
 # the chart runs as the same ids.
@@ -63,4 +64,9 @@ USER 10001:10001
 RUN node scripts/warm-compile-cache.ts
 # git over HTTP, /healthz, /readyz | admin API and /metrics (the operator uses 8081).
 EXPOSE 8080 9090
+# A container's first process must reap orphans, and Node does not: git dies without waiting
+# for its remote helper when upstream fails (refused, 404, 429), and each such fetch left a
+# `git remote-http` zombie for good (found by the soak, e2e/soak). tini reaps them and passes
+# signals on to Node. The chart's `args` replace only the CMD.
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["node", "sidecar/src/main.ts"]

@@ -114,8 +114,12 @@ describe('Dockerfile', () => {
     assert.equal(runtime.at(-1)?.op, 'CMD', 'USER comes before the command');
   });
 
-  test('CMD runs the sidecar, there is no ENTRYPOINT, and WORKDIR is /app', () => {
-    assert.ok(!all.some((i) => i.op === 'ENTRYPOINT'), 'the chart passes the whole command as args');
+  test('tini is PID 1, CMD runs the sidecar under it, and WORKDIR is /app', () => {
+    // Node as PID 1 would keep every orphan git leaves as a zombie; the chart's args replace CMD only.
+    const entrypoints = all.filter((i) => i.op === 'ENTRYPOINT');
+    assert.equal(entrypoints.length, 1);
+    assert.deepEqual(JSON.parse(entrypoints[0]!.args), ['/usr/bin/tini', '--']);
+    assert.ok(aptInstalled(runtime).includes('tini'));
     const cmd = runtime.find((i) => i.op === 'CMD');
     assert.deepEqual(JSON.parse(cmd!.args), ['node', 'sidecar/src/main.ts']);
     assert.equal(packageJson.scripts.start, 'node sidecar/src/main.ts');

@@ -72,7 +72,7 @@ describe('the image built from the Dockerfile', { timeout: 900_000, skip }, () =
     const { stdout } = await inImage(image.ref, ['node', '--version']);
     assert.match(stdout.trim(), /^v24\.\d+\.\d+$/);
     assert.equal(stdout.trim(), `v${image.config.env.NODE_VERSION}`);
-    assert.deepEqual(image.config.entrypoint, ['docker-entrypoint.sh'], 'inherited from node:24-slim');
+    assert.deepEqual(image.config.entrypoint, ['/usr/bin/tini', '--'], 'a PID 1 that reaps orphans');
     assert.deepEqual(image.config.cmd, ['node', 'sidecar/src/main.ts']);
   });
 
