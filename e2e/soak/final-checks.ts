@@ -202,7 +202,7 @@ async function checkMultipart(env: Environment): Promise<string[]> {
  * those there in two looks 15 s apart (a periodic fetch may be starting in either).
  */
 async function checkOrphans(kubelet: TestKubelet): Promise<string[]> {
-  const look = () => containers(kubelet).flatMap((c) => otherProcesses(c.pid).map((p) => `${c.pod}: ${p}`));
+  const look = () => containers(kubelet).flatMap((c) => otherProcesses(c).map((p) => `${c.pod}: ${p}`));
   const first = new Set(look());
   await sleep(15_000);
   return look().filter((p) => first.has(p));

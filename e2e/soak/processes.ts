@@ -21,7 +21,9 @@ const DISK_MS = 30_000;
 export interface ContainerProcess {
   pod: string;
   role: ResourceSample['role'];
+  /** The program (Node); `initPid` is the container's PID 1 (tini, or the program itself). */
   pid: number;
+  initPid: number;
   worker: PodWorker;
 }
 
@@ -32,11 +34,24 @@ export function containers(kubelet: TestKubelet): ContainerProcess[] {
     const [namespace, pod] = worker.name.split('/');
     if (namespace !== NAMESPACE || !pod) continue;
     for (const [name, role] of Object.entries(CONTAINERS)) {
-      const pid = worker.container(name)?.initPid();
-      if (pid) found.push({ pod, role, pid, worker });
+      const initPid = worker.container(name)?.initPid();
+      const pid = mainPid(initPid);
+      if (initPid && pid) found.push({ pod, role, pid, initPid, worker });
     }
   }
   return found;
+}
+
+/** The container's program: its PID 1, or the one child of an init (the image's tini). */
+function mainPid(initPid: number | undefined): number | undefined {
+  if (!initPid) return undefined;
+  try {
+    if (readFileSync(`/proc/${initPid}/comm`, 'utf8').trim() !== 'tini') return initPid;
+    const child = readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim().split(/\s+/)[0];
+    return child ? Number(child) : undefined;
+  } catch {
+    return undefined; // it exited meanwhile
+  }
 }
 
 export function readProcess(pid: number): { rssBytes: number; fds: number } | undefined {
@@ -64,8 +79,9 @@ export async function duBytes(dir: string): Promise<number | undefined> {
   }
 }
 
-/** Processes in the container's PID namespace other than its PID 1, with their command lines. */
-export function otherProcesses(initPid: number): string[] {
+/** Processes in the container's PID namespace other than its init and program, with their command lines. */
+export function otherProcesses(container: { pid: number; initPid: number }): string[] {
+  const { initPid } = container;
   let ns: string;
   try {
     ns = readlinkSync(`/proc/${initPid}/ns/pid`);
@@ -75,7 +91,7 @@ export function otherProcesses(initPid: number): string[] {
   const found: string[] = [];
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
-    if (!Number.isInteger(pid) || pid === initPid) continue;
+    if (!Number.isInteger(pid) || pid === initPid || pid === container.pid) continue;
     try {
       if (readlinkSync(`/proc/${pid}/ns/pid`) !== ns) continue;
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
