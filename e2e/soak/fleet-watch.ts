@@ -80,6 +80,8 @@ export class FleetWatch {
   state: FleetState = { at: 0, apiOk: false, fleet: [], operators: [], mirrors: new Map() };
   samples = 0;
   errors = 0;
+  /** Each time an operator pod was first seen holding the Lease. */
+  readonly leaders: { at: number; pod: string }[] = [];
   private readonly options: FleetWatchOptions;
   private readonly seenReady = new Set<string>();
   private readonly pending = new Set<Promise<void>>();
@@ -154,6 +156,7 @@ export class FleetWatch {
           if (list) mirrors.set(p.name, list);
         }),
     );
+    if (leaseHolder && leaseHolder !== this.leaders.at(-1)?.pod) this.leaders.push({ at, pod: leaseHolder });
     this.state = { at, apiOk, fleet, operators, leaseHolder, deployment, mirrors };
     this.samples++;
     if (apiOk) this.checkGate(endpoints);

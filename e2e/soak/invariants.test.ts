@@ -44,6 +44,7 @@ function record(overrides: Partial<SoakRecord> = {}): SoakRecord {
     resources: [],
     disk: [],
     live: [],
+    leaders: [],
     samples: { fleet: 0, fleetErrors: 0 },
     ...overrides,
   };
@@ -142,6 +143,23 @@ describe('the soak’s judges', () => {
     const judged = judgeGrowth(record({ resources: short }));
     assert.equal(judged.trends.length, 0);
     assert.match(judged.result.violations[0]!, /no process lived long enough/);
+  });
+
+  it('judge an operator that took the Lease during the load only once it settled as leader', () => {
+    const growing: ResourceSample[] = Array.from({ length: 120 }, (_, i) => ({
+      at: START - MIN + i * 5000,
+      role: 'operator',
+      pod: 'standby',
+      pid: 4,
+      fds: 20,
+      // As a leader's caches fill after a takeover at 6 min: 30 MiB in its first 2 minutes.
+      rssBytes: (100 + Math.min(30, Math.max(0, (i * 5000 - 7 * MIN) / 4000))) * 2 ** 20,
+    }));
+    const judged = (leaders: SoakRecord['leaders']) => judgeGrowth(record({ resources: growing, leaders }));
+    assert.equal(judged([]).result.violations.length, 1, 'without the takeover it is growth');
+    assert.deepEqual(judged([{ at: START + 6 * MIN, pod: 'standby' }]).result.violations, [
+      'no process lived long enough in the second half to be judged',
+    ]);
   });
 
   it('hold every data dir to its budget', () => {

@@ -218,9 +218,10 @@ export interface Trend {
 }
 
 /**
- * A process that started during the load is judged only after it settled: its first three
- * minutes (informers listing, V8 growing into its heap, on a busy machine) are start-up, not a
- * trend. One already running when the load began went through its warm-up before it.
+ * A process that started during the load (or an operator that took the Lease during it) is
+ * judged only after it settled: its first three minutes (informers listing, V8 growing into
+ * its heap, on a busy machine) are start-up, not a trend. One already running when the load
+ * began went through its warm-up before it.
  */
 const SETTLE_MS = 3 * 60_000;
 const TREND_WINDOWS = 6;
@@ -247,7 +248,12 @@ export function judgeGrowth(record: SoakRecord): { result: InvariantResult; tren
   const violations: string[] = [];
   for (const samples of series.values()) {
     const first = samples[0]!;
-    const from = Math.max(half, first.at > loadStart ? first.at + SETTLE_MS : 0);
+    // A standby operator that takes the Lease starts its informers and caches then: a start too.
+    const started =
+      first.role === 'operator'
+        ? Math.max(first.at, ...(record.leaders ?? []).filter((l) => l.pod === first.pod).map((l) => l.at))
+        : first.at;
+    const from = Math.max(half, started > loadStart ? started + SETTLE_MS : 0);
     const judged = samples.filter((s) => s.at >= from && s.at <= loadEnd);
     if (judged.length < TREND_WINDOWS) continue;
     const spanMs = judged.at(-1)!.at - judged[0]!.at;

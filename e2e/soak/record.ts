@@ -133,6 +133,8 @@ export interface SoakRecord {
   resources: ResourceSample[];
   disk: DiskSample[];
   live: LiveViolation[];
+  /** Each time an operator pod was first seen holding the Lease. */
+  leaders: { at: number; pod: string }[];
   samples: { fleet: number; fleetErrors: number };
   final?: FinalChecks;
 }

@@ -223,6 +223,7 @@ async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunC
   record.meta.lagBoundMs = REF_CHECK_INTERVAL_MS + record.meta.fetchBoundMs;
   record.histories = pushers.map((p) => p.history.toJSON());
   record.samples = { fleet: fleet.samples, fleetErrors: fleet.errors };
+  record.leaders = fleet.leaders;
   record.meta.finishedAt = Date.now();
   record.meta.loadAverage.end = loadavg().map((l) => Math.round(l * 100) / 100);
   return write(record, options.outDir);
@@ -368,6 +369,7 @@ function emptyRecord(options: SoakOptions, ctx: RunContext, repos: RepoInfo[]): 
     resources: [],
     disk: [],
     live: [],
+    leaders: [],
     samples: { fleet: 0, fleetErrors: 0 },
   };
 }
