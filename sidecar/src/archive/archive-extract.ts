@@ -1,29 +1,60 @@
-import { type Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { MessageChannel, Worker } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
+import { constants, fstatSync } from 'node:fs';
+import { mkdir, open } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { Worker } from 'node:worker_threads';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import type { AbortMessage, ExtractJob } from './archive-extract-worker.ts';
-import { startDigestRelay } from './digest-relay.ts';
-import { DEFAULT_EXTRACT_LIMITS, type ExtractLimits } from './tar-entry-policy.ts';
+import { defaultThreads } from './archive-create.ts';
+import type {
+  ExtractReply,
+  ExtractRequest,
+  ExtractTask,
+  ExtractWorkerData,
+} from './archive-extract-worker.ts';
+import { MAX_INDEX_BYTES, PIECE_BYTES, type PlacedPiece, placePieces } from './archive-layout.ts';
+import {
+  classifyEntry,
+  DEFAULT_EXTRACT_LIMITS,
+  type ExtractLimits,
+  safeSegments,
+  sanitizedMode,
+  unsafe,
+} from './tar-entry-policy.ts';
 import {
   type ErrorMessage,
   errorFromMessage,
   MAX_BYTES_IN_FLIGHT,
   toTransferable,
 } from './worker-protocol.ts';
+import { skippableFrameData } from './zstd-frames.ts';
 
 const EXTRACT_WORKER_URL = new URL('./archive-extract-worker.ts', import.meta.url);
 /** How long a stopping worker may take to finish the writes it has started. */
 const STOP_GRACE_MS = 10_000;
+const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** Where the archive's bytes come from. */
+export interface ArchiveSource {
+  /** Bytes `start..end` (inclusive), as a stream. */
+  read(range: { start: number; end: number }, signal: AbortSignal): Promise<Readable>;
+  /** The archive as a local file: the workers then read it themselves, in parallel. */
+  fd?: number;
+}
+
+/** What the manifest vouches for. Layout 1: one zstd stream with one sha256. Layout 2: `archive-layout.ts`. */
+export type ArchiveCheck =
+  | { layout: 1; sizeBytes: number; sha256: string }
+  | { layout: 2; sizeBytes: number; sha256: string; indexBytes: number };
 
 export interface ExtractOptions {
-  expectedSize: number;
-  expectedSha256: string;
   signal?: AbortSignal;
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
   limits?: Partial<ExtractLimits>;
   /** Names the archive in error messages. */
   label?: string;
+  /** Worker threads; defaults to the cores, at most 4. */
+  threads?: number;
 }
 
 export interface ExtractResult {
@@ -32,168 +63,329 @@ export interface ExtractResult {
   bytes: number;
 }
 
-type WorkerMessage =
-  | ErrorMessage
-  | { type: 'ack'; bytes: number }
-  | { type: 'done'; entries: number; bytes: number }
-  | { type: 'closed' };
+type WorkerMessage = ExtractReply | ErrorMessage;
 
-interface SinkOptions {
-  job: Omit<ExtractJob, 'input'>;
-  expectedSize: number;
-  onProgress?: (bytesDone: number) => void;
+interface Slot {
+  worker: Worker;
+  task?: ExtractTask;
+  /** Port mode: bytes sent and not yet acknowledged, and a feed waiting for room. */
+  inFlight: number;
+  wake?: () => void;
+  stopped: Promise<void>;
 }
 
 /**
- * The writable end of the extraction: counts bytes against the manifest's size (too many
- * fail at once, too few at the end), hands chunks to the digest relay (which hashes them and
- * passes them on to the extract worker), and holds the write callback while too many bytes
- * are unacknowledged by the extract worker. It finishes only when the worker has
- * checked the sha256 and written every entry; when destroyed it waits for the worker to
- * stop writing, so the caller can delete the target directory without racing a late write.
+ * One restore: reads the index (layout 2), creates the stored files, then hands runs of
+ * pieces to a pool of workers, each taking the next run when it is done with one. Workers
+ * read a local archive themselves; otherwise each run is a ranged read that this thread
+ * streams to its worker with a bounded amount in flight.
  */
-class ExtractSink extends Writable {
-  result: ExtractResult | undefined;
-  private readonly worker: Worker;
-  private readonly relay: Worker;
-  private readonly options: SinkOptions;
-  private received = 0;
-  private inFlight = 0;
-  private heldWrite: (() => void) | undefined;
-  private settle: ((err?: Error) => void) | undefined;
-  private readonly exited: Promise<void>;
+class RestoreRun {
+  private readonly source: ArchiveSource;
+  private readonly targetDir: string;
+  private readonly check: ArchiveCheck;
+  private readonly options: ExtractOptions;
+  private readonly label: string;
+  private readonly limits: ExtractLimits;
+  private readonly control = new SharedArrayBuffer(4);
+  private readonly totals = new SharedArrayBuffer(16);
+  private readonly abort = new AbortController();
+  private readonly slots: Slot[] = [];
+  private tasks: ExtractTask[] = [];
+  private running = 0;
+  private bytesDone = 0;
+  private failure: Error | undefined;
+  private stopping = false;
+  private settle!: { resolve: () => void; reject: (err: Error) => void };
+  private readonly allDone = new Promise<void>((resolve, reject) => (this.settle = { resolve, reject }));
 
-  constructor(options: SinkOptions) {
-    super({ highWaterMark: 1024 * 1024 });
+  constructor(source: ArchiveSource, targetDir: string, check: ArchiveCheck, options: ExtractOptions) {
+    this.source = source;
+    this.targetDir = targetDir;
+    this.check = check;
     this.options = options;
-    const { port1, port2 } = new MessageChannel();
-    this.relay = startDigestRelay({ next: port1 });
-    this.worker = new Worker(EXTRACT_WORKER_URL, {
-      workerData: { ...options.job, input: port2 } satisfies ExtractJob,
-      transferList: [port2],
+    this.label = options.label ?? 'snapshot archive';
+    this.limits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
+    this.allDone.catch(() => {});
+  }
+
+  async run(): Promise<ExtractResult> {
+    const onAbort = () => this.fail(new GitMirrorError('ABORTED', `extracting ${this.label} was cancelled`));
+    this.options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (this.options.signal?.aborted)
+        throw new GitMirrorError('ABORTED', `extracting ${this.label} was cancelled`);
+      // Workers load their modules while the index is read.
+      const threads = this.check.layout === 1 ? 1 : (this.options.threads ?? defaultThreads());
+      for (let i = 0; i < threads; i++) this.slots.push(this.startWorker());
+      this.checkLocalSize();
+      const pieces = await this.pieces();
+      await this.createStoredFiles(pieces);
+      this.tasks = groupIntoTasks(pieces);
+      this.running = this.tasks.length;
+      for (const slot of this.slots) this.dispatch(slot);
+      await this.allDone;
+      const totals = new BigInt64Array(this.totals);
+      return { entries: Number(totals[0]), bytes: Number(totals[1]) };
+    } catch (err) {
+      this.fail(err as Error);
+      throw this.failure;
+    } finally {
+      this.options.signal?.removeEventListener('abort', onAbort);
+      await this.stopWorkers();
+    }
+  }
+
+  private startWorker(): Slot {
+    const data: ExtractWorkerData = {
+      targetDir: this.targetDir,
+      limits: this.limits,
+      label: this.label,
+      fd: this.source.fd,
+      control: this.control,
+      totals: this.totals,
+    };
+    const worker = new Worker(EXTRACT_WORKER_URL, { workerData: data });
+    const slot: Slot = {
+      worker,
+      inFlight: 0,
+      stopped: new Promise<void>((resolve) => {
+        worker.once('exit', () => resolve());
+        // A worker that reports an error has stopped too: it closed its files first.
+        worker.on('message', (m: WorkerMessage) => (m.type === 'stopped' || m.type === 'error') && resolve());
+      }),
+    };
+    worker.on('message', (message: WorkerMessage) => this.onMessage(slot, message));
+    worker.on('error', (err) => this.fail(new GitMirrorError('RESTORE_FAILED', err.message)));
+    worker.once('exit', () => {
+      if (!this.stopping) this.fail(new GitMirrorError('RESTORE_FAILED', 'an extract worker exited'));
     });
-    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
-    this.worker.on('message', (message: WorkerMessage) => this.onMessage(message));
-    for (const [worker, name] of [
-      [this.worker, 'extract'],
-      [this.relay, 'digest'],
-    ] as const) {
-      worker.on('error', (err) => this.finishWith(new GitMirrorError('RESTORE_FAILED', err.message)));
-      worker.once('exit', () =>
-        this.finishWith(new GitMirrorError('RESTORE_FAILED', `${name} worker exited`)),
+    return slot;
+  }
+
+  private onMessage(slot: Slot, message: WorkerMessage): void {
+    if (message.type === 'error') this.fail(errorFromMessage(message));
+    else if (message.type === 'ack') {
+      slot.inFlight -= message.bytes;
+      this.progress(message.bytes);
+      slot.wake?.();
+    } else if (message.type === 'done') {
+      if (this.source.fd !== undefined) this.progress(taskBytes(slot.task!));
+      slot.task = undefined;
+      if (--this.running === 0) this.settle.resolve();
+      else this.dispatch(slot);
+    }
+  }
+
+  private progress(bytes: number): void {
+    this.bytesDone += bytes;
+    this.options.onProgress?.(this.bytesDone, this.check.sizeBytes);
+  }
+
+  private dispatch(slot: Slot): void {
+    const task = this.tasks.shift();
+    if (!task || this.failure) return;
+    slot.task = task;
+    slot.worker.postMessage(task satisfies ExtractRequest);
+    if (this.source.fd === undefined)
+      void this.feed(slot, task).catch((err: unknown) => this.fail(err as Error));
+  }
+
+  /** Port mode: streams the task's range to its worker, holding back while too much is unacknowledged. */
+  private async feed(slot: Slot, task: ExtractTask): Promise<void> {
+    const start = task.pieces[0]!.offset;
+    const expected = taskBytes(task);
+    const stream = await this.source.read({ start, end: start + expected - 1 }, this.abort.signal);
+    let received = 0;
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        if (this.failure) return;
+        received += chunk.length;
+        if (received > expected) throw this.mismatch(`more than the expected ${expected} bytes`);
+        const data = toTransferable(chunk);
+        slot.inFlight += chunk.length;
+        slot.worker.postMessage({ type: 'chunk', data } satisfies ExtractRequest, [data]);
+        while (slot.inFlight >= MAX_BYTES_IN_FLIGHT && !this.failure)
+          await new Promise<void>((r) => (slot.wake = r));
+      }
+    } finally {
+      stream.destroy();
+    }
+    if (received !== expected) throw this.mismatch(`${received} bytes instead of ${expected}`);
+    slot.worker.postMessage({ type: 'end' } satisfies ExtractRequest);
+  }
+
+  /** A local archive must have the size the manifest says; a stream is counted as it arrives. */
+  private checkLocalSize(): void {
+    if (this.source.fd === undefined) return;
+    const { size } = fstatSync(this.source.fd);
+    if (size !== this.check.sizeBytes)
+      throw this.mismatch(`${size} bytes instead of ${this.check.sizeBytes}`);
+  }
+
+  private async pieces(): Promise<PlacedPiece[]> {
+    const { check } = this;
+    if (check.sizeBytes === 0) throw this.mismatch('the archive is empty');
+    if (check.layout === 1)
+      return [{ kind: 'entries', offset: 0, bytes: check.sizeBytes, sha256: check.sha256, last: true }];
+    const { sizeBytes, indexBytes } = check;
+    if (indexBytes > MAX_INDEX_BYTES || indexBytes >= sizeBytes)
+      throw this.mismatch(`an index of ${indexBytes} bytes`);
+    const stream = await this.source.read(
+      { start: sizeBytes - indexBytes, end: sizeBytes - 1 },
+      this.abort.signal,
+    );
+    const frame = Buffer.concat(await stream.toArray());
+    if (frame.length !== indexBytes)
+      throw this.mismatch(`an index of ${frame.length} bytes instead of ${indexBytes}`);
+    const sha256 = createHash('sha256').update(frame).digest('hex');
+    if (sha256 !== check.sha256) throw this.mismatch(`index sha256 ${sha256} instead of ${check.sha256}`);
+    this.progress(frame.length);
+    try {
+      const data = skippableFrameData(frame);
+      if (!data) throw new Error('the index is not in a skippable frame');
+      return placePieces(JSON.parse(data.toString('utf8')), sizeBytes, indexBytes);
+    } catch (err) {
+      throw new GitMirrorError(
+        'SNAPSHOT_CORRUPT',
+        `${this.label} has an invalid index: ${(err as Error).message}`,
       );
     }
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    const { expectedSize, onProgress } = this.options;
-    this.received += chunk.length;
-    if (this.received > expectedSize) {
-      callback(this.mismatch(`more than the expected ${expectedSize} bytes`));
-      return;
-    }
-    onProgress?.(this.received);
-    this.inFlight += chunk.length;
-    const data = toTransferable(chunk);
-    this.relay.postMessage({ type: 'chunk', data }, [data]);
-    if (this.inFlight < MAX_BYTES_IN_FLIGHT) callback();
-    else this.heldWrite = () => callback();
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    const { expectedSize } = this.options;
-    if (this.received !== expectedSize) {
-      callback(this.mismatch(`${this.received} bytes instead of ${expectedSize}`));
-      return;
-    }
-    this.settle = (err) => callback(err);
-    this.relay.postMessage({ type: 'end' });
-  }
-
-  override _destroy(err: Error | null, callback: (error?: Error | null) => void): void {
-    this.worker.postMessage({ type: 'abort' } satisfies AbortMessage);
-    void this.relay.terminate();
-    const timer = setTimeout(() => void this.worker.terminate(), STOP_GRACE_MS);
-    this.exited.then(() => {
-      clearTimeout(timer);
-      callback(err);
-    });
-    if (this.result) void this.worker.terminate();
-  }
-
-  private terminate(): void {
-    void this.worker.terminate();
-    void this.relay.terminate();
-  }
-
-  private onMessage(message: WorkerMessage): void {
-    if (message.type === 'ack') {
-      this.inFlight -= message.bytes;
-      if (this.inFlight >= MAX_BYTES_IN_FLIGHT) return;
-      const held = this.heldWrite;
-      this.heldWrite = undefined;
-      held?.();
-    } else if (message.type === 'done') {
-      this.result = { entries: message.entries, bytes: message.bytes };
-      this.terminate();
-      this.finishWith(undefined);
-    } else if (message.type === 'closed') {
-      this.terminate();
-    } else {
-      this.terminate();
-      this.finishWith(errorFromMessage(message));
+  /**
+   * Each stored file is judged like a tar entry and created empty before any worker starts,
+   * so its content pieces can be written in any order, by any worker.
+   */
+  private async createStoredFiles(pieces: PlacedPiece[]): Promise<void> {
+    const totals = new BigInt64Array(this.totals);
+    for (const piece of pieces) {
+      if (piece.kind !== 'file') continue;
+      classifyEntry(piece.path, 'File');
+      const segments = safeSegments(piece.path);
+      if (segments.length === 0) throw unsafe(piece.path, 'a file cannot replace the archive root');
+      const { maxEntries, maxEntryBytes, maxTotalBytes } = this.limits;
+      totals[0]! += 1n;
+      totals[1]! += BigInt(piece.size);
+      if (totals[0]! > BigInt(maxEntries))
+        throw unsafe(piece.path, `archive has more than ${maxEntries} entries`);
+      if (piece.size > maxEntryBytes) throw unsafe(piece.path, `larger than ${maxEntryBytes} bytes`);
+      if (totals[1]! > BigInt(maxTotalBytes))
+        throw unsafe(piece.path, `archive expands beyond ${maxTotalBytes} bytes`);
+      const path = join(this.targetDir, ...segments);
+      try {
+        await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+        await (await open(path, NEW_FILE, sanitizedMode('file', piece.mode))).close();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR' || code === 'ELOOP')
+          throw unsafe(piece.path, `conflicts with an earlier entry (${code})`);
+        if (code === 'ENAMETOOLONG')
+          throw unsafe(piece.path, 'path too long for the file system under the target');
+        throw err;
+      }
     }
   }
 
-  /** Reports the outcome through `_final` if it is waiting, else by destroying the sink. */
-  private finishWith(err: GitMirrorError | undefined): void {
-    const settle = this.settle;
-    this.settle = undefined;
-    if (settle) settle(err);
-    else if (err && !this.destroyed && !this.result) this.destroy(err);
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = isGitMirrorError(err)
+      ? err
+      : new GitMirrorError('RESTORE_FAILED', `extracting ${this.label} failed: ${err.message}`, {
+          cause: err,
+        });
+    Atomics.store(new Int32Array(this.control), 0, 1);
+    this.abort.abort();
+    for (const slot of this.slots) {
+      slot.worker.postMessage({ type: 'stop' });
+      slot.wake?.();
+    }
+    this.settle.reject(this.failure);
+  }
+
+  /** Resolves once no worker can write anymore: each stops between two writes, or is terminated. */
+  private async stopWorkers(): Promise<void> {
+    this.stopping = true;
+    Atomics.store(new Int32Array(this.control), 0, 1);
+    for (const slot of this.slots) slot.worker.postMessage({ type: 'stop' });
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        const timer = setTimeout(() => void slot.worker.terminate(), STOP_GRACE_MS);
+        await slot.stopped;
+        clearTimeout(timer);
+        await slot.worker.terminate();
+      }),
+    );
   }
 
   private mismatch(detail: string): GitMirrorError {
-    return new GitMirrorError(
-      'SNAPSHOT_CORRUPT',
-      `${this.options.job.label} does not match its manifest: ${detail}`,
-    );
+    return new GitMirrorError('SNAPSHOT_CORRUPT', `${this.label} does not match its manifest: ${detail}`);
   }
+}
+
+function taskBytes(task: ExtractTask): number {
+  return task.pieces.reduce((sum, p) => sum + p.bytes, 0);
+}
+
+/** Consecutive pieces, gathered until a run holds PIECE_BYTES: one read, one hand-over. */
+function groupIntoTasks(pieces: PlacedPiece[]): ExtractTask[] {
+  const tasks: ExtractTask[] = [];
+  let current: PlacedPiece[] = [];
+  let bytes = 0;
+  for (const piece of pieces) {
+    current.push(piece);
+    bytes += piece.bytes;
+    if (bytes >= PIECE_BYTES) {
+      tasks.push({ type: 'task', id: tasks.length, pieces: current });
+      current = [];
+      bytes = 0;
+    }
+  }
+  if (current.length > 0) tasks.push({ type: 'task', id: tasks.length, pieces: current });
+  return tasks;
 }
 
 /**
- * Verifies and unpacks a snapshot archive into `targetDir`, a fresh empty directory the
- * caller made. The size is checked as bytes arrive (too many fail at once); hashing,
- * decompression and unpacking run in a worker, and the sha256 is compared before the
- * extraction is reported done. The result counts only if this resolves: on any error the
- * directory holds a partial tree and the caller must remove it.
+ * Verifies and unpacks an archive into `targetDir`, a fresh empty directory the caller
+ * made. Layout 2 is read as the index says, pieces in parallel; layout 1 (and any plain
+ * `tar.zst`) as one stream. Sizes are checked as bytes arrive, each piece's sha256 before it
+ * counts; the result counts only if this resolves: on any error the directory holds a
+ * partial tree, no worker writes to it anymore, and the caller must remove it.
  */
-export async function extractArchive(
-  source: Readable,
+export async function restoreArchive(
+  source: ArchiveSource,
   targetDir: string,
-  options: ExtractOptions,
+  check: ArchiveCheck,
+  options: ExtractOptions = {},
 ): Promise<ExtractResult> {
-  const label = options.label ?? 'snapshot archive';
-  const limits = { ...DEFAULT_EXTRACT_LIMITS, ...options.limits };
-  const sink = new ExtractSink({
-    job: { targetDir, limits, expectedSha256: options.expectedSha256, label },
-    expectedSize: options.expectedSize,
-    onProgress: options.onProgress && ((done) => options.onProgress?.(done, options.expectedSize)),
-  });
-  try {
-    await pipeline(source, sink, { signal: options.signal });
-  } catch (err) {
-    if (!sink.destroyed) sink.destroy();
-    await new Promise((resolve) => (sink.closed ? resolve(undefined) : sink.once('close', resolve)));
-    throw extractFailure(err, label, options.signal);
-  }
-  if (!sink.result) throw new GitMirrorError('RESTORE_FAILED', `extracting ${label} ended without a result`);
-  return sink.result;
+  return new RestoreRun(source, targetDir, check, options).run();
 }
 
-function extractFailure(err: unknown, label: string, signal: AbortSignal | undefined): GitMirrorError {
-  if (signal?.aborted) return new GitMirrorError('ABORTED', `extracting ${label} was cancelled`);
-  if (isGitMirrorError(err)) return err;
-  const detail = err instanceof Error ? err.message : String(err);
-  return new GitMirrorError('RESTORE_FAILED', `extracting ${label} failed: ${detail}`, { cause: err });
+/**
+ * `restoreArchive` of one stream read start to end: the whole archive, checked against one
+ * size and sha256 (an archive of layout 1, or any plain `tar.zst`).
+ */
+export async function extractArchive(
+  stream: Readable,
+  targetDir: string,
+  options: ExtractOptions & { expectedSize: number; expectedSha256: string },
+): Promise<ExtractResult> {
+  let used = false;
+  const source: ArchiveSource = {
+    read: async () => {
+      if (used) throw new Error('the archive stream can be read only once');
+      used = true;
+      return stream;
+    },
+  };
+  try {
+    return await restoreArchive(
+      source,
+      targetDir,
+      { layout: 1, sizeBytes: options.expectedSize, sha256: options.expectedSha256 },
+      options,
+    );
+  } finally {
+    if (!used) stream.destroy();
+  }
 }

@@ -1,15 +1,27 @@
 import type { RepoId } from '../../../core/repo-id.ts';
 import type { SnapshotRef } from '../../../core/snapshot.ts';
+import { MAX_INDEX_BYTES } from '../archive/archive-layout.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { SnapshotStore } from '../store/store.ts';
 import { manifestKey, parseArchiveKey } from './layout.ts';
 
-/** Format tag written into every manifest; readers refuse others. */
-export const SNAPSHOT_FORMAT = 'gitmirror-mirror-tar-zst/1';
+/**
+ * Archive formats, as manifests name them; readers refuse others. Format 1: one zstd frame
+ * of the tar, `sha256` of the whole archive. Format 2 (`archive/archive-layout.ts`, written
+ * now): the same tar in pieces with an index at the end, `sha256` and `indexBytes` of that
+ * index, which holds a sha256 of every piece. `zstd -dc | tar -x` restores both.
+ */
+export const SNAPSHOT_FORMAT_V1 = 'gitmirror-mirror-tar-zst/1';
+export const SNAPSHOT_FORMAT = 'gitmirror-mirror-tar-zst/2';
+export type SnapshotFormat = typeof SNAPSHOT_FORMAT_V1 | typeof SNAPSHOT_FORMAT;
 
 /** One published archive: everything a reader needs to fetch it and verify what it got. */
 export interface SnapshotRecord extends SnapshotRef {
+  /** Format 1: of the whole archive. Format 2: of its index (the last `indexBytes` bytes). */
   sha256: string;
+  format: SnapshotFormat;
+  /** Format 2: size of the index frame that ends the archive. */
+  indexBytes?: number;
 }
 
 /**
@@ -18,7 +30,6 @@ export interface SnapshotRecord extends SnapshotRef {
  * upload.
  */
 export interface SnapshotManifest extends SnapshotRecord {
-  format: typeof SNAPSHOT_FORMAT;
   /** Digest of the mirror's refs when archived, so an unchanged mirror is not re-published. */
   refsDigest?: string;
   /**
@@ -49,9 +60,21 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function validateRecord(value: unknown, repo: RepoId, where: string): SnapshotRecord {
+/**
+ * A record's format: the manifest names the latest one's; a `previous` record written before
+ * format 2 existed names none and is format 1.
+ */
+function validateRecord(
+  value: unknown,
+  repo: RepoId,
+  where: string,
+  defaultFormat?: SnapshotFormat,
+): SnapshotRecord {
   if (!isObject(value)) corrupt(repo, `${where} is not an object`);
-  const { key, commit, createdAt, sizeBytes, sha256 } = value;
+  const { key, commit, createdAt, sizeBytes, sha256, indexBytes } = value;
+  const format = value.format ?? defaultFormat;
+  if (format !== SNAPSHOT_FORMAT && format !== SNAPSHOT_FORMAT_V1)
+    corrupt(repo, `${where} has unknown format ${JSON.stringify(value.format)?.slice(0, 100)}`);
   if (typeof key !== 'string') corrupt(repo, `${where}.key is missing`);
   const parts = parseArchiveKey(repo, key);
   if (!parts) corrupt(repo, `${where}.key "${key.slice(0, 200)}" is not an archive key of this repo`);
@@ -62,14 +85,23 @@ function validateRecord(value: unknown, repo: RepoId, where: string): SnapshotRe
     corrupt(repo, `${where}.sizeBytes is not a non-negative integer`);
   if (typeof sha256 !== 'string' || !SHA256.test(sha256))
     corrupt(repo, `${where}.sha256 is not a sha256 hex digest`);
-  return { key, commit: parts.commit, createdAt, sizeBytes, sha256 };
+  const record: SnapshotRecord = { key, commit: parts.commit, createdAt, sizeBytes, sha256, format };
+  if (format === SNAPSHOT_FORMAT_V1) {
+    if (indexBytes !== undefined) corrupt(repo, `${where}.indexBytes is not part of format 1`);
+    return record;
+  }
+  if (typeof indexBytes !== 'number' || !Number.isSafeInteger(indexBytes) || indexBytes < 1)
+    corrupt(repo, `${where}.indexBytes is not a positive integer`);
+  if (indexBytes > MAX_INDEX_BYTES || indexBytes >= sizeBytes)
+    corrupt(repo, `${where}.indexBytes does not fit the archive`);
+  return { ...record, indexBytes };
 }
 
 /** Checks shape and that every key lies under this repo's prefix; returns a clean copy. */
 export function validateManifest(value: unknown, repo: RepoId): SnapshotManifest {
   if (!isObject(value)) corrupt(repo, 'not a JSON object');
-  if (value.format !== SNAPSHOT_FORMAT) corrupt(repo, `unknown format ${JSON.stringify(value.format)}`);
-  const manifest: SnapshotManifest = { ...validateRecord(value, repo, 'manifest'), format: SNAPSHOT_FORMAT };
+  if (value.format === undefined) corrupt(repo, 'format is missing');
+  const manifest: SnapshotManifest = validateRecord(value, repo, 'manifest');
   if (value.refsDigest !== undefined) {
     if (typeof value.refsDigest !== 'string' || !REFS_DIGEST.test(value.refsDigest))
       corrupt(repo, 'refsDigest is malformed');
@@ -78,7 +110,9 @@ export function validateManifest(value: unknown, repo: RepoId): SnapshotManifest
   if (value.previous !== undefined) {
     if (!Array.isArray(value.previous) || value.previous.length > MAX_PREVIOUS)
       corrupt(repo, `previous must be an array of at most ${MAX_PREVIOUS} entries`);
-    manifest.previous = value.previous.map((p, i) => validateRecord(p, repo, `previous[${i}]`));
+    manifest.previous = value.previous.map((p, i) =>
+      validateRecord(p, repo, `previous[${i}]`, SNAPSHOT_FORMAT_V1),
+    );
     if (manifest.previous.some((p) => p.key === manifest.key))
       corrupt(repo, 'previous repeats the latest key');
   }
@@ -120,6 +154,14 @@ export function findRecord(manifest: SnapshotManifest, key: string): SnapshotRec
 }
 
 export function recordOf(manifest: SnapshotManifest): SnapshotRecord {
-  const { key, commit, createdAt, sizeBytes, sha256 } = manifest;
-  return { key, commit, createdAt, sizeBytes, sha256 };
+  const { key, commit, createdAt, sizeBytes, sha256, format, indexBytes } = manifest;
+  return {
+    key,
+    commit,
+    createdAt,
+    sizeBytes,
+    sha256,
+    format,
+    ...(indexBytes === undefined ? {} : { indexBytes }),
+  };
 }

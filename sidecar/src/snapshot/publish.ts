@@ -1,8 +1,12 @@
 import type { Logger } from '../../../core/log.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { MIN_SNAPSHOT_RETAIN } from '../../../core/snapshot.ts';
-import { type ArchiveOptions, createArchiveStream } from '../archive/archive-create.ts';
-import type { DigestResult } from '../archive/worker-protocol.ts';
+import {
+  type ArchiveDigest,
+  type ArchiveOptions,
+  createArchiveStream,
+  writeArchiveFile,
+} from '../archive/archive-create.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ObjectInfo, SnapshotStore } from '../store/store.ts';
 import { archiveKey, isCommitId, parseArchiveKey } from './layout.ts';
@@ -50,6 +54,7 @@ export async function publishSnapshot(options: PublishOptions): Promise<Snapshot
     sizeBytes: digest.sizeBytes,
     sha256: digest.sha256,
     format: SNAPSHOT_FORMAT,
+    indexBytes: digest.indexBytes,
     ...(options.refsDigest ? { refsDigest: options.refsDigest } : {}),
     previous: replaced ? [recordOf(replaced), ...(replaced.previous ?? [])].slice(0, retain - 1) : [],
   };
@@ -94,26 +99,40 @@ function nextStamp(now: Date, replaced: SnapshotManifest | undefined, repo: Repo
   return new Date(latest !== undefined && latest >= seconds ? latest + 1000 : seconds);
 }
 
-/** Streams the archive into the store; returns its size and sha256 as the archiver measured them. */
-async function uploadArchive(options: PublishOptions, key: string): Promise<DigestResult> {
-  const archive = createArchiveStream(options.mirrorDir, { ...options.archive, signal: options.signal });
+/**
+ * Writes the archive into the store and returns its digest as the archiver measured it. A
+ * store of local files takes the archive straight from the archive workers, written in
+ * parallel at each piece's offset; others get it as a stream.
+ */
+async function uploadArchive(options: PublishOptions, key: string): Promise<ArchiveDigest> {
+  const { store, mirrorDir, signal } = options;
+  const archiveOptions = { ...options.archive, signal };
+  let digest: ArchiveDigest | undefined;
   let stored: ObjectInfo;
-  try {
-    stored = await options.store.put(key, archive, {
-      signal: options.signal,
-      contentType: 'application/zstd',
-    });
-  } catch (err) {
-    // Stop the archiver now rather than let it compress the rest of the mirror for nobody.
-    archive.destroy();
-    throw err;
+  if (store.putFile) {
+    stored = await store.putFile(
+      key,
+      async (path) => {
+        digest = await writeArchiveFile(mirrorDir, path, archiveOptions);
+      },
+      { signal },
+    );
+  } else {
+    const archive = createArchiveStream(mirrorDir, archiveOptions);
+    try {
+      stored = await store.put(key, archive, { signal, contentType: 'application/zstd' });
+    } catch (err) {
+      // Stop the archiver now rather than let it archive the rest of the mirror for nobody.
+      archive.destroy();
+      throw err;
+    }
+    digest = archive.digest;
   }
-  const digest = archive.digest;
-  if (stored.sizeBytes !== digest.sizeBytes) {
-    await options.store.delete(key).catch(() => {});
+  if (!digest || stored.sizeBytes !== digest.sizeBytes) {
+    await store.delete(key).catch(() => {});
     throw new GitMirrorError(
       'SNAPSHOT_STORE_FAILED',
-      `${options.store.description} stored ${stored.sizeBytes} bytes of ${key}, expected ${digest.sizeBytes}`,
+      `${store.description} stored ${stored.sizeBytes} bytes of ${key}, expected ${digest?.sizeBytes}`,
     );
   }
   return digest;

@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RepoId } from '../../../core/repo-id.ts';
-import { extractArchive } from '../archive/archive-extract.ts';
+import { type ArchiveCheck, type ArchiveSource, restoreArchive } from '../archive/archive-extract.ts';
 import type { ExtractLimits } from '../archive/tar-entry-policy.ts';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { SnapshotStore } from '../store/store.ts';
@@ -9,6 +9,7 @@ import {
   findRecord,
   readManifest,
   recordOf,
+  SNAPSHOT_FORMAT_V1,
   type SnapshotManifest,
   type SnapshotRecord,
 } from './manifest.ts';
@@ -57,12 +58,16 @@ export async function downloadAndExtract(options: DownloadOptions): Promise<Rest
       'SNAPSHOT_NOT_FOUND',
       `snapshot ${options.key} of ${repo.id} is not named by its manifest, so it cannot be verified`,
     );
-  const dir = await mkdtemp(join(options.tempParent, options.tempPrefix ?? 'restore-'));
+  const local = await openLocal(store, snapshot);
+  let dir: string | undefined;
   try {
-    const source = await openArchive(store, snapshot, signal);
-    await extractArchive(source, dir, {
-      expectedSize: snapshot.sizeBytes,
-      expectedSha256: snapshot.sha256,
+    dir = await mkdtemp(join(options.tempParent, options.tempPrefix ?? 'restore-'));
+    const source: ArchiveSource = {
+      fd: local?.fd,
+      read: (range, rangeSignal) =>
+        openArchive(store, snapshot, { range, signal: anySignal(signal, rangeSignal) }),
+    };
+    await restoreArchive(source, dir, checkOf(snapshot), {
       signal,
       onProgress: options.onProgress,
       limits: options.limits,
@@ -70,20 +75,62 @@ export async function downloadAndExtract(options: DownloadOptions): Promise<Rest
     });
     return { dir, manifest, snapshot };
   } catch (err) {
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
     throw err;
+  } finally {
+    await local?.close();
   }
 }
 
-async function openArchive(store: SnapshotStore, snapshot: SnapshotRecord, signal: AbortSignal | undefined) {
+function checkOf(snapshot: SnapshotRecord): ArchiveCheck {
+  const { sizeBytes, sha256, indexBytes } = snapshot;
+  if (snapshot.format === SNAPSHOT_FORMAT_V1 || indexBytes === undefined)
+    return { layout: 1, sizeBytes, sha256 };
+  return { layout: 2, sizeBytes, sha256, indexBytes };
+}
+
+/** The archive's local file, when the store keeps one: the restore workers read it themselves. */
+async function openLocal(store: SnapshotStore, snapshot: SnapshotRecord): Promise<FileHandle | undefined> {
+  if (!store.localPath) return undefined;
   try {
-    return await store.get(snapshot.key, { signal });
+    return await open(store.localPath(snapshot.key), 'r');
   } catch (err) {
-    if (isGitMirrorError(err, 'SNAPSHOT_NOT_FOUND'))
-      throw new GitMirrorError(
-        'SNAPSHOT_NOT_FOUND',
-        `the manifest names ${snapshot.key} but ${store.description} does not have it`,
-      );
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      throw missing(store, snapshot);
+    throw new GitMirrorError(
+      'SNAPSHOT_STORE_FAILED',
+      `opening ${snapshot.key} in ${store.description} failed`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
+function anySignal(...signals: (AbortSignal | undefined)[]): AbortSignal {
+  return AbortSignal.any(signals.filter((s) => s !== undefined));
+}
+
+function missing(store: SnapshotStore, snapshot: SnapshotRecord): GitMirrorError {
+  return new GitMirrorError(
+    'SNAPSHOT_NOT_FOUND',
+    `the manifest names ${snapshot.key} but ${store.description} does not have it`,
+  );
+}
+
+async function openArchive(
+  store: SnapshotStore,
+  snapshot: SnapshotRecord,
+  options: { range: { start: number; end: number }; signal: AbortSignal },
+) {
+  const { range, signal } = options;
+  try {
+    // All of it: the store picks its fastest way (S3: parallel ranged reads).
+    if (range.start === 0 && range.end === snapshot.sizeBytes - 1)
+      return await store.get(snapshot.key, { signal });
+    return await store.get(snapshot.key, options);
+  } catch (err) {
+    if (isGitMirrorError(err, 'SNAPSHOT_NOT_FOUND')) throw missing(store, snapshot);
     throw err;
   }
 }

@@ -37,7 +37,7 @@ export class StoreSnapshotService implements SnapshotService {
     });
     // For an older archive, its own record: the caller checks the commit it actually got.
     const { manifest: latest, snapshot } = restored;
-    const manifest = snapshot.key === latest.key ? latest : { ...snapshot, format: latest.format };
+    const manifest = snapshot.key === latest.key ? latest : snapshot;
     return { dir: restored.dir, manifest, cleanup: () => rm(restored.dir, { recursive: true, force: true }) };
   }
 

@@ -56,6 +56,32 @@ export class FileSnapshotStore implements SnapshotStore {
     }
   }
 
+  async putFile(
+    key: string,
+    write: (path: string) => Promise<void>,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ObjectInfo> {
+    const target = this.pathOf(key);
+    const temp = tempPathFor(target);
+    try {
+      await mkdir(dirname(target), { recursive: true });
+      await write(temp);
+      if (options.signal?.aborted) throw new GitMirrorError('ABORTED', `writing ${key} was cancelled`);
+      const info = await syncFile(temp);
+      await rename(temp, target);
+      return { key, sizeBytes: info.size, etag: etagOf(info), lastModified: info.mtime };
+    } catch (err) {
+      await rm(temp, { force: true }).catch(() => {});
+      if (options.signal?.aborted) throw new GitMirrorError('ABORTED', `writing ${key} was cancelled`);
+      if (isGitMirrorError(err)) throw err;
+      throw this.failure('write', key, err);
+    }
+  }
+
+  localPath(key: string): string {
+    return this.pathOf(key);
+  }
+
   async putBytes(key: string, body: Buffer): Promise<ObjectInfo> {
     const target = this.pathOf(key);
     const temp = tempPathFor(target);

@@ -27,6 +27,17 @@ export interface SnapshotStore {
     body: Readable,
     options?: { signal?: AbortSignal; contentType?: string },
   ): Promise<ObjectInfo>;
+  /**
+   * Stores a file that `write` creates at the path it is given (a temp file the store picks
+   * beside the target), then makes it durable and visible as `key`, like `put`: a failed
+   * `write` leaves nothing. Only stores that keep objects as local files have it; the
+   * archive writer then writes pieces in parallel at their offsets.
+   */
+  putFile?(
+    key: string,
+    write: (path: string) => Promise<void>,
+    options?: { signal?: AbortSignal },
+  ): Promise<ObjectInfo>;
   /** Small objects (manifests): write whole, atomically. */
   putBytes(key: string, body: Buffer, options?: { contentType?: string }): Promise<ObjectInfo>;
   /** Returns undefined when the key does not exist. */
@@ -35,6 +46,11 @@ export interface SnapshotStore {
   get(key: string, options?: { range?: ReadRange; signal?: AbortSignal }): Promise<Readable>;
   /** Returns undefined when the key does not exist. */
   getBytes(key: string): Promise<Buffer | undefined>;
+  /**
+   * Stores that keep objects as local files: where `key`'s file is (whether or not it
+   * exists), so a reader can read it with positioned reads, from several threads.
+   */
+  localPath?(key: string): string;
   /** Keys under a relative prefix (non-recursive not required; callers filter). */
   list(prefix: string): Promise<ObjectInfo[]>;
   delete(key: string): Promise<void>;

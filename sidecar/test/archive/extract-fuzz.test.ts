@@ -73,7 +73,7 @@ import { DataLayout } from '../../src/mirrors/data-layout.ts';
 import { Mirror } from '../../src/mirrors/mirror.ts';
 import { restoreOrClone } from '../../src/mirrors/mirror-warmup.ts';
 import { archiveKey, manifestKey } from '../../src/snapshot/layout.ts';
-import { SNAPSHOT_FORMAT, type SnapshotManifest } from '../../src/snapshot/manifest.ts';
+import { SNAPSHOT_FORMAT_V1, type SnapshotManifest } from '../../src/snapshot/manifest.ts';
 import { downloadAndExtract } from '../../src/snapshot/restore-download.ts';
 import { StoreSnapshotService } from '../../src/snapshot/snapshot-service-impl.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
@@ -1317,7 +1317,7 @@ async function plant(input: RestoreCase): Promise<void> {
     createdAt: new Date().toISOString(),
     sizeBytes: input.sizeBytes ?? input.archive.length,
     sha256: input.sha256 ?? sha256(input.archive),
-    format: SNAPSHOT_FORMAT,
+    format: SNAPSHOT_FORMAT_V1,
   };
   await store.putBytes(manifestKey(repo), Buffer.from(JSON.stringify(manifest)));
 }

@@ -8,7 +8,9 @@ import { archiveKey, formatStamp, manifestKey, parseArchiveKey } from '../../src
 import {
   findRecord,
   readManifest,
+  recordOf,
   SNAPSHOT_FORMAT,
+  SNAPSHOT_FORMAT_V1,
   type SnapshotManifest,
   validateManifest,
   writeManifest,
@@ -27,6 +29,7 @@ function manifest(overrides: Record<string, unknown> = {}): Record<string, unkno
     sizeBytes: 1234,
     sha256: 'b'.repeat(64),
     format: SNAPSHOT_FORMAT,
+    indexBytes: 100,
     ...overrides,
   };
 }
@@ -73,6 +76,25 @@ describe('snapshot manifest', () => {
     assert.equal(findRecord(m, 'github.com/org/repo/other.tar.zst'), undefined);
   });
 
+  it('reads the formats apart: a record of format 1 has no index, one written before formats were per record is format 1', () => {
+    const v1 = { format: SNAPSHOT_FORMAT_V1, indexBytes: undefined };
+    assert.equal(validateManifest(manifest(v1), repo).format, SNAPSHOT_FORMAT_V1);
+    // A manifest of format 1 named only its own format; its previous records named none.
+    const oldKey = archiveKey(repo, new Date('2026-11-23T00:00:00Z'), commit);
+    const older = {
+      key: oldKey,
+      commit,
+      createdAt: when.toISOString(),
+      sizeBytes: 9,
+      sha256: 'c'.repeat(64),
+    };
+    const m = validateManifest(manifest({ previous: [older] }), repo);
+    assert.equal(m.format, SNAPSHOT_FORMAT);
+    assert.equal(m.indexBytes, 100);
+    assert.deepEqual(findRecord(m, oldKey), { ...older, format: SNAPSHOT_FORMAT_V1 });
+    assert.deepEqual(recordOf(m), { ...findRecord(m, m.key) });
+  });
+
   const invalid: [string, Record<string, unknown>][] = [
     ['wrong format', { format: 'something/2' }],
     ['key of another repo', { key: archiveKey(parseRepoId('github.com/org/other'), when, commit) }],
@@ -87,6 +109,11 @@ describe('snapshot manifest', () => {
     ['bad refsDigest', { refsDigest: 'has spaces and / slashes' }],
     ['previous not an array', { previous: 'x' }],
     ['previous with a bad record', { previous: [{ key: 'x' }] }],
+    ['no format', { format: undefined }],
+    ['format 2 without its index size', { indexBytes: undefined }],
+    ['an index as big as the archive', { indexBytes: 1234 }],
+    ['an index size that is not an integer', { indexBytes: 10.5 }],
+    ['format 1 with an index size', { format: SNAPSHOT_FORMAT_V1 }],
   ];
   for (const [name, overrides] of invalid) {
     it(`rejects ${name} as SNAPSHOT_CORRUPT`, () => {
