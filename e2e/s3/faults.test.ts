@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -7,6 +6,7 @@ import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } f
 import type { MirrorStatus } from '../../core/admin-api.ts';
 import type { RunningSidecar } from '../../sidecar/src/server/sidecar.ts';
 import type { SnapshotManifest } from '../../sidecar/src/snapshot/manifest.ts';
+import { type ArchiveRecord, assertArchiveMatches } from '../../testing/archive-integrity.ts';
 import { git } from '../../testing/git.ts';
 import { createUpstreamRepo, fsck, makeIncompressibleRepo, refsOf } from '../../testing/git-repos.ts';
 import { type GitUpstream, startGitUpstream } from '../../testing/git-upstream.ts';
@@ -91,12 +91,11 @@ async function directManifest(id: string): Promise<SnapshotManifest> {
   return JSON.parse(bytes.toString()) as SnapshotManifest;
 }
 
-/** The archive a record names is in MinIO, whole: its size and sha256 match the record. */
-async function assertArchiveIntact(record: { key: string; sizeBytes: number; sha256: string }) {
+/** The archive a record names is in MinIO, whole: every byte as the record vouches for it. */
+async function assertArchiveIntact(record: ArchiveRecord) {
   const body = await directGet(`${PREFIX}/${record.key}`);
   assert.ok(body, `${record.key} exists`);
-  assert.equal(body.length, record.sizeBytes, `${record.key} size`);
-  assert.equal(createHash('sha256').update(body).digest('hex'), record.sha256, `${record.key} sha256`);
+  assertArchiveMatches(body, record);
 }
 
 /** A bare clone through the sidecar has exactly upstream's branches and tags. */

@@ -19,11 +19,6 @@ export interface AckMessage {
 export interface EndMessage {
   type: 'end';
 }
-/** The sha256 and size of the compressed stream, computed in the worker that saw every byte. */
-export interface DigestResult {
-  sizeBytes: number;
-  sha256: string;
-}
 export interface ErrorMessage {
   type: 'error';
   code: ErrorCode;
@@ -35,12 +30,6 @@ export interface ErrorMessage {
  * even when it is bigger, or a large chunk could never be sent.
  */
 export const MAX_BYTES_IN_FLIGHT = 4 * 1024 * 1024;
-
-/**
- * Size the digest relay gathers small chunks up to. Well below MAX_BYTES_IN_FLIGHT: bytes the
- * relay holds are unacknowledged, and the sender must still be able to send enough to fill it.
- */
-export const RELAY_CHUNK_BYTES = 1024 * 1024;
 
 /**
  * An ArrayBuffer holding exactly `chunk`'s bytes that is safe to transfer. A Buffer that

@@ -31,7 +31,7 @@ let root: string;
 let mirror: string;
 let archivePath: string;
 let archive: Buffer;
-let check: ArchiveCheck;
+let check: Extract<ArchiveCheck, { layout: 2 }>;
 let n = 0;
 
 /** A mirror-shaped tree: a pack larger than a piece (stored, in several pieces) and small files. */
@@ -66,7 +66,7 @@ async function bytesOf(dir: string): Promise<number> {
   return total;
 }
 
-function checkOf(data: Buffer, indexBytes: number): ArchiveCheck {
+function checkOf(data: Buffer, indexBytes: number): Extract<ArchiveCheck, { layout: 2 }> {
   return {
     layout: 2,
     sizeBytes: data.length,
@@ -100,7 +100,7 @@ function withIndex(edit: (index: { pieces: Record<string, unknown>[] }) => void)
 }
 
 function indexBytesOf(): number {
-  return (check as { indexBytes: number }).indexBytes;
+  return check.indexBytes;
 }
 
 const isCode = (code: string) => (err: { code?: string }) => err.code === code;
@@ -211,7 +211,12 @@ describe('archive layout 2', () => {
     const { data } = withIndex((index) => index.pieces.reverse());
     await assert.rejects(restoreInto(streamSource(data), check), /index sha256/);
     await assert.rejects(
-      restoreInto(streamSource(archive), { ...check, indexBytes: 100 }),
+      restoreInto(streamSource(archive), {
+        layout: 2,
+        sizeBytes: archive.length,
+        sha256: check.sha256,
+        indexBytes: 100,
+      }),
       isCode('SNAPSHOT_CORRUPT'),
     );
   });
