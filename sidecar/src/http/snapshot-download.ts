@@ -8,7 +8,8 @@ import { rangeOfRequest } from './byte-range.ts';
 /**
  * `GET /git/{repo}/snapshot.tar.zst`: the latest published snapshot, for CI jobs that
  * bootstrap a checkout with `curl | zstd -d | tar -x` instead of a clone. The ETag is the
- * archive's sha256, so it is stable for as long as the same snapshot is latest, and Range
+ * manifest's sha256 (format 2: of the archive's index, which hashes every piece; format 1:
+ * of the whole archive), so it is stable for as long as the same snapshot is latest, and Range
  * requests resume or parallelise downloads safely with If-Range.
  */
 export async function serveSnapshotDownload(
