@@ -37,6 +37,12 @@ export interface ServingResult {
   /** One upload-pack request at a time, pack streamed to /dev/null, median. */
   uploadPack: { directSeconds: number; sidecarSeconds: number };
   concurrent1: { sidecar: LatencySummary; direct: LatencySummary };
+  /**
+   * The sidecar process's memory (its git children not included): resident while idle with
+   * its mirror ready, and the peak (`VmHWM`, reset before the phase) while serving one clone
+   * at a time.
+   */
+  memory: { idleRssMiB: number; oneClientPeakRssMiB: number };
   concurrent: ConcurrencyResult;
   samples: Record<string, number[]>;
 }
@@ -81,11 +87,16 @@ export async function measureServing(
   await pack(urls.sidecar)();
 
   ctx.log('serving: one clone at a time');
+  // Idle: let the warm-up requests' garbage go first, as it would between clones.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const idleRssMiB = await sidecar.rssMiB();
+  const oneResetOk = await sidecar.resetPeakRss();
   const clones = await alternate(
     ctx.runs,
     { 'clone via http-backend': clone(urls.direct), 'clone via sidecar': clone(urls.sidecar) },
     ctx.log,
   );
+  const oneClientPeakRssMiB = oneResetOk ? await sidecar.peakRssMiB() : Number.NaN;
   ctx.log('serving: one upload-pack request at a time, pack to /dev/null');
   const packs = await alternate(
     ctx.runs,
@@ -127,6 +138,7 @@ export async function measureServing(
       sidecar: fromSamples(clones['clone via sidecar']),
       direct: fromSamples(clones['clone via http-backend']),
     },
+    memory: { idleRssMiB, oneClientPeakRssMiB },
     concurrent: {
       clients,
       ...summarize(sidecarClones),

@@ -19,6 +19,8 @@ export interface BenchSidecar extends SidecarProcess {
   metrics(): Promise<string>;
   /** Peak resident set of the sidecar's own process (not its git children), MiB. */
   peakRssMiB(): Promise<number>;
+  /** Resident set size now (`VmRSS`). */
+  rssMiB(): Promise<number>;
   /** Restart the peak-RSS count (Linux `clear_refs` 5), so a phase measures only itself. */
   resetPeakRss(): Promise<boolean>;
 }
@@ -60,6 +62,10 @@ export async function spawnSidecar(launch: SidecarLaunch): Promise<BenchSidecar>
     },
     async peakRssMiB() {
       const kib = /^VmHWM:\s+(\d+) kB$/m.exec(await readFile(status, 'utf8'))?.[1];
+      return Number(kib) / 1024;
+    },
+    async rssMiB() {
+      const kib = /^VmRSS:\s+(\d+) kB$/m.exec(await readFile(status, 'utf8'))?.[1];
       return Number(kib) / 1024;
     },
     async resetPeakRss() {

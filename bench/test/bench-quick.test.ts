@@ -33,6 +33,8 @@ const REQUIRED = [
   'serve.concurrent16.p99Seconds',
   'serve.concurrent16.failures',
   'serve.concurrent16.peakRssMiB',
+  'serve.memory.idleRssMiB',
+  'serve.memory.oneClientPeakRssMiB',
   'lfs.directSeconds',
   'lfs.cacheSeconds',
   'lfs.upstreamBytesWhileWarm',
