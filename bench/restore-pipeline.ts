@@ -16,9 +16,9 @@ export interface RestorePipelineResult {
 
 /**
  * The restore pipeline alone, on the archive the writer published: the sidecar's
- * `downloadAndExtract` (read from the file store, size and sha256 verified while
- * streaming, zstd and tar in a worker, every entry policed) against
- * `zstd -dc X | tar -x -C dir`, which verifies and polices nothing.
+ * `downloadAndExtract` (read from the file store by the restore workers, size and every
+ * piece's sha256 verified, zstd and tar in the workers, every entry policed) against
+ * `zstd -dc X | tar -x -C dir` on the same archive, which verifies and polices nothing.
  */
 export async function measureRestorePipeline(
   ctx: BenchContext,
