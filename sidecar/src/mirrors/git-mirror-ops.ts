@@ -163,7 +163,7 @@ export async function missingObjects(ctx: MirrorGitContext, oids: string[]): Pro
  * Sanity check of a restored mirror before it is installed: every ref resolves to an
  * object that exists, and HEAD (if set) to a commit. Cost: one for-each-ref and one
  * cat-file over the ref tips, O(refs) — milliseconds even for thousands of refs. A full
- * `fsck` would cost minutes on large repos; the archive's sha256 already proves the bytes
+ * `fsck` would cost minutes on large repos; the archive's sha256s already prove the bytes
  * are what the writer uploaded, so this guards against a writer that archived a broken mirror.
  */
 export async function sanityCheck(ctx: MirrorGitContext, expectedCommit?: string): Promise<void> {

@@ -32,7 +32,7 @@ export interface PublishOptions {
 }
 
 /**
- * Archive → streaming upload (size and sha256 measured by the archiver, no temp copy) →
+ * Archive into the store (size and every piece's sha256 measured by the archiver, no temp copy) →
  * manifest written last → prune. A failure before the manifest write leaves the previous
  * manifest in force and at most an orphan archive that a later prune removes.
  */
