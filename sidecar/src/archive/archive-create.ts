@@ -31,21 +31,11 @@ export function defaultThreads(): number {
   return Math.max(1, Math.min(4, availableParallelism()));
 }
 
-interface ContentJob {
-  type: 'content';
-  id: number;
-  file: string;
-  fileOffset: number;
-  fileSize: number;
-  length: number;
-  offset: number;
-}
-
 /** Where the pieces go: a file written at offsets, or a stream in archive order. */
 type Output = { file: FileHandle } | { push(data: Buffer): boolean };
 
 type WorkerReply = CreateReply | ErrorMessage;
-type Job = ContentJob | { type: 'entries'; offset: number };
+type Job = Extract<CreateRequest, { type: 'content' | 'entries' }>;
 
 /**
  * One archive being written (layout 2): the first worker lists the mirror; stored files'
