@@ -158,7 +158,7 @@ export function checkTargets(
     },
     {
       name: '1 client: sidecar peak RSS',
-      value: `${oneClientRss.toFixed(0)} MiB`,
+      value: Number.isNaN(oneClientRss) ? 'not measured' : `${oneClientRss.toFixed(0)} MiB`,
       target: '≤ 96 MiB',
       met: Number.isNaN(oneClientRss) ? null : oneClientRss <= 96,
     },
