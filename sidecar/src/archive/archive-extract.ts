@@ -93,6 +93,8 @@ class RestoreRun {
   private readonly slots: Slot[] = [];
   private tasks: ExtractTask[] = [];
   private running = 0;
+  /** Layout 2: the index frame as read first. */
+  private index: Buffer | undefined;
   private bytesDone = 0;
   private failure: Error | undefined;
   private stopping = false;
@@ -123,7 +125,8 @@ class RestoreRun {
       await this.createStoredFiles(pieces);
       this.tasks = groupIntoTasks(pieces);
       this.running = this.tasks.length;
-      for (const slot of this.slots) this.dispatch(slot);
+      if (this.source.fd === undefined) void this.feedAll().catch((err: unknown) => this.fail(err as Error));
+      else for (const slot of this.slots) this.dispatch(slot);
       await this.allDone;
       const totals = new BigInt64Array(this.totals);
       return { entries: Number(totals[0]), bytes: Number(totals[1]) };
@@ -173,7 +176,8 @@ class RestoreRun {
       if (this.source.fd !== undefined) this.progress(taskBytes(slot.task!));
       slot.task = undefined;
       if (--this.running === 0) this.settle.resolve();
-      else this.dispatch(slot);
+      else if (this.source.fd !== undefined) this.dispatch(slot);
+      else slot.wake?.();
     }
   }
 
@@ -182,37 +186,80 @@ class RestoreRun {
     this.options.onProgress?.(this.bytesDone, this.check.sizeBytes);
   }
 
+  /** File mode: the slot's worker reads its next task from the archive itself. */
   private dispatch(slot: Slot): void {
     const task = this.tasks.shift();
     if (!task || this.failure) return;
     slot.task = task;
     slot.worker.postMessage(task satisfies ExtractRequest);
-    if (this.source.fd === undefined)
-      void this.feed(slot, task).catch((err: unknown) => this.fail(err as Error));
   }
 
-  /** Port mode: streams the task's range to its worker, holding back while too much is unacknowledged. */
-  private async feed(slot: Slot, task: ExtractTask): Promise<void> {
-    const start = task.pieces[0]!.offset;
-    const expected = taskBytes(task);
-    const stream = await this.source.read({ start, end: start + expected - 1 }, this.abort.signal);
+  /**
+   * Port mode: the whole archive as one read (a store picks its fastest way: S3 reads
+   * ranges in parallel, pinned to one version, and retries a broken one), each task's bytes
+   * handed to the next free worker in archive order, with a bounded amount unacknowledged
+   * per worker. The index at the end was read already and must come again unchanged.
+   */
+  private async feedAll(): Promise<void> {
+    const { sizeBytes } = this.check;
+    const stream = await this.source.read({ start: 0, end: sizeBytes - 1 }, this.abort.signal);
     let received = 0;
+    let slot: Slot | undefined;
+    let left = 0;
+    const trailer: Buffer[] = [];
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         if (this.failure) return;
         received += chunk.length;
-        if (received > expected) throw this.mismatch(`more than the expected ${expected} bytes`);
-        const data = toTransferable(chunk);
-        slot.inFlight += chunk.length;
-        slot.worker.postMessage({ type: 'chunk', data } satisfies ExtractRequest, [data]);
-        while (slot.inFlight >= MAX_BYTES_IN_FLIGHT && !this.failure)
-          await new Promise<void>((r) => (slot.wake = r));
+        if (received > sizeBytes) throw this.mismatch(`more than the expected ${sizeBytes} bytes`);
+        let at = 0;
+        while (at < chunk.length) {
+          if (left === 0) {
+            const task = this.tasks.shift();
+            if (!task) {
+              trailer.push(chunk.subarray(at));
+              break;
+            }
+            slot = await this.freeSlot();
+            if (!slot) return;
+            slot.task = task;
+            slot.worker.postMessage(task satisfies ExtractRequest);
+            left = taskBytes(task);
+          }
+          const n = Math.min(left, chunk.length - at);
+          await this.send(slot!, chunk.subarray(at, at + n));
+          at += n;
+          left -= n;
+          if (left === 0) slot!.worker.postMessage({ type: 'end' } satisfies ExtractRequest);
+        }
       }
     } finally {
       stream.destroy();
     }
-    if (received !== expected) throw this.mismatch(`${received} bytes instead of ${expected}`);
-    slot.worker.postMessage({ type: 'end' } satisfies ExtractRequest);
+    if (received !== sizeBytes) throw this.mismatch(`${received} bytes instead of ${sizeBytes}`);
+    if (this.index && !Buffer.concat(trailer).equals(this.index))
+      throw this.mismatch('the index changed while it was read');
+  }
+
+  /** A worker with no task, once there is one; undefined once the restore failed. */
+  private async freeSlot(): Promise<Slot | undefined> {
+    for (;;) {
+      if (this.failure) return undefined;
+      const free = this.slots.find((s) => s.task === undefined);
+      if (free) return free;
+      await new Promise<void>((resolve) => {
+        for (const s of this.slots) s.wake = resolve;
+      });
+    }
+  }
+
+  /** Transfers `bytes` to the slot's worker, then waits while too much is unacknowledged. */
+  private async send(slot: Slot, bytes: Buffer): Promise<void> {
+    const data = toTransferable(bytes);
+    slot.inFlight += bytes.length;
+    slot.worker.postMessage({ type: 'chunk', data } satisfies ExtractRequest, [data]);
+    while (slot.inFlight >= MAX_BYTES_IN_FLIGHT && !this.failure)
+      await new Promise<void>((r) => (slot.wake = r));
   }
 
   /** A local archive must have the size the manifest says; a stream is counted as it arrives. */
@@ -236,6 +283,7 @@ class RestoreRun {
       this.abort.signal,
     );
     const frame = Buffer.concat(await stream.toArray());
+    this.index = frame;
     if (frame.length !== indexBytes)
       throw this.mismatch(`an index of ${frame.length} bytes instead of ${indexBytes}`);
     const sha256 = createHash('sha256').update(frame).digest('hex');
