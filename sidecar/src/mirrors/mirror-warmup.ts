@@ -160,6 +160,9 @@ async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal
     const ctx = mirror.gitContext(deps.git);
     const prepared = await cloneInto(ctx, temp, deps.cloneTimeoutMs, signal);
     await install(deps, mirror, prepared);
+    // What is left of the temp dir goes before the mirror reports ready: whoever sees it ready
+    // sees no leftovers.
+    await rm(temp, { recursive: true, force: true });
     mirror.readyFrom({ source: 'clone', head: await headCommit(ctx), fetched: { ok: true } });
     deps.metrics.restores.inc({
       outcome: fallbackReason === 'no snapshot published yet' || !deps.snapshots ? 'clone' : 'clone_fallback',
