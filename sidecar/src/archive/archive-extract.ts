@@ -125,9 +125,12 @@ class RestoreRun {
       await this.createStoredFiles(pieces);
       this.tasks = groupIntoTasks(pieces);
       this.running = this.tasks.length;
-      if (this.source.fd === undefined) void this.feedAll().catch((err: unknown) => this.fail(err as Error));
-      else for (const slot of this.slots) this.dispatch(slot);
+      // Port mode: done once the workers are and the read has ended (the index came again).
+      const feeding = this.source.fd === undefined ? this.feedAll() : undefined;
+      feeding?.catch((err: unknown) => this.fail(err as Error));
+      if (!feeding) for (const slot of this.slots) this.dispatch(slot);
       await this.allDone;
+      await feeding;
       const totals = new BigInt64Array(this.totals);
       return { entries: Number(totals[0]), bytes: Number(totals[1]) };
     } catch (err) {

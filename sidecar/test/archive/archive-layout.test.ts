@@ -221,6 +221,17 @@ describe('archive layout 2', () => {
     );
   });
 
+  it('read as one stream, refuses an archive whose index differs from the one read first', async () => {
+    const changed = Buffer.from(archive);
+    changed[changed.length - 1]! ^= 1;
+    const source: ArchiveSource = {
+      // The index as vouched for, then an archive that ends in another one.
+      read: async ({ start, end }) =>
+        Readable.from([(start === 0 ? changed : archive).subarray(start, end + 1)]),
+    };
+    await assert.rejects(restoreInto(source, check), /index changed/);
+  });
+
   it('refuses an index that lies, even when the manifest vouches for it', async () => {
     const file = (index: { pieces: Record<string, unknown>[] }) =>
       index.pieces.find((p) => p.kind === 'file')!;
