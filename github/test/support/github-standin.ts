@@ -54,6 +54,8 @@ export interface ApiRequestRecord {
 
 export interface MintRecord {
   at: number;
+  /** `api`: through the access_tokens endpoint (an App's JWT); `direct`: `issueToken` for a test client. */
+  source: 'api' | 'direct';
   installationId: string;
   tokenId: string;
   expiresAt: number;
@@ -103,7 +105,15 @@ const DECODE_ERROR = 'A JSON web token could not be decoded';
 
 export async function startGitHubStandIn(
   root: string,
-  options: { listenHost?: string; tokenLifetimeSeconds?: number } = {},
+  options: {
+    listenHost?: string;
+    tokenLifetimeSeconds?: number;
+    /**
+     * The start of every token instead of `ghs_`, so a secrecy test can look for all tokens
+     * minted in a run with one needle; the rest of each token stays random.
+     */
+    tokenPrefix?: string;
+  } = {},
 ): Promise<GitHubStandIn> {
   const upstream = await startGitUpstream(root);
   const apps = new Map<string, KeyObject>();
@@ -118,11 +128,18 @@ export async function startGitHubStandIn(
   const mints: MintRecord[] = [];
   const gitRequests: GitRequestRecord[] = [];
 
-  const mint = (installation: Installation): { token: string; expiresAt: number } => {
-    const token = `ghs_${randomBytes(27).toString('base64url').replace(/[-_]/g, 'x').slice(0, 36)}`;
+  const prefix = options.tokenPrefix ?? 'ghs_';
+  const mint = (
+    installation: Installation,
+    source: MintRecord['source'],
+  ): { token: string; expiresAt: number } => {
+    const token = `${prefix}${randomBytes(30)
+      .toString('base64url')
+      .replace(/[-_]/g, 'x')
+      .slice(0, 40 - prefix.length)}`;
     const expiresAt = Math.floor(now() / 1000) * 1000 + lifetimeSeconds * 1000;
     tokens.set(token, { installationId: installation.id, expiresAt });
-    mints.push({ at: now(), installationId: installation.id, tokenId: tokenId(token), expiresAt });
+    mints.push({ at: now(), source, installationId: installation.id, tokenId: tokenId(token), expiresAt });
     return { token, expiresAt };
   };
 
@@ -171,7 +188,7 @@ export async function startGitHubStandIn(
         refusal?.status === 400 ? undefined : DOCS,
       );
     }
-    const { token, expiresAt } = mint(installation);
+    const { token, expiresAt } = mint(installation, 'api');
     send(201, {
       token,
       expires_at: new Date(expiresAt).toISOString().replace(/\.\d{3}Z$/, 'Z'),
@@ -243,7 +260,7 @@ export async function startGitHubStandIn(
     issueToken: (id) => {
       const installation = installations.get(id);
       if (installation?.state !== 'active') throw new Error(`installation ${id} is not active`);
-      return mint(installation).token;
+      return mint(installation, 'direct').token;
     },
     setTokenLifetime: (seconds) => {
       lifetimeSeconds = seconds;
