@@ -1,3 +1,4 @@
+import type { Clock } from '../../core/clock.ts';
 import { appIdentity, type GitHubApp } from './app.ts';
 import { GitHubError } from './errors.ts';
 import { type InstallationToken, requestInstallationToken } from './token-api.ts';
@@ -46,7 +47,7 @@ export interface TokenState {
 export type MintOutcome = 'success' | GitHubError['code'];
 
 export interface InstallationTokensOptions {
-  clock: { now(): number };
+  clock: Clock;
   /** 0 ≤ x < 1; injected so tests are deterministic. */
   random?: () => number;
   policy?: Partial<RefreshPolicy>;
@@ -77,7 +78,7 @@ const IDLE_EVICT_MS = 3 * 60 * 60_000;
  */
 export class InstallationTokens {
   private readonly entries = new Map<string, Entry>();
-  private readonly clock: { now(): number };
+  private readonly clock: Clock;
   private readonly random: () => number;
   private readonly policy: RefreshPolicy;
   private readonly options: InstallationTokensOptions;

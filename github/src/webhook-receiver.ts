@@ -1,3 +1,4 @@
+import type { Clock } from '../../core/clock.ts';
 import {
   type Delivery,
   type HeaderBag,
@@ -69,10 +70,10 @@ const UNAUTHORIZED = 'the delivery is not signed with the webhook secret of a mi
  */
 export class WebhookReceiver<T extends WebhookTarget> {
   private readonly backend: WebhookBackend<T>;
-  private readonly clock: { now(): number };
+  private readonly clock: Clock;
   private readonly seen: DeliveryLog;
 
-  constructor(options: { backend: WebhookBackend<T>; clock: { now(): number }; log?: DeliveryLog }) {
+  constructor(options: { backend: WebhookBackend<T>; clock: Clock; log?: DeliveryLog }) {
     this.backend = options.backend;
     this.clock = options.clock;
     this.seen = options.log ?? new DeliveryLog({ clock: options.clock });
@@ -142,11 +143,11 @@ function answer(
  */
 export class DeliveryLog {
   private readonly ids = new Map<string, number>();
-  private readonly clock: { now(): number };
+  private readonly clock: Clock;
   private readonly maxEntries: number;
   private readonly ttlMs: number;
 
-  constructor(options: { clock: { now(): number }; maxEntries?: number; ttlMs?: number }) {
+  constructor(options: { clock: Clock; maxEntries?: number; ttlMs?: number }) {
     this.clock = options.clock;
     this.maxEntries = options.maxEntries ?? 10_000;
     this.ttlMs = options.ttlMs ?? 3 * 24 * 60 * 60_000;

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { removeDir, tempDir } from '../../sidecar/test/support/git-fixtures.ts';
+import { removeDir, tempDir } from '../../testing/temp-dir.ts';
 import { appIdentity } from '../src/app.ts';
 import { loadGitHubAppFile } from '../src/app-file.ts';
 import { isGitHubError } from '../src/errors.ts';

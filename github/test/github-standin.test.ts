@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { createHmac, createPrivateKey, generateKeyPairSync, sign } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createUpstreamRepo, git, removeDir, tempDir } from '../../sidecar/test/support/git-fixtures.ts';
-import { type GitHubStandIn, type StandInApp, startGitHubStandIn } from './support/github-standin.ts';
+import { git } from '../../testing/git.ts';
+import { createUpstreamRepo } from '../../testing/git-repos.ts';
+import { type GitHubStandIn, type StandInApp, startGitHubStandIn } from '../../testing/github-standin.ts';
+import { removeDir, tempDir } from '../../testing/temp-dir.ts';
 
 /**
  * The stand-in must refuse what GitHub refuses, or the tests that rely on it prove nothing:

@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { createUpstreamRepo, removeDir, tempDir } from '../../sidecar/test/support/git-fixtures.ts';
+import { createUpstreamRepo } from '../../testing/git-repos.ts';
+import { type GitHubStandIn, type StandInApp, startGitHubStandIn } from '../../testing/github-standin.ts';
+import { removeDir, tempDir } from '../../testing/temp-dir.ts';
 import { type GitHubApp, parseGitHubApp } from '../src/app.ts';
 import { type GitHubErrorCode, isGitHubError } from '../src/errors.ts';
 import { GITHUB_API_VERSION, requestInstallationToken } from '../src/token-api.ts';
-import { type GitHubStandIn, type StandInApp, startGitHubStandIn } from './support/github-standin.ts';
 
 /** Installation tokens from the GitHub stand-in, over real HTTP, with GitHub's error answers. */
 describe('requesting an installation token', () => {

@@ -1,7 +1,7 @@
 import { createHash, generateKeyPairSync, type KeyObject, randomBytes, verify } from 'node:crypto';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type GitUpstream, startGitUpstream } from '../../../sidecar/test/support/git-http-backend-server.ts';
+import { type GitUpstream, startGitUpstream } from './git-upstream.ts';
 
 /**
  * A local stand-in for the two parts of GitHub a GitHub App mirror touches, since GitHub
