@@ -3,6 +3,12 @@ export interface Credentials {
   /** Optional: a token alone is enough for the common hosts; see `withUsername`. */
   username?: string;
   password: string;
+  /**
+   * When the password stops working (RFC 3339), for tokens that expire, such as GitHub App
+   * installation tokens the operator mints. The sidecar starts no git command whose requests
+   * could still be going out after this, and waits for the next PUT instead.
+   */
+  expiresAt?: string;
 }
 
 /**
@@ -12,6 +18,6 @@ export interface Credentials {
 export const TOKEN_USERNAME = 'x-access-token';
 
 /** Credentials with a user name, `TOKEN_USERNAME` for a bare token. */
-export function withUsername(credentials: Credentials): Required<Credentials> {
-  return { username: credentials.username || TOKEN_USERNAME, password: credentials.password };
+export function withUsername(credentials: Credentials): Credentials & { username: string } {
+  return { ...credentials, username: credentials.username || TOKEN_USERNAME };
 }

@@ -42,6 +42,12 @@ export const WIRE_ERROR_CODES = [
   'UPSTREAM_FAILED',
   'MIRROR_NOT_READY',
   'FETCH_FAILED',
+  /**
+   * No upstream credentials that last long enough for the git command: the ones held expire
+   * before its requests could all have gone out, or minting a GitHub App token failed. Nothing
+   * was sent upstream; new credentials (the operator's next PUT, the next mint) cure it.
+   */
+  'CREDENTIALS_UNAVAILABLE',
   'SHUTTING_DOWN',
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_CORRUPT',

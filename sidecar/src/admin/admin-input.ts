@@ -76,7 +76,24 @@ function parseCredentials(value: unknown): NonNullable<MirrorSpec['credentials']
   if (value.username !== undefined && (typeof value.username !== 'string' || value.username.length > 256)) {
     bad('credentials.username must be a string');
   }
-  return { username: value.username as string | undefined, password: value.password };
+  const unknown = Object.keys(value).find((key) => !['username', 'password', 'expiresAt'].includes(key));
+  if (unknown !== undefined) bad(`unknown field "credentials.${unknown.slice(0, 40)}"`);
+  const credentials: NonNullable<MirrorSpec['credentials']> = {
+    username: value.username as string | undefined,
+    password: value.password,
+  };
+  if (value.expiresAt !== undefined)
+    credentials.expiresAt = parseTime(value.expiresAt, 'credentials.expiresAt');
+  return credentials;
+}
+
+/** An RFC 3339 time with a zone, as Kubernetes and GitHub write them. */
+function parseTime(value: unknown, name: string): string {
+  const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+  if (typeof value !== 'string' || !rfc3339.test(value) || Number.isNaN(Date.parse(value))) {
+    bad(`${name} must be an RFC 3339 time such as 2026-01-01T12:00:00Z`);
+  }
+  return value;
 }
 
 export function parseRestoreRequest(body: unknown): RestoreRequest {

@@ -27,6 +27,8 @@ export interface SidecarConfig {
    */
   maxOnDemandMirrors: number;
   credentialsFile?: string;
+  /** Standalone: a GitHub App (JSON file or mounted Secret directory) whose tokens mirrors of its host use. */
+  githubAppFile?: string;
   adminTokenFile?: string;
   fetchIntervalMs: number;
   /** How often, at most, a client's ref request triggers an upstream ls-remote per mirror. */
@@ -123,6 +125,7 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
       'GITMIRROR_MAX_ON_DEMAND_MIRRORS',
     ),
     credentialsFile: env.GITMIRROR_CREDENTIALS_FILE || undefined,
+    githubAppFile: env.GITMIRROR_GITHUB_APP_FILE || undefined,
     adminTokenFile: env.GITMIRROR_ADMIN_TOKEN_FILE || undefined,
     fetchIntervalMs: duration(env, 'GITMIRROR_FETCH_INTERVAL', '5m'),
     refCheckIntervalMs: duration(env, 'GITMIRROR_REF_CHECK_INTERVAL', '5s'),

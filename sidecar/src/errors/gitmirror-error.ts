@@ -44,6 +44,7 @@ function defaultStatus(code: ErrorCode): number {
       return 502;
     case 'MIRROR_NOT_READY':
     case 'SHUTTING_DOWN':
+    case 'CREDENTIALS_UNAVAILABLE':
       return 503;
     default:
       return 500;

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { Clock } from '../../../core/clock.ts';
 import { withUsername } from '../../../core/credentials.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
@@ -6,6 +7,76 @@ import { GitMirrorError } from '../errors/gitmirror-error.ts';
 export interface Credentials {
   username: string;
   password: string;
+}
+
+/**
+ * Where a mirror's upstream credentials come from. Every git command that sends them asks
+ * first, saying how long the command may run; a source whose credentials would expire while
+ * the command could still be sending requests refuses (`CREDENTIALS_UNAVAILABLE`) rather than
+ * let upstream turn it away half-way.
+ */
+export interface CredentialSource {
+  /** Credentials that stay valid for a git command with this timeout. */
+  forCommand(timeoutMs: number): Promise<Credentials>;
+}
+
+/**
+ * Credentials must outlast a command's requests by this much more: clocks of the host that
+ * learned the expiry and of this one differ a little, and the last request may be slow.
+ */
+export const EXPIRY_MARGIN_MS = 10_000;
+
+/**
+ * How long credentials must stay valid for a git command with this timeout. Git sends every
+ * request that carries credentials before the pack it asked for streams back, and the pack
+ * needs none: so a clone's requests are done in its first seconds, and a fetch's negotiation
+ * within GITMIRROR_FETCH_TIMEOUT (`requestBoundMs`), whatever the whole command's timeout.
+ */
+export function validityNeeded(timeoutMs: number, requestBoundMs: number): number {
+  return Math.min(timeoutMs, requestBoundMs) + EXPIRY_MARGIN_MS;
+}
+
+/**
+ * Credentials given to the sidecar: from the credentials file (they do not expire) or the
+ * operator's PUT, whose GitHub App tokens carry their expiry and are replaced by the next PUT
+ * well before it.
+ */
+export class HeldCredentials implements CredentialSource {
+  readonly #credentials: Credentials;
+  readonly #expiresAt: number | undefined;
+  readonly #clock: Clock;
+  readonly #requestBoundMs: number;
+
+  constructor(
+    credentials: Credentials,
+    options: { expiresAt?: number; clock: Clock; requestBoundMs: number },
+  ) {
+    this.#credentials = credentials;
+    this.#expiresAt = options.expiresAt;
+    this.#clock = options.clock;
+    this.#requestBoundMs = options.requestBoundMs;
+  }
+
+  /** When the credentials stop working, if they do. */
+  get expiresAt(): number | undefined {
+    return this.#expiresAt;
+  }
+
+  async forCommand(timeoutMs: number): Promise<Credentials> {
+    if (this.#expiresAt === undefined) return this.#credentials;
+    const needed = validityNeeded(timeoutMs, this.#requestBoundMs);
+    const left = this.#expiresAt - this.#clock.now();
+    if (left >= needed) return this.#credentials;
+    const state = left > 0 ? `expires in ${seconds(left)}` : `expired ${seconds(-left)} ago`;
+    throw new GitMirrorError(
+      'CREDENTIALS_UNAVAILABLE',
+      `the upstream token ${state}, before a command that may send requests for ${seconds(needed)} could finish; nothing was sent, new credentials are needed (under the operator, its next PUT)`,
+    );
+  }
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 1000)}s`;
 }
 
 interface CredentialEntry {

@@ -25,6 +25,7 @@ export class SidecarMetrics {
   readonly restores: Counter<'outcome'>;
   readonly snapshots: Counter<'outcome'>;
   readonly snapshotBytes: Counter<'direction'>;
+  readonly githubTokenMints: Counter<'outcome'>;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
   constructor() {
@@ -119,6 +120,12 @@ export class SidecarMetrics {
       name: 'gitmirror_snapshot_bytes_total',
       help: 'Snapshot bytes uploaded or downloaded',
       labelNames: ['direction'],
+      registers: r,
+    });
+    this.githubTokenMints = new Counter({
+      name: 'gitmirror_github_token_mints_total',
+      help: 'GitHub App installation tokens requested (standalone, GITMIRROR_GITHUB_APP_FILE), by outcome: success or the error code',
+      labelNames: ['outcome'],
       registers: r,
     });
     this.loopDelay.enable();

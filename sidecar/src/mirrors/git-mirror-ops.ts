@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Credentials } from '../git/credentials.ts';
+import type { CredentialSource } from '../git/credentials.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import { applyMirrorConfig, packThreads } from '../git/mirror-config.ts';
 import { exists } from './data-layout.ts';
@@ -12,7 +12,8 @@ export interface MirrorGitContext {
   git: GitRunner;
   dir: string;
   upstream: string;
-  credentials?: Credentials;
+  /** Asked before each command that talks to upstream: no command starts on credentials about to expire. */
+  credentials?: CredentialSource;
 }
 
 const LOCAL_TIMEOUT_MS = 60_000;
@@ -34,7 +35,7 @@ export async function cloneInto(
     cwd: tempDir,
     timeoutMs,
     signal,
-    credentials: ctx.credentials,
+    credentials: await ctx.credentials?.forCommand(timeoutMs),
   });
   await applyMirrorConfig(ctx.git, target, ctx.upstream);
   return target;
@@ -73,7 +74,7 @@ export async function fetchMirror(ctx: MirrorGitContext, options: FetchOptions):
     cwd: ctx.dir,
     timeoutMs: options.timeoutMs,
     signal: options.signal,
-    credentials: ctx.credentials,
+    credentials: await ctx.credentials?.forCommand(options.timeoutMs),
   });
 }
 
@@ -93,7 +94,7 @@ export async function upstreamRefs(ctx: MirrorGitContext, timeoutMs: number): Pr
     args: ['ls-remote', '--', ctx.upstream],
     cwd: ctx.dir,
     timeoutMs,
-    credentials: ctx.credentials,
+    credentials: await ctx.credentials?.forCommand(timeoutMs),
   });
   const refs = parseRefLines(stdout.replaceAll('\t', ' '));
   for (const name of refs.keys()) if (name === 'HEAD' || name.endsWith('^{}')) refs.delete(name);

@@ -9,7 +9,12 @@ import { snapshotRetain } from '../../../core/snapshot.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { CredentialsFile } from '../git/credentials.ts';
+import {
+  type CredentialSource,
+  type Credentials,
+  type CredentialsFile,
+  HeldCredentials,
+} from '../git/credentials.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import type { JobScheduler } from '../jobs/job-scheduler.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
@@ -31,6 +36,8 @@ export interface MirrorManagerDeps {
   scheduler: JobScheduler;
   snapshots?: SnapshotService;
   credentials: CredentialsFile;
+  /** Standalone: a GitHub App's tokens, for mirrors of its git host the credentials file has nothing for. */
+  githubApp?: { gitHost: string; credentials: CredentialSource };
   logger: Logger;
   metrics: SidecarMetrics;
   clock: Clock;
@@ -154,11 +161,11 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
     const settings = this.settingsFromSpec(spec);
     const existing = this.mirrors.get(repo.id);
     const mirror = existing ?? this.create(repo, settings, spec.url);
-    const { demoted } = mirror.applySpec(settings, mirrorSpecDigest(spec));
+    const { demoted, rescheduled } = mirror.applySpec(settings, mirrorSpecDigest(spec));
     if (!existing) return { mirror, created: true };
     // A replica that lost the writer role must not finish a snapshot the new writer is also taking.
     if (demoted) this.deps.scheduler.cancel(existing.id, 'snapshot');
-    this.scheduleTimers(existing);
+    if (rescheduled) this.scheduleTimers(existing);
     return { mirror, created: false };
   }
 
@@ -317,7 +324,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
   }
 
   defaultSettings(upstream: string): MirrorSettings {
-    const credentials = this.deps.credentials.lookup(upstream);
+    const credentials = this.fileCredentials(upstream);
     const { config } = this.deps;
     return {
       fetchIntervalMs: config.fetchIntervalMs,
@@ -332,10 +339,30 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
     };
   }
 
+  /**
+   * Credentials the sidecar has for an upstream by itself: the credentials file's (longest
+   * path match), else the GitHub App's tokens when the upstream is on the App's host.
+   */
+  private fileCredentials(upstream: string): CredentialSource | undefined {
+    const found = this.deps.credentials.lookup(upstream);
+    if (found) return this.held(found);
+    const app = this.deps.githubApp;
+    return app && new URL(upstream).host.toLowerCase() === app.gitHost ? app.credentials : undefined;
+  }
+
+  private held(credentials: Credentials, expiresAt?: number): CredentialSource {
+    const { clock, config } = this.deps;
+    return new HeldCredentials(credentials, { expiresAt, clock, requestBoundMs: config.fetchTimeoutMs });
+  }
+
+  /** Credentials a PUT hands over; a token's expiry comes with it (admin-input checked the date). */
+  private fromSpec(given: NonNullable<MirrorSpec['credentials']>): CredentialSource {
+    const { username, password } = withUsername(given);
+    return this.held({ username, password }, given.expiresAt ? Date.parse(given.expiresAt) : undefined);
+  }
+
   private settingsFromSpec(spec: MirrorSpec): MirrorSettings {
-    const credentials = spec.credentials
-      ? withUsername(spec.credentials)
-      : this.deps.credentials.lookup(spec.url);
+    const credentials = spec.credentials ? this.fromSpec(spec.credentials) : this.fileCredentials(spec.url);
     const access: Access = spec.access ?? (credentials ? 'Private' : 'Public');
     const interval = spec.snapshot?.intervalSeconds;
     return {

@@ -12,7 +12,7 @@ import type {
 import { type Clock, systemClock } from '../../../core/clock.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Credentials } from '../git/credentials.ts';
+import type { CredentialSource } from '../git/credentials.ts';
 import type { MirrorGitContext } from './git-mirror-ops.ts';
 
 /**
@@ -26,7 +26,7 @@ export interface MirrorSettings {
   fetchIntervalMs: number;
   snapshot: { writer: boolean; intervalMs?: number; retain: number };
   access: Access;
-  credentials?: Credentials;
+  credentials?: CredentialSource;
   lfs: { prefetch: LfsPrefetch };
 }
 
@@ -180,13 +180,23 @@ export class Mirror {
     this.#origin = 'configured';
   }
 
-  /** A spec applied through the admin API; says whether this replica lost the snapshot writer role. */
-  applySpec(settings: MirrorSettings, specDigest: string): { demoted: boolean } {
-    const demoted = this.#settings.snapshot.writer && !settings.snapshot.writer;
+  /**
+   * A spec applied through the admin API. Says whether this replica lost the snapshot writer
+   * role, and whether the periodic work's schedule changed: a PUT that only hands over new
+   * credentials (the operator's token rotation, every half hour or so) must not move the next
+   * periodic fetch, or a fetch interval longer than the rotation would never come round.
+   */
+  applySpec(settings: MirrorSettings, specDigest: string): { demoted: boolean; rescheduled: boolean } {
+    const before = this.#settings;
+    const demoted = before.snapshot.writer && !settings.snapshot.writer;
+    const rescheduled =
+      before.fetchIntervalMs !== settings.fetchIntervalMs ||
+      before.snapshot.writer !== settings.snapshot.writer ||
+      before.snapshot.intervalMs !== settings.snapshot.intervalMs;
     this.#settings = settings;
     this.#specDigest = specDigest;
     this.#origin = 'configured';
-    return { demoted };
+    return { demoted, rescheduled };
   }
 
   // --- warm-up -----------------------------------------------------------------------------

@@ -5,11 +5,15 @@ import express, { type Express } from 'express';
 import type { ErrorBody } from '../../../core/admin-api.ts';
 import { type Clock, systemClock } from '../../../core/clock.ts';
 import { createLogger, type Logger } from '../../../core/log.ts';
+import { loadGitHubAppFile } from '../../../github/src/app-file.ts';
+import { isGitHubError } from '../../../github/src/errors.ts';
+import { InstallationTokens } from '../../../github/src/token-cache.ts';
 import { adminAuth } from '../admin/admin-auth.ts';
 import { adminRouter } from '../admin/admin-router.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
-import { describeError } from '../errors/gitmirror-error.ts';
-import { CredentialsFile } from '../git/credentials.ts';
+import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import { AppTokenCredentials } from '../git/app-credentials.ts';
+import { type CredentialSource, CredentialsFile } from '../git/credentials.ts';
 import { type GitRunner, ProcessGitRunner } from '../git/git-runner.ts';
 import { UpstreamAccessCheck } from '../http/access-check.ts';
 import { GitHttpService } from '../http/git-http-service.ts';
@@ -82,6 +86,9 @@ export async function startSidecar(
   const credentials = config.credentialsFile
     ? await CredentialsFile.load(config.credentialsFile)
     : CredentialsFile.empty();
+  const githubApp = config.githubAppFile
+    ? await standaloneGitHubApp(config, { clock, logger, metrics })
+    : undefined;
   const mirrors = new MirrorManager({
     config,
     git,
@@ -89,6 +96,7 @@ export async function startSidecar(
     scheduler,
     snapshots,
     credentials,
+    githubApp,
     logger,
     metrics,
     clock,
@@ -173,6 +181,45 @@ export async function startSidecar(
     isReady,
     shutdown,
   };
+}
+
+/**
+ * GITMIRROR_GITHUB_APP_FILE: the App is read and its key checked now, so a bad file stops the
+ * start; tokens are minted when a command first needs one.
+ */
+async function standaloneGitHubApp(
+  config: SidecarConfig,
+  parts: { clock: Clock; logger: Logger; metrics: SidecarMetrics },
+): Promise<{ gitHost: string; credentials: CredentialSource }> {
+  const { clock, logger, metrics } = parts;
+  let loaded: Awaited<ReturnType<typeof loadGitHubAppFile>>;
+  try {
+    loaded = await loadGitHubAppFile(config.githubAppFile!);
+  } catch (err) {
+    if (!isGitHubError(err)) throw err;
+    throw new GitMirrorError('CONFIG_INVALID', `GITMIRROR_GITHUB_APP_FILE: ${err.message}`);
+  }
+  const tokens = new InstallationTokens({
+    clock,
+    onMint: ({ app, outcome, error, seconds }) => {
+      metrics.githubTokenMints.inc({ outcome });
+      const line = {
+        app: app.appId,
+        installation: app.installationId,
+        outcome,
+        seconds,
+        err: error?.message,
+      };
+      if (error) logger.warn(line, 'GitHub App token request failed');
+      else logger.info(line, 'GitHub App token minted');
+    },
+  });
+  logger.info(
+    { app: loaded.app.appId, installation: loaded.app.installationId, gitHost: loaded.gitHost },
+    'GitHub App: mirrors of its host use installation tokens',
+  );
+  const credentials = new AppTokenCredentials(tokens, loaded.app, { requestBoundMs: config.fetchTimeoutMs });
+  return { gitHost: loaded.gitHost, credentials };
 }
 
 function buildGitApp(

@@ -27,6 +27,31 @@ describe('admin input validation', () => {
       assert.throws(() => parseMirrorSpec({ url, lfs }), { code: 'BAD_REQUEST', message: /lfs/ });
   });
 
+  it("keeps a token's expiry, and refuses one that is not an RFC 3339 time or an unknown credentials field", () => {
+    const url = 'https://github.com/a/b.git';
+    const at = '2026-01-01T12:30:00Z';
+    assert.deepEqual(
+      parseMirrorSpec({ url, credentials: { password: 'ghs_x', expiresAt: at } }).credentials,
+      {
+        username: undefined,
+        password: 'ghs_x',
+        expiresAt: at,
+      },
+    );
+    for (const expiresAt of ['2026-01-01', '1767270600', 1767270600, '2026-13-01T00:00:00Z', 'soon']) {
+      assert.throws(
+        () => parseMirrorSpec({ url, credentials: { password: 'ghs_x', expiresAt } }),
+        (err) =>
+          isGitMirrorError(err, 'BAD_REQUEST') && /expiresAt must be an RFC 3339 time/.test(err.message),
+        String(expiresAt),
+      );
+    }
+    assert.throws(
+      () => parseMirrorSpec({ url, credentials: { password: 'ghs_x', expires: at } }),
+      /unknown field "credentials.expires"/,
+    );
+  });
+
   it('refuses anything else with BAD_REQUEST and never echoes a password (property)', () => {
     const secret = 'pw-canary-123';
     fc.assert(

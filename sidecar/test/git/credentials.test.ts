@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { TestClock } from '../../../testing/test-clock.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
-import { CredentialsFile } from '../../src/git/credentials.ts';
+import { CredentialsFile, HeldCredentials } from '../../src/git/credentials.ts';
 import { gitEnvironment } from '../../src/git/git-runner.ts';
 
 describe('credentials file', () => {
@@ -61,5 +62,40 @@ describe('credentials file', () => {
       '/dev/null',
       'no user config (insteadOf loops) reaches mirror git',
     );
+  });
+});
+
+describe('held credentials', () => {
+  const token = { username: 'x-access-token', password: 'ghs_token' };
+  const clock = new TestClock(Date.parse('2026-01-01T00:00:00Z'));
+  const held = (expiresInMs?: number) =>
+    new HeldCredentials(token, {
+      clock,
+      requestBoundMs: 600_000,
+      expiresAt: expiresInMs === undefined ? undefined : clock.now() + expiresInMs,
+    });
+
+  it('hands out credentials without an expiry to any command', async () => {
+    assert.deepEqual(await held().forCommand(24 * 3_600_000), token);
+  });
+
+  it('hands out a token only to commands whose requests all go out before it expires, with 10 s to spare', async () => {
+    const ls = 30_000;
+    assert.deepEqual(await held(40_000).forCommand(ls), token);
+    await assert.rejects(held(39_999).forCommand(ls), (err) =>
+      isGitMirrorError(err, 'CREDENTIALS_UNAVAILABLE'),
+    );
+    // A clone's timeout is an hour, but its requests are sent before the pack streams: the
+    // request bound (GITMIRROR_FETCH_TIMEOUT, 10 min here) is what the token must outlast.
+    assert.deepEqual(await held(610_000).forCommand(3_600_000), token);
+    await assert.rejects(
+      held(609_999).forCommand(3_600_000),
+      /expires in 610s, before a command that may send requests for 610s/,
+    );
+    await assert.rejects(held(-5_000).forCommand(ls), /expired 5s ago/);
+  });
+
+  it('never puts the token in its error', async () => {
+    await assert.rejects(held(0).forCommand(1000), (err: Error) => !err.message.includes('ghs_token'));
   });
 });

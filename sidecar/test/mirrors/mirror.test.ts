@@ -332,11 +332,31 @@ describe('a mirror', () => {
       const writer = settings(true);
       const repo = parseRepoId('h/o/r');
       const m = new Mirror({ repo, upstream: 'u', dir: '/d', settings: writer, origin: 'on-demand', clock });
-      assert.deepEqual(m.applySpec(settings(true), 'digest-1'), { demoted: false });
+      assert.deepEqual(m.applySpec(settings(true), 'digest-1'), { demoted: false, rescheduled: false });
       assert.equal(m.origin, 'configured');
-      assert.deepEqual(m.applySpec(settings(false), 'digest-2'), { demoted: true });
+      assert.deepEqual(m.applySpec(settings(false), 'digest-2'), { demoted: true, rescheduled: true });
       assert.equal(m.status().specDigest, 'digest-2');
       assert.equal(m.status().snapshot.writer, false);
+    });
+
+    it('applySpec: only a new fetch interval or snapshot schedule moves the periodic work, not new credentials', () => {
+      const { m } = mirror();
+      const token = (password: string): MirrorSettings['credentials'] => ({
+        forCommand: async () => ({ username: 'x-access-token', password }),
+      });
+      const base = settings();
+      const rotated = (password: string) => m.applySpec({ ...base, credentials: token(password) }, password);
+      assert.equal(rotated('t1').rescheduled, false);
+      assert.equal(rotated('t2').rescheduled, false, 'a token rotation keeps the schedule');
+      assert.equal(m.applySpec({ ...base, fetchIntervalMs: 60_000 }, 'd').rescheduled, true);
+      const snapshotEvery = (intervalMs: number) => ({
+        ...base,
+        fetchIntervalMs: 60_000,
+        snapshot: { writer: true, intervalMs, retain: 3 },
+      });
+      assert.equal(m.applySpec(snapshotEvery(3_600_000), 'd').rescheduled, true);
+      assert.equal(m.applySpec(snapshotEvery(7_200_000), 'd').rescheduled, true);
+      assert.equal(m.applySpec({ ...snapshotEvery(7_200_000), access: 'Private' }, 'd').rescheduled, false);
     });
 
     it('markConfigured: an on-demand or disk mirror stops counting against the on-demand bound', () => {
