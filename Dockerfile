@@ -51,6 +51,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY package.json ./
 COPY crds ./crds
 COPY core ./core
+COPY github ./github
 COPY operator ./operator
 COPY sidecar ./sidecar
 COPY scripts/warm-compile-cache.ts ./scripts/

@@ -10,14 +10,14 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
  * ~0.25 s for the sidecar, and @kubernetes/client-node alone takes ~0.6 s to compile for
  * the operator), which is on the path from pod start to an open readiness gate.
  *
- * Every module under core, sidecar/src and operator/src (core's tests aside) is imported except
+ * Every module under core, github/src, sidecar/src and operator/src (core's tests aside) is imported except
  * the entry points (`main.ts`, which start servers) and worker scripts (`*-worker.ts`, which
  * expect a parent thread): importing our modules has no side effects by convention, and this
  * proves it.
  */
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE_DIRS = ['core', 'sidecar/src', 'operator/src'];
+const SOURCE_DIRS = ['core', 'github/src', 'sidecar/src', 'operator/src'];
 
 export function warmableModules(root = ROOT): string[] {
   return SOURCE_DIRS.flatMap((dir) =>
