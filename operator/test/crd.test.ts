@@ -155,6 +155,7 @@ describe('GitMirror CRD', () => {
       fetchInterval: '1h30m',
       snapshot: { interval: '5m', retain: 2 },
       credentialsSecretRef: { name: 'upstream' },
+      webhookSecretRef: { name: 'push-webhook.v2' },
       access: 'Private',
       warmup: { timeout: '30s', onTimeout: 'Closed' },
       lfs: { prefetch: 'AllRefs' },
@@ -204,6 +205,21 @@ describe('GitMirror CRD', () => {
       'a Secret ref without name',
       { url: URL, credentialsSecretRef: {} },
       /must have required property 'name'/,
+    ],
+    [
+      'a credentials Secret name that is no Secret name',
+      { url: URL, credentialsSecretRef: { name: 'My_Secret' } },
+      /credentialsSecretRef.name must name a Secret in this namespace/,
+    ],
+    [
+      'a webhook Secret ref without name',
+      { url: URL, webhookSecretRef: {} },
+      /must have required property 'name'/,
+    ],
+    [
+      'a webhook Secret name that is no Secret name',
+      { url: URL, webhookSecretRef: { name: 'hooks/github' } },
+      /webhookSecretRef.name must name a Secret in this namespace/,
     ],
   ];
   for (const [name, spec, message] of rejected) {

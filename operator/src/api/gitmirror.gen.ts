@@ -23,9 +23,20 @@ export interface GitMirrorSpec {
   };
   /**
    * Secret in this namespace with the upstream credentials: key password (or token) and,
-   * optionally, username.
+   * optionally, username; or a GitHub App, keys githubAppID, githubAppInstallationID,
+   * githubAppPrivateKey (PEM) and optionally githubAppBaseURL (GitHub Enterprise Server's API root,
+   * default https://api.github.com), from which the operator mints installation tokens and hands
+   * them to the fleet.
    */
   credentialsSecretRef?: {
+    name: string;
+  };
+  /**
+   * Secret in this namespace whose key webhookSecret is the secret of the push webhook (GitHub,
+   * Gitea or GitLab) for this repository. Deliveries signed with it make every warm replica fetch
+   * at once; unsigned or mis-signed ones are refused. It may be the credentials Secret.
+   */
+  webhookSecretRef?: {
     name: string;
   };
   /**
@@ -57,7 +68,10 @@ export interface GitMirrorSpec {
 export interface GitMirrorStatus {
   /** The spec generation this status describes. */
   observedGeneration?: number;
-  /** Ready, Reconciling and Stalled, each with the generation it describes. */
+  /**
+   * Ready, Reconciling, Stalled, Fresh and (with credentials) CredentialsReady, each with the
+   * generation it describes.
+   */
   conditions?: Array<{
     type: string;
     status: 'True' | 'False' | 'Unknown';
@@ -86,4 +100,24 @@ export interface GitMirrorStatus {
   };
   /** The pod that publishes this mirror's snapshots; empty while no replica is warm. */
   writer?: string;
+  /**
+   * The installation token the operator minted for the fleet, when the credentials are a GitHub
+   * App.
+   */
+  githubApp?: {
+    /** When the token the fleet holds expires. */
+    tokenExpiresTime?: string;
+    /** When the operator replaces it (well before it expires), or retries a failed mint. */
+    refreshTime?: string;
+    /** When the operator last received a token from GitHub. */
+    lastMintTime?: string;
+  };
+  /** The last push webhook delivery verified for this mirror (written by the receiver). */
+  webhook?: {
+    lastDeliveryTime?: string;
+    /** X-GitHub-Delivery (or the forge's equivalent); a redelivery has the same id. */
+    lastDeliveryID?: string;
+    /** The event, e.g. push, create, delete, Push Hook. */
+    lastEvent?: string;
+  };
 }
