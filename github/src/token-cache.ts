@@ -46,6 +46,15 @@ export interface TokenState {
 
 export type MintOutcome = 'success' | GitHubError['code'];
 
+export interface MintEvent {
+  app: GitHubApp;
+  outcome: MintOutcome;
+  error?: GitHubError;
+  /** When the new token expires (our clock), after a success. */
+  expiresAt?: number;
+  seconds: number;
+}
+
 export interface InstallationTokensOptions {
   clock: Clock;
   /** 0 ≤ x < 1; injected so tests are deterministic. */
@@ -55,7 +64,7 @@ export interface InstallationTokensOptions {
   mint?: typeof requestInstallationToken;
   fetch?: typeof fetch;
   /** Called after every mint attempt (metrics, logs). Never given the token. */
-  onMint?: (event: { app: GitHubApp; outcome: MintOutcome; error?: GitHubError; seconds: number }) => void;
+  onMint?: (event: MintEvent) => void;
 }
 
 interface Entry {
@@ -162,7 +171,8 @@ export class InstallationTokens {
         lastMintAt: token.mintedAt,
         failures: 0,
       };
-      this.options.onMint?.({ app, outcome: 'success', seconds: (this.clock.now() - started) / 1000 });
+      const seconds = (this.clock.now() - started) / 1000;
+      this.options.onMint?.({ app, outcome: 'success', expiresAt: token.expiresAt, seconds });
     } catch (err) {
       const error =
         err instanceof GitHubError ? err : new GitHubError('GITHUB_API_UNAVAILABLE', 'token request failed');

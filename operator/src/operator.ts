@@ -1,5 +1,6 @@
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
+import { InstallationTokens, type MintEvent } from '../../github/src/token-cache.ts';
 import { type GitMirror, keyOf } from './api/gitmirror.ts';
 import type { Pod } from './api/kubernetes.ts';
 import { fleetOf, fleetPods } from './fleet/members.ts';
@@ -61,6 +62,12 @@ export class Operator {
       sidecars: deps.sidecars,
       tokens: new AdminTokens(deps.api, settings.adminTokenSecret),
       applied: this.applied,
+      // Only the leader reconciles, so only the leader mints: one token per installation for
+      // the whole fleet, however many replicas and GitMirrors share it.
+      githubTokens: new InstallationTokens({
+        clock: deps.clock,
+        onMint: (event) => recordMint(event, metrics, logger),
+      }),
       events: new EventRecorder({
         api: deps.api,
         controller: 'gitmirror.dev/operator',
@@ -169,4 +176,14 @@ export class Operator {
       if (gm.spec.cache === cache) this.gitMirrorQueue.add(keyOf(gm.metadata));
     }
   }
+}
+
+function recordMint(event: MintEvent, metrics: OperatorMetrics, logger: Logger): void {
+  const { app, outcome, error, expiresAt, seconds } = event;
+  metrics.githubTokenMints.inc({ outcome });
+  const ids = { app_id: app.appId, installation_id: app.installationId };
+  if (expiresAt !== undefined) metrics.githubTokenExpiry.set(ids, expiresAt / 1000);
+  const line = { app: app.appId, installation: app.installationId, outcome, seconds };
+  if (error) logger.warn({ ...line, err: error.message }, 'GitHub App token request failed');
+  else logger.info({ ...line, expiresAt: new Date(expiresAt ?? 0).toISOString() }, 'GitHub App token minted');
 }

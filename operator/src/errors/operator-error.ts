@@ -21,6 +21,16 @@ export type OperatorErrorCode =
   | 'SIDECAR_BAD_RESPONSE'
   | 'CREDENTIALS_NOT_FOUND'
   | 'CREDENTIALS_INVALID'
+  /** GitHub rejected the App's JWT: the key is not the App's, or the App id is wrong. */
+  | 'GITHUB_APP_UNAUTHORIZED'
+  /** No such installation of the App: a wrong installation id, or the App was uninstalled. */
+  | 'GITHUB_INSTALLATION_NOT_FOUND'
+  /** The installation is suspended: GitHub hands out no token. */
+  | 'GITHUB_INSTALLATION_SUSPENDED'
+  /** GitHub refused a token for another reason, e.g. the App lacks Contents: read. */
+  | 'GITHUB_APP_FORBIDDEN'
+  /** GitHub's API did not answer, failed or rate-limits token requests. */
+  | 'GITHUB_UNAVAILABLE'
   | 'SPEC_INVALID'
   | 'WRITER_HANDOVER_BLOCKED'
   | 'LEADER_LOST';
@@ -47,6 +57,10 @@ export type ErrorKind =
 const KINDS: Partial<Record<OperatorErrorCode, ErrorKind>> = {
   CREDENTIALS_NOT_FOUND: 'stalled',
   CREDENTIALS_INVALID: 'stalled',
+  GITHUB_APP_UNAUTHORIZED: 'stalled',
+  GITHUB_INSTALLATION_NOT_FOUND: 'stalled',
+  GITHUB_INSTALLATION_SUSPENDED: 'stalled',
+  GITHUB_APP_FORBIDDEN: 'stalled',
   SPEC_INVALID: 'stalled',
   WRITER_HANDOVER_BLOCKED: 'waiting',
 };
@@ -55,6 +69,10 @@ const KINDS: Partial<Record<OperatorErrorCode, ErrorKind>> = {
 const STALLED_REASONS: Partial<Record<OperatorErrorCode, string>> = {
   CREDENTIALS_NOT_FOUND: 'CredentialsNotFound',
   CREDENTIALS_INVALID: 'CredentialsInvalid',
+  GITHUB_APP_UNAUTHORIZED: 'GitHubAppUnauthorized',
+  GITHUB_INSTALLATION_NOT_FOUND: 'GitHubInstallationNotFound',
+  GITHUB_INSTALLATION_SUSPENDED: 'GitHubInstallationSuspended',
+  GITHUB_APP_FORBIDDEN: 'GitHubAppForbidden',
   SPEC_INVALID: 'InvalidSpec',
 };
 

@@ -1,5 +1,6 @@
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
+import type { InstallationTokens } from '../../../github/src/token-cache.ts';
 import type { KubeApi, Stores } from '../kube/api.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { SidecarClient } from '../sidecar/admin-client.ts';
@@ -13,6 +14,8 @@ export interface FleetContext {
   sidecars: SidecarClient;
   tokens: AdminTokens;
   applied: AppliedSpecs;
+  /** GitHub App installation tokens, one per installation for every GitMirror that uses it. */
+  githubTokens: InstallationTokens;
   events: EventRecorder;
   clock: Clock;
   logger: Logger;

@@ -27,3 +27,8 @@ export function findCondition(
 ): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }
+
+/** The conditions without one of a type (one that no longer applies). */
+export function removeCondition(conditions: readonly Condition[] | undefined, type: string) {
+  return conditions?.filter((c) => c.type !== type);
+}

@@ -1,12 +1,11 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { MirrorStatus } from '../../../core/admin-api.ts';
 import { rfc3339 } from '../../../core/clock.ts';
-import type { Credentials } from '../../../core/credentials.ts';
 import { type GitMirror, type GitMirrorStatus, KIND, splitKey } from '../api/gitmirror.ts';
 import type { ObjectRef, Pod } from '../api/kubernetes.ts';
 import { describeError, OperatorError } from '../errors/operator-error.ts';
 import type { FleetContext } from '../fleet/context.ts';
-import { readCredentials } from '../fleet/credentials.ts';
+import { type ResolvedCredentials, readCredentials } from '../fleet/credentials.ts';
 import { fleetPods, isFleetMember, isReachable, sidecarTarget } from '../fleet/members.ts';
 import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
 import { mirrorSpecFor, repositoryOf, specDuration } from '../fleet/spec.ts';
@@ -42,7 +41,7 @@ export interface GitMirrorReconcilerDeps extends FleetContext {
 interface Plan {
   gm: GitMirror;
   id: string;
-  credentials: Credentials | undefined;
+  credentials: ResolvedCredentials | undefined;
   token: string;
 }
 
@@ -96,7 +95,7 @@ export class GitMirrorReconciler {
   /** Resolves the spec, asks the fleet, elects the writer and hands the mirror out. */
   async #steps(gm: GitMirror, outcome: ReconcileOutcome): Promise<ReconcileResult> {
     outcome.repository = repositoryOf(gm);
-    const plan = await this.#plan(gm, outcome.repository);
+    const plan = await this.#plan(gm, outcome);
     const observations = await this.#observe(plan);
     const members = observations.filter((o) => o.member);
     const recorded = gm.status?.writer || undefined;
@@ -122,15 +121,26 @@ export class GitMirrorReconciler {
     // Until the first snapshot shows up, look as often as while warming: the writer publishes
     // soon after it is chosen, and nothing else would tell us.
     const awaitingSnapshot = applied.writer !== undefined && !summary.latestSnapshot;
-    return { requeueAfterMs: this.#requeueAfter(gm, summary.warm < summary.total || awaitingSnapshot) };
+    const poll = this.#requeueAfter(gm, summary.warm < summary.total || awaitingSnapshot);
+    return { requeueAfterMs: Math.min(poll, this.#untilTokenRefresh(plan.credentials) ?? poll) };
   }
 
-  async #plan(gm: GitMirror, id: string): Promise<Plan> {
+  async #plan(gm: GitMirror, outcome: ReconcileOutcome): Promise<Plan> {
     specDuration(gm.spec.fetchInterval, 'spec.fetchInterval');
     specDuration(gm.spec.snapshot.interval, 'spec.snapshot.interval');
-    const credentials = await readCredentials(this.#d.api, gm);
+    const credentials = await readCredentials(this.#d, gm);
+    outcome.credentials = credentials ?? 'none';
     const token = await this.#d.tokens.ensure(gm.metadata.namespace ?? '');
-    return { gm, id, credentials, token };
+    return { gm, id: outcome.repository!, credentials, token };
+  }
+
+  /**
+   * A GitHub App's token is replaced ahead of its expiry (or its failed mint retried) at a time
+   * the token cache knows; the fleet gets the new one on the pass that runs then.
+   */
+  #untilTokenRefresh(credentials: ResolvedCredentials | undefined): number | undefined {
+    const nextAt = credentials?.githubApp?.nextAt;
+    return nextAt === undefined ? undefined : Math.max(1_000, nextAt - this.#d.clock.now());
   }
 
   async #observe(plan: Plan): Promise<Observation[]> {
@@ -189,7 +199,7 @@ export class GitMirrorReconciler {
   /** Brings one pod's mirror to the desired spec and starts its restore; returns the error, if any. */
   async #syncPod(plan: Plan, o: Observation, writer: boolean): Promise<Error | undefined> {
     const { sidecars, applied, clock, settings } = this.#d;
-    const desired = mirrorSpecFor(plan.gm, plan.credentials, writer);
+    const desired = mirrorSpecFor(plan.gm, plan.credentials?.credentials, writer);
     const sync = { target: o.target, podUid: o.pod.metadata.uid ?? '' };
     try {
       o.status = await ensureMirrorSpec(sidecars, applied, sync, plan.id, desired, o.status);

@@ -1,7 +1,9 @@
 import type { MirrorStatus } from '../../../core/admin-api.ts';
+import { rfc3339 } from '../../../core/clock.ts';
 import type { GitMirrorStatus, SnapshotRef } from '../api/gitmirror.ts';
 import { describeError, OperatorError } from '../errors/operator-error.ts';
-import { type ConditionInput, findCondition, setCondition } from './conditions.ts';
+import { isCredentialsError, type ResolvedCredentials } from '../fleet/credentials.ts';
+import { type ConditionInput, findCondition, removeCondition, setCondition } from './conditions.ts';
 
 /** What one fleet member's sidecar said about the mirror in this reconcile. */
 export interface MemberObservation {
@@ -140,6 +142,8 @@ export function freshness(members: MemberObservation[], generation: number): Con
 export interface ReconcileOutcome {
   /** The mirror id, once the spec's URL was read. */
   repository?: string;
+  /** The credentials, once read: `none` when the spec names no Secret. */
+  credentials?: ResolvedCredentials | 'none';
   /** What the fleet's sidecars said, once they were asked, and the writer after the hand-over. */
   fleet?: { members: MemberObservation[]; summary: Summary; writer: string | undefined };
   /** What stopped the reconcile, if anything. */
@@ -154,6 +158,7 @@ export function statusAfter(input: {
   outcome: ReconcileOutcome;
 }): GitMirrorStatus {
   const { previous, generation, now, outcome } = input;
+  const credentials = credentialsCondition(outcome, generation);
   return buildStatus({
     previous,
     generation,
@@ -161,7 +166,50 @@ export function statusAfter(input: {
     repository: outcome.repository ?? previous?.repository,
     summary: outcome.fleet?.summary,
     writer: outcome.fleet?.writer,
-    conditions: conditionsAfter(outcome, previous, generation),
+    githubApp: outcome.credentials === undefined ? previous?.githubApp : githubAppStatus(outcome.credentials),
+    conditions: [...conditionsAfter(outcome, previous, generation), ...(credentials ? [credentials] : [])],
+    removedConditions: outcome.credentials === 'none' ? ['CredentialsReady'] : [],
+  });
+}
+
+/**
+ * CredentialsReady, when the spec names a Secret: True once the fleet has credentials (for a
+ * GitHub App, a minted token); False with the reason when they could not be had, or when the
+ * token's refresh fails while the one in hand still works. Undefined when this pass did not get
+ * as far as reading them (the condition then stays as it was).
+ */
+function credentialsCondition(outcome: ReconcileOutcome, generation: number): ConditionInput | undefined {
+  const c = conditionAt(generation);
+  const { credentials, error } = outcome;
+  if (credentials === undefined) {
+    if (!isCredentialsError(error)) return undefined;
+    return c('CredentialsReady', 'False', credentialsReason(error), error.message);
+  }
+  if (credentials === 'none') return undefined;
+  const app = credentials.githubApp;
+  if (!app) return c('CredentialsReady', 'True', 'SecretRead', 'the fleet has the credentials of the Secret');
+  const until = `the fleet's installation token is valid until ${rfc3339(app.expiresAt)}`;
+  if (app.refreshError) {
+    const next = app.nextAt === undefined ? '' : `, next attempt at ${rfc3339(app.nextAt)}`;
+    const message = `${app.refreshError.message}; ${until}${next}`;
+    return c('CredentialsReady', 'False', credentialsReason(app.refreshError), message);
+  }
+  const refresh = app.nextAt === undefined ? '' : ` and is replaced at ${rfc3339(app.nextAt)}`;
+  return c('CredentialsReady', 'True', 'TokenMinted', `${until}${refresh}`);
+}
+
+function credentialsReason(err: OperatorError): string {
+  return err.stalledReason ?? 'GitHubUnavailable';
+}
+
+function githubAppStatus(credentials: ResolvedCredentials | 'none'): GitMirrorStatus['githubApp'] {
+  const app = credentials === 'none' ? undefined : credentials.githubApp;
+  if (!app) return undefined;
+  const time = (ms: number | undefined) => (ms === undefined ? undefined : rfc3339(ms));
+  return dropUndefined({
+    tokenExpiresTime: rfc3339(app.expiresAt),
+    refreshTime: time(app.nextAt),
+    lastMintTime: time(app.lastMintAt),
   });
 }
 
@@ -202,20 +250,33 @@ export interface StatusInput {
   repository: string | undefined;
   summary: Summary | undefined;
   writer: string | undefined;
+  githubApp: GitMirrorStatus['githubApp'];
   conditions: ConditionInput[];
+  /** Condition types that no longer apply (CredentialsReady once the spec names no Secret). */
+  removedConditions?: string[];
   now: string;
 }
+
+/**
+ * Fields of the status that other writers own: the webhook receiver, on whichever operator
+ * replica took a delivery, patches `webhook`. A reconcile keeps what it read and never sends it,
+ * so its patch cannot undo a delivery recorded meanwhile.
+ */
+const FOREIGN_FIELDS = ['webhook'] as const;
 
 /** The complete desired status. Conditions not listed keep their previous value. */
 export function buildStatus(input: StatusInput): GitMirrorStatus {
   let conditions = input.previous?.conditions;
   for (const c of input.conditions) conditions = setCondition(conditions, c, input.now);
+  for (const type of input.removedConditions ?? []) conditions = removeCondition(conditions, type);
   const s = input.summary;
   const status: GitMirrorStatus = {
     ...(s ? {} : input.previous),
     observedGeneration: input.generation,
     conditions,
     repository: input.repository,
+    githubApp: input.githubApp,
+    webhook: input.previous?.webhook,
   };
   if (s) {
     Object.assign(status, {
@@ -243,5 +304,6 @@ export function statusPatch(
 ): Record<string, unknown> {
   const patch: Record<string, unknown> = { ...next };
   for (const key of Object.keys(previous ?? {})) if (!(key in next)) patch[key] = null;
+  for (const key of FOREIGN_FIELDS) delete patch[key];
   return patch;
 }

@@ -80,6 +80,25 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
 
+  readonly githubTokenMints = new Counter({
+    name: 'gitmirror_operator_github_token_mints_total',
+    help: 'GitHub App installation tokens requested from GitHub, per outcome (success or an error code).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly githubTokenExpiry = new Gauge({
+    name: 'gitmirror_operator_github_token_expiry_timestamp_seconds',
+    help: 'When the installation token last minted for an App installation expires (Unix time).',
+    labelNames: ['app_id', 'installation_id'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookDeliveries = new Counter({
+    name: 'gitmirror_operator_webhook_deliveries_total',
+    help: 'Webhook deliveries received, per provider and outcome (delivered, duplicate, ping, ignored, unsigned, bad_signature, bad_request, too_large, failed).',
+    labelNames: ['provider', 'outcome'] as const,
+    registers: [this.registry],
+  });
+
   queueObserver(name: string): QueueObserver {
     return {
       added: () => this.queueAdds.inc({ name }),

@@ -117,7 +117,7 @@ export class PodReconciler {
     try {
       let status = held;
       if (!status) {
-        const credentials = await readCredentials(this.#d.api, a.gm);
+        const credentials = (await readCredentials(this.#d, a.gm))?.credentials;
         const sync = { target, podUid: pod.metadata.uid ?? '' };
         status = await ensureMirrorSpec(
           sidecars,

@@ -1,5 +1,6 @@
 import type { Clock } from '../../../core/clock.ts';
 import { silentLogger } from '../../../core/log.ts';
+import { InstallationTokens } from '../../../github/src/token-cache.ts';
 import { TestClock } from '../../../testing/test-clock.ts';
 import { keyOf } from '../../src/api/gitmirror.ts';
 import { AppliedSpecs } from '../../src/fleet/mirror-sync.ts';
@@ -32,6 +33,8 @@ export function replica(cluster: FakeCluster, sidecars: FakeSidecars, clock: Clo
     sidecars,
     tokens: new AdminTokens(cluster, TOKEN_SECRET),
     applied: new AppliedSpecs(),
+    // A new replica's cache starts empty, as a new leader's does; jitter fixed for exact times.
+    githubTokens: new InstallationTokens({ clock, random: () => 0.5 }),
     events: new EventRecorder({
       api: cluster,
       controller: 'gitmirror.dev/operator',
