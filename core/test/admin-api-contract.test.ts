@@ -126,6 +126,15 @@ function adminApiContract(name: string, open: () => Promise<{ subject: Subject; 
       );
     });
 
+    test('a fetch of a mirror it does not hold is not found; of one not ready yet, accepted and ignored', async () => {
+      const other = s.id.replace(/\/app$/, '/other');
+      await rejectsWith(s.client.fetchMirror(s.target, other), 'SIDECAR_NOT_FOUND', 'NOT_FOUND');
+      const accepted = await s.client.fetchMirror(s.target, s.id);
+      assert.equal(accepted.id, s.id);
+      assert.equal(accepted.ready, false);
+      assert.equal((await s.client.getMirror(s.target, s.id))?.lastFetchTime, undefined);
+    });
+
     test('a restore is accepted at once and the mirror turns ready with a HEAD', async () => {
       // The answer may still show the restore queued (state empty) behind other jobs.
       const accepted = await s.client.restore(s.target, s.id, {});
@@ -145,6 +154,18 @@ function adminApiContract(name: string, open: () => Promise<{ subject: Subject; 
       const again = await s.client.restore(s.target, s.id, {});
       assert.equal(again.ready, true);
       assert.equal(again.restore.startedAt, before?.restore.startedAt);
+    });
+
+    test('a fetch of a ready mirror is accepted at once and runs: lastFetchTime moves', async () => {
+      const before = await s.client.getMirror(s.target, s.id);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const accepted = await s.client.fetchMirror(s.target, s.id);
+      assert.equal(accepted.id, s.id);
+      await until('the fetch to run', async () => {
+        const status = await s.client.getMirror(s.target, s.id);
+        return status?.lastFetchTime !== before?.lastFetchTime;
+      });
+      await rejectsWith(s.client.fetchMirror(s.wrongToken, s.id), 'SIDECAR_UNAUTHORIZED', 'UNAUTHORIZED');
     });
 
     test('a wrong token is refused and changes nothing', async () => {

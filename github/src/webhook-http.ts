@@ -1,6 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { isSigned, providerOf } from './webhook.ts';
 import {
   MAX_WEBHOOK_BODY_BYTES,
+  unsignedAnswer,
   type WebhookAnswer,
   type WebhookReceiver,
   type WebhookTarget,
@@ -31,6 +33,14 @@ export function webhookHandler<T extends WebhookTarget>(
     }
     if (req.method !== 'POST') {
       reply(res, 405, { message: 'webhook deliveries are POSTed' }, { allow: 'POST' });
+      return;
+    }
+    const provider = providerOf(req.headers);
+    if (!provider || !isSigned(provider, req.headers)) {
+      // Refused before the body is read: an unsigned request costs no memory.
+      const answer = unsignedAnswer();
+      observe?.(answer);
+      reply(res, answer.status, answer.body, { connection: 'close' });
       return;
     }
     readBounded(req, MAX_WEBHOOK_BODY_BYTES)

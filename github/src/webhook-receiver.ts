@@ -27,6 +27,12 @@ export interface WebhookBackend<T extends WebhookTarget> {
   targetsFor(repositories: readonly string[]): Promise<T[]>;
   /** Act on a verified delivery for these targets (every replica fetches); resolves with a summary. */
   deliver(targets: T[], delivery: Delivery, receivedAt: number): Promise<unknown>;
+  /**
+   * Whether this target already took the delivery with this id, as recorded where every
+   * receiver sees it (a GitMirror's status): a redelivery that reaches another replica than
+   * the first attempt is then a duplicate too. Optional; the receiver's own log covers the rest.
+   */
+  alreadyHandled?(target: T, deliveryId: string): boolean;
 }
 
 export type WebhookOutcome =
@@ -81,9 +87,7 @@ export class WebhookReceiver<T extends WebhookTarget> {
 
   async receive(request: WebhookRequest): Promise<WebhookAnswer> {
     const provider = providerOf(request.headers);
-    if (!provider || !isSigned(provider, request.headers)) {
-      return answer(401, 'unsigned', 'the delivery is not signed (set a secret on the webhook)');
-    }
+    if (!provider || !isSigned(provider, request.headers)) return unsignedAnswer();
     if (request.body.length > MAX_WEBHOOK_BODY_BYTES)
       return answer(413, 'too_large', 'payload too large', provider);
     let delivery: Delivery;
@@ -103,12 +107,14 @@ export class WebhookReceiver<T extends WebhookTarget> {
     if (delivery.action === 'ignore') {
       return answer(202, 'ignored', `event ${delivery.event} does not move refs`, provider, names);
     }
-    const key = delivery.id ? `${provider}:${delivery.id}` : undefined;
-    if (key && !this.seen.claim(key)) {
-      return answer(200, 'duplicate', `delivery ${delivery.id} was handled already`, provider, names);
+    const { id } = delivery;
+    const key = id ? `${provider}:${id}` : undefined;
+    const fresh = id ? targets.filter((t) => !this.backend.alreadyHandled?.(t, id)) : targets;
+    if (key && (fresh.length === 0 || !this.seen.claim(key))) {
+      return answer(200, 'duplicate', `delivery ${id} was handled already`, provider, names);
     }
     try {
-      const result = await this.backend.deliver(targets, delivery, this.clock.now());
+      const result = await this.backend.deliver(fresh, delivery, this.clock.now());
       return {
         ...answer(202, 'delivered', 'fetching', provider, names),
         body: { message: 'fetching', targets: result },
@@ -125,6 +131,11 @@ export class WebhookReceiver<T extends WebhookTarget> {
       );
     }
   }
+}
+
+/** The answer to a request that carries no signature (or token) at all. */
+export function unsignedAnswer(): WebhookAnswer {
+  return answer(401, 'unsigned', 'the delivery is not signed (set a secret on the webhook)');
 }
 
 function answer(

@@ -62,4 +62,12 @@ describe('the webhook HTTP endpoint', () => {
     assert.equal(big.status, 413);
     assert.deepEqual(delivered, ['team/repo'], 'nothing more was delivered');
   });
+
+  it('refuses an unsigned delivery before reading its body, whatever its size', async () => {
+    const unsigned = await post('/webhooks/github', 'x'.repeat(30 * 1024 * 1024), {
+      'x-github-event': 'push',
+    });
+    assert.equal(unsigned.status, 401, 'not 413: the body was never read');
+    assert.equal(answers.at(-1)!.outcome, 'unsigned');
+  });
 });

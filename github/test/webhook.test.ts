@@ -185,7 +185,7 @@ interface Target extends WebhookTarget {
   gitmirror: string;
 }
 
-function receiver(targets: Target[], options: { failDeliver?: number } = {}) {
+function receiver(targets: Target[], options: { failDeliver?: number; handled?: Map<string, string> } = {}) {
   const clock = { t: 1_000, now: () => clock.t };
   const looked: string[][] = [];
   const delivered: { targets: string[]; event: string; at: number }[] = [];
@@ -200,6 +200,7 @@ function receiver(targets: Target[], options: { failDeliver?: number } = {}) {
       delivered.push({ targets: matched.map((t) => t.name), event: delivery.event, at });
       return matched.map((t) => t.name);
     },
+    alreadyHandled: options.handled && ((target, id) => options.handled?.get(target.name) === id),
   };
   return { receiver: new WebhookReceiver({ backend, clock }), looked, delivered, clock };
 }
@@ -254,6 +255,21 @@ describe('the webhook receiver', () => {
     assert.equal(again.outcome, 'duplicate');
     assert.equal((await send(h.receiver, PUSH, githubHeaders(PUSH, { id: 'another' }))).outcome, 'delivered');
     assert.equal(h.delivered.length, 2);
+  });
+
+  it('treats a delivery another replica recorded as a duplicate, and hands a partly recorded one to the rest', async () => {
+    const other: Target = { name: 'other-ns/repo', gitmirror: 'github.com/org/repo', secret: SECRET };
+    const handled = new Map([['team/repo', 'delivery-1']]);
+    const h = receiver([repo, other], { handled });
+    const partly = await send(h.receiver, PUSH, githubHeaders(PUSH, { id: 'delivery-1' }));
+    assert.equal(partly.outcome, 'delivered');
+    assert.deepEqual(h.delivered.at(-1)?.targets, ['other-ns/repo']);
+    handled.set('other-ns/repo', 'delivery-2');
+    handled.set('team/repo', 'delivery-2');
+    const redelivered = await send(h.receiver, PUSH, githubHeaders(PUSH, { id: 'delivery-2' }));
+    assert.equal(redelivered.status, 200);
+    assert.equal(redelivered.outcome, 'duplicate');
+    assert.equal(h.delivered.length, 1);
   });
 
   it('answers ping and ignores events that move no ref, without fetching', async () => {

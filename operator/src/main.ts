@@ -2,6 +2,8 @@ import type { Server } from 'node:http';
 import { collectDefaultMetrics } from 'prom-client';
 import { systemClock } from '../../core/clock.ts';
 import { createLogger, type Logger } from '../../core/log.ts';
+import { startWebhookServer } from '../../github/src/webhook-http.ts';
+import type { WebhookAnswer } from '../../github/src/webhook-receiver.ts';
 import type { GitMirror } from './api/gitmirror.ts';
 import type { Pod } from './api/kubernetes.ts';
 import { loadConfig, type OperatorConfig, usage } from './config/config.ts';
@@ -84,8 +86,18 @@ async function main(): Promise<void> {
     { alive: () => true, ready: () => operator.informersSynced() },
     metrics.registry,
   );
+  const webhooks =
+    config.webhookListen &&
+    (await startWebhookServer(config.webhookListen, operator.webhooks, (answer) =>
+      observeDelivery(answer, metrics, logger),
+    ));
   logger.info(
-    { listen: config.listen, namespaces: config.namespaces, identity: config.identity },
+    {
+      listen: config.listen,
+      webhookListen: config.webhookListen,
+      namespaces: config.namespaces,
+      identity: config.identity,
+    },
     'operator starting',
   );
   const elector = config.leaderElect
@@ -110,6 +122,7 @@ async function main(): Promise<void> {
     logger.info({ code }, 'operator stopping');
     await operator.stop();
     await elector?.release();
+    if (webhooks) await closeServer(webhooks);
     await closeServer(server);
     process.exit(code);
   };
@@ -124,6 +137,15 @@ async function main(): Promise<void> {
       if (synced) await elector.run();
     });
   } else void operator.startControllers();
+}
+
+/** Every delivery is counted; unsigned requests are logged at debug only, so strangers cannot flood the log. */
+function observeDelivery(answer: WebhookAnswer, metrics: OperatorMetrics, logger: Logger): void {
+  const { outcome, provider = 'unknown', targets, status } = answer;
+  metrics.webhookDeliveries.inc({ provider, outcome });
+  const line = { provider, outcome, status, gitmirrors: targets };
+  if (outcome === 'unsigned') logger.debug(line, 'webhook delivery');
+  else logger.info(line, 'webhook delivery');
 }
 
 function closeServer(server: Server): Promise<void> {

@@ -1,6 +1,7 @@
 import type { Clock } from '../../core/clock.ts';
 import type { Logger } from '../../core/log.ts';
 import { InstallationTokens, type MintEvent } from '../../github/src/token-cache.ts';
+import { WebhookReceiver } from '../../github/src/webhook-receiver.ts';
 import { type GitMirror, keyOf } from './api/gitmirror.ts';
 import type { Pod } from './api/kubernetes.ts';
 import { fleetOf, fleetPods } from './fleet/members.ts';
@@ -15,6 +16,7 @@ import { defaultRateLimiter, WorkQueue } from './runtime/workqueue.ts';
 import type { SidecarClient } from './sidecar/admin-client.ts';
 import { AdminTokens } from './sidecar/admin-token.ts';
 import { PodReconciler } from './warmup/pod-reconcile.ts';
+import { type GitMirrorTarget, GitMirrorWebhooks } from './webhooks/gitmirror-webhooks.ts';
 
 export interface OperatorSettings extends ReconcileSettings {
   workers: number;
@@ -45,6 +47,11 @@ export class Operator {
   readonly podQueue: WorkQueue;
   /** What was PUT to which pod, shared by both controllers; forgotten when a pod goes. */
   readonly applied = new AppliedSpecs();
+  /**
+   * Push webhook deliveries, on every replica: it needs only the informer caches, and whichever
+   * replica the Service sends a delivery to makes the fleet fetch.
+   */
+  readonly webhooks: WebhookReceiver<GitMirrorTarget>;
   readonly #deps: OperatorDeps;
   readonly #controllers: Controller[];
   #started: Promise<void> | undefined;
@@ -77,6 +84,14 @@ export class Operator {
       }),
       clock: deps.clock,
     };
+    this.webhooks = new WebhookReceiver({
+      backend: new GitMirrorWebhooks({
+        ...shared,
+        logger: logger.child({ component: 'webhooks' }),
+        adminPort: settings.adminPort,
+      }),
+      clock: deps.clock,
+    });
     const gitMirrors = new GitMirrorReconciler({
       ...shared,
       logger: logger.child({ controller: 'gitmirror' }),

@@ -10,6 +10,7 @@ describe('operator configuration', () => {
     assert.equal(c.sidecarAdminPort, 9090);
     assert.equal(c.workers, 4);
     assert.deepEqual(c.listen, { host: '0.0.0.0', port: 8081 });
+    assert.deepEqual(c.webhookListen, { host: '0.0.0.0', port: 8082 });
     assert.equal(c.leaderElect, true);
     assert.equal(c.leaseNamespace, 'ops');
     assert.equal(c.leaseName, 'gitmirror-operator');
@@ -47,6 +48,12 @@ describe('operator configuration', () => {
     ['a bad duration', ['--resync', '10 minutes'], {}, /a duration such as/],
     ['a too short resync', ['--resync', '1s'], {}, /at least 10000 ms/],
     ['listen without port', ['--listen', 'localhost'], {}, /host:port/],
+    [
+      'a webhook listen address without port',
+      [],
+      { GITMIRROR_OPERATOR_WEBHOOK_LISTEN: 'hooks' },
+      /--webhook-listen \(GITMIRROR_OPERATOR_WEBHOOK_LISTEN\): "hooks" is not host:port/,
+    ],
   ];
   for (const [name, argv, env, message] of invalid) {
     test(`refuses ${name} at start`, () => {
@@ -56,6 +63,15 @@ describe('operator configuration', () => {
       );
     });
   }
+
+  test('the webhook receiver can be turned off', () => {
+    assert.equal(loadConfig(['--webhook-listen', 'off'], {}).webhookListen, undefined);
+    assert.equal(loadConfig([], { GITMIRROR_OPERATOR_WEBHOOK_LISTEN: '' }).webhookListen, undefined);
+    assert.deepEqual(loadConfig(['--webhook-listen', '[::]:9000'], {}).webhookListen, {
+      host: '::',
+      port: 9000,
+    });
+  });
 
   test('usage lists every flag with its environment variable', () => {
     assert.match(usage(), /--namespaces\s+GITMIRROR_OPERATOR_NAMESPACES/);

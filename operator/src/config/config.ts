@@ -11,6 +11,8 @@ export interface OperatorConfig {
   /** Workers per controller. */
   workers: number;
   listen: { host: string; port: number };
+  /** Where push webhooks are received; undefined: not at all. */
+  webhookListen: { host: string; port: number } | undefined;
   kubeconfig: string | undefined;
   leaderElect: boolean;
   leaseNamespace: string;
@@ -51,6 +53,11 @@ export const OPTIONS: Record<string, OptionDef> = {
     env: 'GITMIRROR_OPERATOR_LISTEN',
     default: () => '0.0.0.0:8081',
     help: 'host:port of /healthz, /readyz and /metrics',
+  },
+  'webhook-listen': {
+    env: 'GITMIRROR_OPERATOR_WEBHOOK_LISTEN',
+    default: () => '0.0.0.0:8082',
+    help: 'host:port of the push webhook receiver (POST /webhooks); off: none',
   },
   kubeconfig: {
     env: 'GITMIRROR_OPERATOR_KUBECONFIG',
@@ -134,7 +141,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConf
       .filter(Boolean),
     sidecarAdminPort: integer('sidecar-admin-port', get('sidecar-admin-port'), 1, 65535),
     workers: integer('workers', get('workers'), 1, 64),
-    listen: hostPort(get('listen')),
+    listen: hostPort('listen', get('listen')),
+    webhookListen: ['', 'off'].includes(get('webhook-listen'))
+      ? undefined
+      : hostPort('webhook-listen', get('webhook-listen')),
     kubeconfig: get('kubeconfig') || undefined,
     leaderElect: boolean('leader-elect', get('leader-elect')),
     leaseNamespace: get('leader-election-namespace'),
@@ -176,8 +186,8 @@ function duration(flag: string, text: string, minMs: number): number {
   return ms;
 }
 
-function hostPort(text: string): { host: string; port: number } {
+function hostPort(flag: string, text: string): { host: string; port: number } {
   const match = /^(.*):(\d+)$/.exec(text);
-  if (!match) return invalid('listen', text, 'host:port');
-  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: integer('listen', match[2]!, 0, 65535) };
+  if (!match) return invalid(flag, text, 'host:port');
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: integer(flag, match[2]!, 0, 65535) };
 }

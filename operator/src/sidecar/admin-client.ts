@@ -25,6 +25,11 @@ export interface SidecarClient {
   getMirror(target: SidecarTarget, id: string): Promise<MirrorStatus | undefined>;
   putMirror(target: SidecarTarget, id: string, spec: MirrorSpec): Promise<MirrorStatus>;
   restore(target: SidecarTarget, id: string, request: RestoreRequest): Promise<MirrorStatus>;
+  /**
+   * Asks for a fetch from upstream now and returns at once: it joins a fetch that is queued and
+   * runs after one that is running. A mirror that is not ready yet accepts and ignores it.
+   */
+  fetchMirror(target: SidecarTarget, id: string): Promise<MirrorStatus>;
   /** Succeeds when the mirror is already gone. */
   deleteMirror(target: SidecarTarget, id: string): Promise<void>;
 }
@@ -62,6 +67,10 @@ export class HttpSidecarClient implements SidecarClient {
 
   restore(target: SidecarTarget, id: string, request: RestoreRequest): Promise<MirrorStatus> {
     return this.#request<MirrorStatus>(target, 'POST', `/v1/mirrors/${id}/restore`, request);
+  }
+
+  fetchMirror(target: SidecarTarget, id: string): Promise<MirrorStatus> {
+    return this.#request<MirrorStatus>(target, 'POST', `/v1/mirrors/${id}/fetch`);
   }
 
   async deleteMirror(target: SidecarTarget, id: string): Promise<void> {

@@ -5,7 +5,7 @@ import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
 import { OperatorError, type OperatorErrorCode } from '../../src/errors/operator-error.ts';
 import { httpError, type SidecarClient, type SidecarTarget } from '../../src/sidecar/admin-client.ts';
 
-type Method = 'list' | 'get' | 'put' | 'restore' | 'delete';
+type Method = 'list' | 'get' | 'put' | 'restore' | 'fetch' | 'delete';
 
 export interface SidecarCall {
   pod: string;
@@ -30,6 +30,8 @@ export class FakeSidecar {
   down = false;
   /** Errors to throw from the next calls of a method, once each. */
   readonly failures = new Map<Method, OperatorError[]>();
+  /** Fetches run on ready mirrors. */
+  fetches = 0;
   /** A started restore turns ready by itself after this many status reads; Infinity: only finish(). */
   readyAfterReads = Number.POSITIVE_INFINITY;
   readonly #reads = new Map<string, number>();
@@ -109,6 +111,20 @@ export class FakeSidecar {
     return status;
   }
 
+  /** A fetch a ready mirror runs (at once, here); one that is not ready ignores it, as a real one does. */
+  fetch(id: string): MirrorStatus {
+    const m = this.mirrors.get(id);
+    if (!m) throw answer(`POST /v1/mirrors/${id}/fetch`, 404, 'NOT_FOUND', `no mirror ${id}`);
+    if (!m.ready) return m;
+    this.fetches++;
+    const next = {
+      ...m,
+      lastFetchTime: new Date(Date.parse('2026-01-01T00:06:00Z') + this.fetches * 1000).toISOString(),
+    };
+    this.mirrors.set(id, next);
+    return next;
+  }
+
   restore(id: string, request: RestoreRequest): MirrorStatus {
     const m = this.mirrors.get(id);
     if (!m) throw answer(`POST /v1/mirrors/${id}/restore`, 404, 'NOT_FOUND', `no mirror ${id}`);
@@ -169,6 +185,10 @@ export class FakeSidecars implements SidecarClient {
 
   async restore(target: SidecarTarget, id: string, request: RestoreRequest): Promise<MirrorStatus> {
     return this.#enter(target, 'restore', id).restore(id, request);
+  }
+
+  async fetchMirror(target: SidecarTarget, id: string): Promise<MirrorStatus> {
+    return this.#enter(target, 'fetch', id).fetch(id);
   }
 
   async deleteMirror(target: SidecarTarget, id: string): Promise<void> {
