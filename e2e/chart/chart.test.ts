@@ -85,9 +85,13 @@ describe('default values', async () => {
     assert.equal(e.get('GITMIRROR_OPERATOR_NAMESPACES')?.value, '');
     assert.equal(e.get('GITMIRROR_OPERATOR_ADMIN_TOKEN_SECRET')?.value, 'gitmirror-admin-token');
     assert.equal(e.get('GITMIRROR_OPERATOR_LISTEN')?.value, '0.0.0.0:8081');
+    assert.equal(e.get('GITMIRROR_OPERATOR_WEBHOOK_LISTEN')?.value, '0.0.0.0:8082');
     assert.deepEqual(
       c.ports.map((p: Obj) => [p.name, p.containerPort]),
-      [['http-metrics', 8081]],
+      [
+        ['http-metrics', 8081],
+        ['webhooks', 8082],
+      ],
     );
     assert.equal(c.livenessProbe.httpGet.path, '/healthz');
     assert.equal(c.readinessProbe.httpGet.path, '/readyz');
@@ -476,6 +480,73 @@ describe('NOTES.txt', () => {
   });
 });
 
+describe('push webhooks', () => {
+  test('a Service routes to the webhook port of every operator replica; no Ingress unless asked', async () => {
+    const manifests = await renderChart({ namespace: NS });
+    const service = one(manifests, 'Service', 'gitmirror-operator-webhooks') as Obj;
+    assert.deepEqual(
+      service.spec.selector,
+      (one(manifests, 'Deployment', 'gitmirror-operator') as Obj).spec.selector.matchLabels,
+    );
+    assert.deepEqual(service.spec.ports, [
+      { name: 'webhooks', port: 80, targetPort: 'webhooks', protocol: 'TCP' },
+    ]);
+    assert.equal(service.spec.type, 'ClusterIP');
+    assert.equal(manifests.filter((m) => m.kind === 'Ingress').length, 0);
+  });
+
+  test('the Ingress routes only /webhooks, to that Service, with the class, host and TLS given', async () => {
+    const manifests = await renderChart({
+      namespace: NS,
+      values: {
+        operator: {
+          webhooks: {
+            ingress: {
+              enabled: true,
+              className: 'nginx',
+              host: 'hooks.example.com',
+              annotations: { 'cert-manager.io/cluster-issuer': 'letsencrypt' },
+              tls: [{ hosts: ['hooks.example.com'], secretName: 'hooks-tls' }],
+            },
+          },
+        },
+      },
+    });
+    const ingress = one(manifests, 'Ingress', 'gitmirror-operator-webhooks') as Obj;
+    assert.equal(ingress.spec.ingressClassName, 'nginx');
+    assert.equal(ingress.metadata.annotations['cert-manager.io/cluster-issuer'], 'letsencrypt');
+    assert.deepEqual(ingress.spec.tls, [{ hosts: ['hooks.example.com'], secretName: 'hooks-tls' }]);
+    assert.deepEqual(ingress.spec.rules, [
+      {
+        host: 'hooks.example.com',
+        http: {
+          paths: [
+            {
+              path: '/webhooks',
+              pathType: 'Prefix',
+              backend: { service: { name: 'gitmirror-operator-webhooks', port: { name: 'webhooks' } } },
+            },
+          ],
+        },
+      },
+    ]);
+  });
+
+  test('turned off: no receiver, no port, no Service, no Ingress', async () => {
+    const manifests = await renderChart({
+      namespace: NS,
+      values: { operator: { webhooks: { enabled: false, ingress: { enabled: true } } } },
+    });
+    const c = container(one(manifests, 'Deployment', 'gitmirror-operator'), 'operator');
+    assert.equal(env(c).get('GITMIRROR_OPERATOR_WEBHOOK_LISTEN')?.value, 'off');
+    assert.deepEqual(
+      c.ports.map((p: Obj) => p.name),
+      ['http-metrics'],
+    );
+    assert.equal(manifests.filter((m) => m.metadata.name.endsWith('-webhooks')).length, 0);
+  });
+});
+
 describe('values schema', () => {
   test('an unknown key is rejected, at the top and nested', async () => {
     for (const set of ['unknownKey=1', 'fleet.dataVolume.sizeLimit=1Gi', 'operator.replica=3']) {
@@ -492,6 +563,8 @@ describe('values schema', () => {
       'securityContext.runAsUser=0',
       'snapshotStore.bucket=Not_A_Bucket',
       'fleet.maxSurge=0',
+      'operator.webhooks.service.type=ExternalName',
+      'operator.webhooks.ingress.host=Hooks_Example',
     ]) {
       const result = await templateChart({ set: [set] });
       assert.notEqual(result.code, 0, `${set} was accepted`);
