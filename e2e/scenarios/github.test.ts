@@ -75,14 +75,13 @@ describe('GitHub App credentials and push webhooks on the real control plane', {
     kubectlJson<GitHubMirror>(env, ['get', 'gitmirror', name, '-n', NAMESPACE]);
   const cond = (gm: GitHubMirror, type: string) => gm.status?.conditions?.find((c) => c.type === type);
 
-  async function heads(): Promise<string[]> {
-    const out: string[] = [];
-    for (const pod of await fleetPods(env)) {
-      const mirror = (await sidecarMirrors(env, pod.metadata.name)).find((m) => m.id === mirrorId(REPO));
-      out.push(mirror?.head ?? '');
-    }
-    return out;
+  /** Each pod's head of the mirror, from its admin API (asking no upstream, unlike a client). */
+  async function heads(pods: string[]): Promise<string[]> {
+    const mirrors = await Promise.all(pods.map((pod) => sidecarMirrors(env, pod)));
+    return mirrors.map((list) => list.find((m) => m.id === mirrorId(REPO))?.head ?? '');
   }
+
+  const podNames = async () => (await fleetPods(env)).map((p) => p.metadata.name);
 
   async function applySecret(name: string, data: Record<string, string>): Promise<void> {
     await env.cluster.kubectl(['apply', '-n', NAMESPACE, '-f', '-'], {
@@ -233,24 +232,30 @@ describe('GitHub App credentials and push webhooks on the real control plane', {
   it('an unsigned or mis-signed delivery changes nothing; a signed one makes every pod serve the push within 2 s', async (t) => {
     const operators = (await operatorPods(env)).map((p) => p.metadata.name);
     assert.equal(operators.length, 2);
-    const before = await heads();
+    const pods = await podNames();
+    assert.equal(pods.length, 2);
+    const before = await heads(pods);
     const head = await pushUpstream(`pushed ${Date.now()}`);
     for (const signature of ['none', 'wrong'] as const) {
       const answer = await deliver({ operatorPod: operators[0]!, signature });
       assert.equal(answer.status, 401, `${signature}: ${answer.body}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    assert.deepEqual(await heads(), before, 'an unsigned delivery made a replica fetch');
+    assert.deepEqual(await heads(pods), before, 'an unsigned delivery made a replica fetch');
     assert.equal((await gitMirror('app')).status?.webhook, undefined, 'an unsigned delivery was recorded');
 
     const id = randomUUID();
     const start = performance.now();
     const answer = await deliver({ operatorPod: operators[1]!, id });
     assert.equal(answer.status, 202, answer.body);
-    await waitFor('every pod at the pushed commit', async () => (await heads()).every((h) => h === head), {
-      timeoutMs: 10_000,
-      intervalMs: 50,
-    });
+    await waitFor(
+      'every pod at the pushed commit',
+      async () => (await heads(pods)).every((h) => h === head),
+      {
+        timeoutMs: 10_000,
+        intervalMs: 50,
+      },
+    );
     const elapsed = performance.now() - start;
     t.diagnostic(`every fleet pod at the pushed commit ${Math.round(elapsed)} ms after the delivery`);
     assert.ok(elapsed <= 2000, `${Math.round(elapsed)} ms`);
@@ -268,7 +273,7 @@ describe('GitHub App credentials and push webhooks on the real control plane', {
 
   it('tokens rotate under continuous clones and pushes: no failed clone, no request on an expired token, one mint per rotation', async (t) => {
     const operators = (await operatorPods(env)).map((p) => p.metadata.name);
-    const pods = (await fleetPods(env)).map((p) => p.metadata.name);
+    const pods = await podNames();
     const startedAt = Date.now();
     const mintsBefore = github.mints.filter((m) => m.source === 'api').length;
     const gitBefore = github.gitRequests.length;
@@ -292,10 +297,14 @@ describe('GitHub App credentials and push webhooks on the real control plane', {
         const head = await pushUpstream(`rotation ${pushes}`);
         const answer = await deliver({ operatorPod: operators[pushes % 2]!, id: randomUUID() });
         if (answer.status !== 202) failures.push(`delivery: ${answer.status} ${answer.body}`);
-        await waitFor(`every pod at push ${pushes}`, async () => (await heads()).every((h) => h === head), {
-          timeoutMs: 10_000,
-          intervalMs: 100,
-        }).catch((err: Error) => failures.push(err.message));
+        await waitFor(
+          `every pod at push ${pushes}`,
+          async () => (await heads(pods)).every((h) => h === head),
+          {
+            timeoutMs: 10_000,
+            intervalMs: 100,
+          },
+        ).catch((err: Error) => failures.push(err.message));
         pushes++;
         await new Promise((resolve) => setTimeout(resolve, 10_000));
       }
