@@ -265,7 +265,9 @@ describe('GitHub App credentials and push webhooks on the real control plane', {
     const webhook = await waitFor('status.webhook', async () => (await gitMirror('app')).status?.webhook);
     assert.equal(webhook.lastDeliveryID, id);
     assert.equal(webhook.lastEvent, 'push');
-    // A redelivery, to the other replica: a duplicate, nothing done.
+    // A redelivery, to the other replica (behind the Service it may land on any): a duplicate,
+    // nothing done, once that replica's informer has seen status.webhook.
+    await new Promise((resolve) => setTimeout(resolve, 2000));
     const again = await deliver({ operatorPod: operators[0]!, id });
     assert.equal(again.status, 200, again.body);
     assert.match(again.body, /duplicate|handled already/);
