@@ -68,7 +68,7 @@ export interface Hit {
 export async function scanTree(dir: string, needles: Needle[]): Promise<{ files: number; hits: Hit[] }> {
   const hits: Hit[] = [];
   let files = 0;
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+  for (const entry of await listTree(dir)) {
     if (!entry.isFile()) continue;
     const path = join(entry.parentPath, entry.name);
     // A file can vanish between listing and reading (a fetch's temp file, a log rotated).
@@ -79,6 +79,20 @@ export async function scanTree(dir: string, needles: Needle[]): Promise<{ files:
     if (forms.length > 0) hits.push({ where: path, forms });
   }
   return { files, hits };
+}
+
+/**
+ * Every entry under `dir`. The kubelet swaps a secret volume's timestamped dir atomically while
+ * pods run, so a dir listed a moment ago can be gone: the listing is taken again then.
+ */
+async function listTree(dir: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await readdir(dir, { recursive: true, withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 5) throw err;
+    }
+  }
 }
 
 export interface ArgvReport {
