@@ -7,7 +7,7 @@ import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
-import type { Credentials } from '../git/credentials.ts';
+import type { CredentialSource } from '../git/credentials.ts';
 import { AccessVerdicts } from '../http/access-check.ts';
 import { rangeOfRequest } from '../http/byte-range.ts';
 import type { RequestContext } from '../http/request-context.ts';
@@ -41,7 +41,7 @@ export interface LfsRepository {
    * (pointer lookups), and the cache's own upstream credentials (downloads no client waits on).
    * Without a mirror the LFS API is passed through to upstream untouched, as git is.
    */
-  mirror?: { access: Access; dir?: string; credentials?: Credentials };
+  mirror?: { access: Access; dir?: string; credentials?: CredentialSource };
 }
 
 /** What upstream's LFS API said to a client's credentials for a repository. */

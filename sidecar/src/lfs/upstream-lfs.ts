@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { GitMirrorError, redactUrl } from '../errors/gitmirror-error.ts';
-import type { Credentials } from '../git/credentials.ts';
+import type { CredentialSource, Credentials } from '../git/credentials.ts';
 import { requestUpstream } from '../http/upstream-proxy.ts';
 import {
   downloadAnswers,
@@ -84,13 +84,15 @@ export class UpstreamLfs {
   async downloadActions(options: {
     lfsUrl: string;
     objects: LfsObjectId[];
-    credentials?: Credentials;
+    credentials?: CredentialSource;
   }): Promise<Map<string, UpstreamAnswer>> {
+    // Credentials that expire (a GitHub App's token) must outlast the request, or nothing is sent.
+    const credentials = await options.credentials?.forCommand(API_TIMEOUT_MS);
     const answer = await this.api({
       lfsUrl: options.lfsUrl,
       suffix: '/objects/batch',
       body: narrowedRequest({ operation: 'download', objects: [] }, options.objects),
-      authorization: options.credentials ? basicAuthorization(options.credentials) : undefined,
+      authorization: credentials ? basicAuthorization(credentials) : undefined,
     });
     if (answer.status < 200 || answer.status >= 300)
       throw new GitMirrorError(

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { systemClock } from '../../../core/clock.ts';
 import { silentLogger } from '../../../core/log.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
 import { git } from '../../../testing/git.ts';
@@ -8,6 +9,7 @@ import { createUpstreamRepo } from '../../../testing/git-repos.ts';
 import { commitLfsFiles, lfsEnvironment } from '../../../testing/lfs-client.ts';
 import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { HeldCredentials } from '../../src/git/credentials.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { LfsMembership } from '../../src/lfs/membership.ts';
 import { lfsPointersAt } from '../../src/lfs/pointer-scan.ts';
@@ -77,7 +79,10 @@ describe('LFS pointers in a mirror, and prefetch', () => {
     const repository = {
       repo: parseRepoId(`${upstream.host}/org/repo`),
       upstream: upstream.url('org/repo.git'),
-      mirror: { access: 'Public' as const, credentials: { username: 'cache', password: 'token' } },
+      mirror: {
+        access: 'Public' as const,
+        credentials: held('token'),
+      },
       dir: mirror,
     };
     const prefetcher = async (name: string) => {
@@ -115,12 +120,12 @@ describe('LFS pointers in a mirror, and prefetch', () => {
 
     const refused = await (await prefetcher('refused')).run('Head', {
       ...repository,
-      mirror: { access: 'Public', credentials: { username: 'cache', password: 'wrong' } },
+      mirror: { access: 'Public', credentials: held('wrong') },
     });
     assert.equal(refused.held, 2, 'what the store has needs no upstream');
     const nothing = await (await prefetcher('refused-empty-store')).run('AllRefs', {
       ...repository,
-      mirror: { access: 'Public', credentials: { username: 'cache', password: 'wrong' } },
+      mirror: { access: 'Public', credentials: held('wrong') },
     });
     assert.equal(nothing.failed, 1);
     assert.match(nothing.error!, /answered 403/);
@@ -145,3 +150,7 @@ describe('LFS pointers in a mirror, and prefetch', () => {
     assert.deepEqual(ran, ['a:Head', 'b:Head', 'a:AllRefs']);
   });
 });
+
+function held(password: string): HeldCredentials {
+  return new HeldCredentials({ username: 'cache', password }, { clock: systemClock, requestBoundMs: 60_000 });
+}
