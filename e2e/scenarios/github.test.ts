@@ -234,6 +234,18 @@ describe('GitHub App credentials and push webhooks on the real control plane', {
     assert.equal(operators.length, 2);
     const pods = await podNames();
     assert.equal(pods.length, 2);
+    // A sidecar runs one job per mirror at a time, so a fetch waits behind a snapshot or repack
+    // of the same mirror: the 2 s are measured on a mirror whose first snapshot is out and
+    // that runs none.
+    await waitFor(
+      'the first snapshot published, none running',
+      async () => {
+        if (!(await getGitMirror(env, 'app')).status?.latestSnapshot) return false;
+        const mirrors = await Promise.all(pods.map((pod) => sidecarMirrors(env, pod)));
+        return mirrors.every((list) => list.find((m) => m.id === mirrorId(REPO))?.snapshot.running === false);
+      },
+      { timeoutMs: WARM_TIMEOUT_MS },
+    );
     const before = await heads(pods);
     const head = await pushUpstream(`pushed ${Date.now()}`);
     for (const signature of ['none', 'wrong'] as const) {
