@@ -140,9 +140,15 @@ describe('the soak’s judges', () => {
       fds: 20 + i * 10,
       rssBytes: 2 ** 27,
     }));
-    const judged = judgeGrowth(record({ resources: short }));
+    const full = record({ resources: short });
+    full.meta.short = false;
+    const judged = judgeGrowth(full);
     assert.equal(judged.trends.length, 0);
     assert.match(judged.result.violations[0]!, /no process lived long enough/);
+    // A short run says so instead of failing: its faults may leave no process old enough.
+    const inShort = judgeGrowth(record({ resources: short })).result;
+    assert.deepEqual(inShort.violations, []);
+    assert.match(inShort.summary, /none lived long enough in this short run/);
   });
 
   it('judge an operator that took the Lease during the load only once it settled as leader', () => {
@@ -157,9 +163,9 @@ describe('the soak’s judges', () => {
     }));
     const judged = (leaders: SoakRecord['leaders']) => judgeGrowth(record({ resources: growing, leaders }));
     assert.equal(judged([]).result.violations.length, 1, 'without the takeover it is growth');
-    assert.deepEqual(judged([{ at: START + 6 * MIN, pod: 'standby' }]).result.violations, [
-      'no process lived long enough in the second half to be judged',
-    ]);
+    const settling = judged([{ at: START + 6 * MIN, pod: 'standby' }]);
+    assert.deepEqual(settling.trends, [], 'as a leader it did not settle before the run ended');
+    assert.deepEqual(settling.result.violations, []);
   });
 
   it('hold every data dir to its budget', () => {

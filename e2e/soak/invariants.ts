@@ -307,8 +307,12 @@ export function judgeGrowth(record: SoakRecord): { result: InvariantResult; tren
       roleMax('operator', (x) => x.fdSlopePerMin),
       '/min',
     )} ` +
-    `(steepest of ${trends.length} processes judged over the second half)`;
-  if (trends.length === 0) violations.push('no process lived long enough in the second half to be judged');
+    `(steepest of ${trends.length} processes judged over the second half` +
+    `${trends.length === 0 && record.meta.short ? '; none lived long enough in this short run' : ''})`;
+  // A short run's early rollout or takeover can leave no process old enough: a fact of its
+  // length, said in the summary. In a full run it means the judge saw nothing, which fails.
+  if (trends.length === 0 && !record.meta.short)
+    violations.push('no process lived long enough in the second half to be judged');
   return { result: result('no-growth', summary, violations), trends };
 }
 
