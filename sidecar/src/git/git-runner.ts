@@ -14,6 +14,8 @@ export interface GitInvocation {
   env?: Record<string, string>;
   stdin?: string | Buffer | Readable;
   maxStdoutBytes?: number;
+  /** Write stdout straight to this open file descriptor (see `RunOptions.stdoutFd`). */
+  stdoutFd?: number;
 }
 
 /** The seam between the sidecar and git: tests can wrap it to count or fail invocations. */
@@ -102,6 +104,7 @@ export class ProcessGitRunner implements GitRunner {
       signal: invocation.signal,
       stdin: invocation.stdin,
       maxStdoutBytes: invocation.maxStdoutBytes,
+      stdoutFd: invocation.stdoutFd,
     };
   }
 }

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
 export interface RunOptions {
@@ -13,6 +13,11 @@ export interface RunOptions {
   stdin?: string | Buffer | Readable;
   /** Cap on captured stdout; beyond it the run fails rather than growing memory. */
   maxStdoutBytes?: number;
+  /**
+   * An open file descriptor the child writes its stdout to directly, so large output never
+   * passes through this process (the pack cache's generations); `stdout` is then empty.
+   */
+  stdoutFd?: number;
 }
 
 export interface RunResult {
@@ -69,7 +74,7 @@ export function spawnProcess(command: string, args: string[], options: RunOption
     cwd: options.cwd,
     env: options.env ?? process.env,
     detached: true,
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: ['pipe', options.stdoutFd ?? 'pipe', 'pipe'],
   });
   liveChildren.add(child);
   const label = `${command} ${subcommand(args)}`.trim();
@@ -127,7 +132,8 @@ export function spawnProcess(command: string, args: string[], options: RunOption
   }
 
   feedStdin(child, options.stdin);
-  return { child, stdout: child.stdout!, stdin: child.stdin!, done, kill: () => terminate('abort') };
+  const stdout = child.stdout ?? Readable.from([]);
+  return { child, stdout, stdin: child.stdin!, done, kill: () => terminate('abort') };
 }
 
 /** The first argument that is neither an option nor the value of `-c`: git's subcommand. */
