@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
@@ -10,12 +9,12 @@ import {
   type HookRequest,
   MAX_HEADER_BYTES,
   parseHookRequest,
-  REQUEST_ENV,
   SOCKET_ENV,
 } from './hook-protocol.ts';
 import type { PackCache } from './pack-cache.ts';
 import type { PackLease } from './pack-entry.ts';
 import { parsePackObjectsArgs } from './pack-request.ts';
+import { SpliceTicket } from './splice-ticket.ts';
 
 export const HOOK_SCRIPT = fileURLToPath(new URL('./pack-objects-hook.mjs', import.meta.url));
 /** Longest path a Unix socket address takes on Linux (sun_path is 108 bytes, NUL included). */
@@ -29,41 +28,6 @@ export interface HookServerOptions {
   logger: Logger;
   /** pack-objects' stdin above this is not cached (a fetch with a million haves). */
   maxStdinBytes?: number;
-}
-
-/**
- * A fetch whose response the sidecar writes itself: the relay registers it before starting
- * upload-pack, the hook of that upload-pack hands its lease over, and upload-pack ends
- * without pack data, which the relay then streams from the cache file.
- */
-export class SpliceTicket {
-  readonly id = randomBytes(12).toString('base64url');
-  private taken?: { lease: PackLease; progress: boolean };
-  private readonly onDispose: (ticket: SpliceTicket) => void;
-
-  constructor(onDispose: (ticket: SpliceTicket) => void) {
-    this.onDispose = onDispose;
-  }
-
-  get env(): Record<string, string> {
-    return { [REQUEST_ENV]: this.id };
-  }
-
-  /** The lease the hook handed over (with whether its client wants progress), if it did. */
-  get handedOver(): { lease: PackLease; progress: boolean } | undefined {
-    return this.taken;
-  }
-
-  take(lease: PackLease, progress: boolean): boolean {
-    if (this.taken) return false;
-    this.taken = { lease, progress };
-    return true;
-  }
-
-  /** Unregisters; a lease handed over but never streamed is released. */
-  dispose(): void {
-    this.onDispose(this);
-  }
 }
 
 /**

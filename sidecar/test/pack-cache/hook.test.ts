@@ -2,14 +2,17 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdir, realpath, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { PassThrough } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pktLine } from '../../src/http/pkt-line.ts';
 import { silentLogger } from '../../src/log/logger.ts';
 import { PackHookServer, uploadPackHookArgs } from '../../src/pack-cache/hook-server.ts';
 import { PackCache, type PackCacheObserver } from '../../src/pack-cache/pack-cache.ts';
+import { relaySplicing } from '../../src/pack-cache/sideband-splice.ts';
 import { addCommit, GIT_ENV, git, objectsOf, refsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
 import { waitFor } from '../support/test-sidecar.ts';
 import { createPackRepo, packObjectsPid, packObjectsStarted, RecordingGit } from './fixtures.ts';
@@ -260,6 +263,88 @@ describe('packObjectsHook with real upload-pack', () => {
     assert.equal(cache.cache.bytesHeld, 0);
   });
 
+  it('splices the pack into the response of a ticketed upload-pack, v2 and v0, as upload-pack would have', async () => {
+    const cache = await startCache();
+    const tips = [
+      ...new Set((await git(['for-each-ref', '--format=%(objectname)'], { cwd: bare })).trim().split('\n')),
+    ];
+    const v2 =
+      pktLine('command=fetch\n') +
+      '0001' +
+      tips.map((t) => pktLine(`want ${t}\n`)).join('') +
+      pktLine('ofs-delta\n') +
+      pktLine('done\n') +
+      '0000';
+    const v0 =
+      pktLine(`want ${tips[0]} side-band-64k ofs-delta\n`) +
+      tips
+        .slice(1)
+        .map((t) => pktLine(`want ${t}\n`))
+        .join('') +
+      '0000' +
+      pktLine('done\n');
+    const packs: Buffer[] = [];
+    for (const [protocol, request, marker] of [
+      ['version=2', v2, '000dpackfile\n'],
+      ['', v0, '0008NAK\n'],
+    ] as const) {
+      const ticket = cache.hooks.expectSplice();
+      const child = spawn('git', [...cache.hooks.uploadPackArgs(), 'upload-pack', '--stateless-rpc', bare], {
+        env: { ...GIT_ENV, GIT_PROTOCOL: protocol, ...cache.hooks.env(), ...ticket.env },
+      });
+      child.stdin.end(request);
+      const done = once(child, 'exit').then(([code]) => assert.equal(code, 0));
+      const out = new PassThrough();
+      const chunks: Buffer[] = [];
+      out.on('data', (c: Buffer) => chunks.push(c));
+      const spliced = await relaySplicing({ stdout: child.stdout, done, out, ticket, keepaliveMs: 5_000 });
+      assert.ok(spliced, 'the hook handed the pack over');
+      const response = Buffer.concat(chunks);
+      const start = response.indexOf(marker) + marker.length;
+      assert.ok(start > marker.length - 1);
+      assert.ok(response.subarray(-4).equals(Buffer.from('0000')), 'the flush comes last');
+      const pack = bandOne(response.subarray(start, response.length - 4));
+      assert.equal(pack.length, spliced.bytes);
+      packs.push(pack);
+    }
+    assert.ok(packs[0]!.equals(packs[1]!), 'v0 and v2 asked pack-objects the same: one entry');
+    const index = join(root, `spliced-${n}`);
+    await git(['init', '--quiet', '--bare', index]);
+    const indexing = execFile('git', ['index-pack', '--stdin', '--strict'], { cwd: index, env: GIT_ENV });
+    indexing.stdin?.end(packs[0]);
+    await once(indexing, 'exit');
+    assert.deepEqual(await objectsOf(index), await objectsOf(bare));
+  });
+
+  it('answers anything that is not a hook request with a bypass, and serves nothing', async () => {
+    const cache = await startCache();
+    const socketPath = cache.hooks.env().GITMIRROR_PACK_CACHE_SOCKET!;
+    // The request stays open, as a hook's does until it has its answer.
+    const ask = async (bytes: string) => {
+      const socket = connect(socketPath);
+      socket.write(bytes);
+      let text = '';
+      for await (const chunk of socket) text += chunk;
+      return text;
+    };
+    const header = (over: object) =>
+      `${JSON.stringify({ v: 1, dir: bare, args: ['git', 'pack-objects', '--revs', '--stdout'], stdinBytes: 0, ...over })}\n`;
+    for (const request of [
+      'not json\n',
+      header({ v: 2 }),
+      header({ dir: 'relative' }),
+      header({ args: ['git', 'pack-objects', '--revs', '--stdout', '--all'] }),
+      header({ args: ['sh', '-c', 'true'] }),
+      header({ dir: '/' }),
+      header({ stdinBytes: 1 << 30 }),
+    ]) {
+      const answer = await ask(request);
+      assert.ok(answer.endsWith('\n') && answer.indexOf('\n') === answer.length - 1, answer);
+      assert.equal(JSON.parse(answer).t, 'bypass', `${request} -> ${answer}`);
+    }
+    assert.equal(cache.cache.bytesHeld, 0);
+  });
+
   it('keeps a client that joined a slow generation alive with keepalives and tells it so', async () => {
     const recording = new RecordingGit({ startDelay: 3 });
     const cache = await startCache(recording);
@@ -305,6 +390,18 @@ describe('packObjectsHook with real upload-pack', () => {
 
 /** Cache hosts still running after a test, killed when it ends (a failed test included). */
 const hosts = new Set<ChildProcess>();
+
+/** The band-1 data of a side-band stream (every packet must be one). */
+function bandOne(stream: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  for (let at = 0; at < stream.length; ) {
+    const length = Number.parseInt(stream.subarray(at, at + 4).toString('latin1'), 16);
+    assert.ok(length >= 5 && length <= 65520, `packet of ${length} bytes at ${at}`);
+    if (stream[at + 4] === 1) parts.push(stream.subarray(at + 5, at + length));
+    at += length;
+  }
+  return Buffer.concat(parts);
+}
 
 function rawUploadPack(args: string[], request: string, env: Record<string, string>): Promise<Buffer> {
   return new Promise((resolve, reject) => {

@@ -1,0 +1,217 @@
+import { type FileHandle, open } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
+import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { LeaseRole, PackLease } from './pack-entry.ts';
+import type { SpliceTicket } from './splice-ticket.ts';
+
+/** side-band-64k (and protocol v2's packfile section): 65520-byte packets, 1 band byte. */
+const PACKET_MAX = 65520;
+const DATA_MAX = PACKET_MAX - 5;
+const PACKETS_PER_WRITE = 16;
+const KEEPALIVE = Buffer.from('0005\x01');
+export const FLUSH = Buffer.from('0000');
+
+function packet(band: 1 | 2 | 3, data: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(data.length + 5);
+  out.write((data.length + 5).toString(16).padStart(4, '0'), 0, 'latin1');
+  out[4] = band;
+  data.copy(out, 5);
+  return out;
+}
+
+/** A message on band 2 (progress, shown as `remote: ...`) or 3 (fatal error). */
+export function sidebandMessage(band: 2 | 3, text: string): Buffer {
+  const bytes = Buffer.from(text);
+  const parts: Buffer[] = [];
+  for (let at = 0; at < bytes.length; at += DATA_MAX)
+    parts.push(packet(band, bytes.subarray(at, at + DATA_MAX)));
+  return Buffer.concat(parts);
+}
+
+export interface SpliceOptions {
+  /** Whether the client asked for progress (pack-objects' `--progress`). */
+  progress: boolean;
+  /** Silence after which an empty band-1 packet tells the client we are still here (upload-pack's uploadpack.keepAlive). */
+  keepaliveMs: number;
+}
+
+/**
+ * Writes a cached pack into a response as upload-pack would have: band-1 packets of at most
+ * 65515 bytes, pack-objects' progress on band 2 if asked for, and keepalives while a
+ * generation in progress has nothing new. Reads the file in 1 MiB steps, one write per
+ * step with the next read under way, so the bytes cost little more than a read and a
+ * socket write each. Resolves with the pack
+ * bytes sent once the whole pack is out; if the generation fails it writes the reason on
+ * band 3 (the client stops with "remote error") and rejects, so no one mistakes a part for
+ * the whole.
+ */
+export async function writeSidebandPack(
+  lease: PackLease,
+  out: Writable,
+  options: SpliceOptions,
+): Promise<number> {
+  const file = await open(lease.path, 'r');
+  const stopProgress = options.progress
+    ? lease.onProgress((text) => void write(out, sidebandMessage(2, text)))
+    : () => {};
+  try {
+    if (options.progress && lease.role !== 'miss')
+      await write(
+        out,
+        sidebandMessage(
+          2,
+          lease.role === 'hit'
+            ? 'gitmirror: pack served from the cache\n'
+            : 'gitmirror: joined a pack generation already under way\n',
+        ),
+      );
+    return await copyFramed(file, lease, out, options.keepaliveMs);
+  } finally {
+    stopProgress();
+    await file.close();
+  }
+}
+
+async function copyFramed(
+  file: FileHandle,
+  lease: PackLease,
+  out: Writable,
+  keepaliveMs: number,
+): Promise<number> {
+  const chunk = Buffer.allocUnsafe(DATA_MAX * PACKETS_PER_WRITE);
+  let position = 0;
+  let previous: Promise<void> = Promise.resolve();
+  for (;;) {
+    if (out.destroyed) throw new GitMirrorError('ABORTED', 'the client went away');
+    const available = lease.bytes - position;
+    if (available > 0) {
+      const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, available), position);
+      if (bytesRead === 0)
+        throw new GitMirrorError('PROCESS_FAILED', 'the cached pack is shorter than its size');
+      position += bytesRead;
+      // A new frame per write: a stream may hold on to a written buffer after its callback.
+      const frame = Buffer.allocUnsafe(PACKET_MAX * PACKETS_PER_WRITE);
+      const length = frameInto(frame, chunk.subarray(0, bytesRead));
+      await previous;
+      previous = write(out, frame.subarray(0, length));
+      continue;
+    }
+    if (lease.state === 'complete') {
+      await previous;
+      return position;
+    }
+    if (lease.state === 'failed') {
+      await previous;
+      await write(out, sidebandMessage(3, `gitmirror: pack generation failed: ${lease.error}\n`));
+      throw new GitMirrorError('PROCESS_FAILED', `pack generation failed: ${lease.error}`);
+    }
+    await waitOrKeepalive(lease, out, keepaliveMs);
+  }
+}
+
+/** Band-1 packets of `data` laid out in `frame`; returns the bytes used. */
+function frameInto(frame: Buffer, data: Buffer): number {
+  let length = 0;
+  for (let at = 0; at < data.length; at += DATA_MAX) {
+    const part = data.subarray(at, at + DATA_MAX);
+    frame.write((part.length + 5).toString(16).padStart(4, '0'), length, 'latin1');
+    frame[length + 4] = 1;
+    part.copy(frame, length + 5);
+    length += part.length + 5;
+  }
+  return length;
+}
+
+async function waitOrKeepalive(lease: PackLease, out: Writable, keepaliveMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const quiet = new Promise<'quiet'>((resolve) => {
+    timer = setTimeout(() => resolve('quiet'), keepaliveMs);
+  });
+  const outcome = await Promise.race([lease.changed().then(() => 'changed' as const), quiet]);
+  clearTimeout(timer);
+  if (outcome === 'quiet') await write(out, KEEPALIVE);
+}
+
+/** Resolves once the chunk is handed to the kernel (or the stream has failed). */
+function write(out: Writable, data: Buffer): Promise<void> {
+  return new Promise((resolve) => {
+    if (out.destroyed || out.writableEnded) return resolve();
+    out.write(data, () => resolve());
+  });
+}
+
+/**
+ * Relays upload-pack's output but keeps back its last 4 bytes: when the sidecar splices a
+ * cached pack in, it goes before upload-pack's final flush packet, which upload-pack wrote
+ * right after the (empty) output of the hook. Resolves with the bytes kept back.
+ */
+export function relayHoldingFlush(source: Readable, out: Writable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    let held = Buffer.alloc(0);
+    const pass = (data: Buffer) => {
+      if (data.length > 0 && !out.write(data)) {
+        source.pause();
+        out.once('drain', () => source.resume());
+      }
+    };
+    source.on('data', (chunk: Buffer) => {
+      if (chunk.length >= 4) {
+        // No copy of the chunk: what was held goes first, then all but the chunk's last 4 bytes.
+        pass(held);
+        pass(chunk.subarray(0, chunk.length - 4));
+        held = Buffer.from(chunk.subarray(chunk.length - 4));
+        return;
+      }
+      const all = Buffer.concat([held, chunk]);
+      pass(all.subarray(0, Math.max(0, all.length - 4)));
+      held = all.subarray(Math.max(0, all.length - 4));
+    });
+    source.once('end', () => resolve(held));
+    source.once('error', reject);
+  });
+}
+
+export interface SplicedRelay {
+  /** Upload-pack's output, its pack excluded when the sidecar splices one in. */
+  stdout: Readable;
+  /** Upload-pack's exit: resolves on 0, rejects otherwise. */
+  done: Promise<unknown>;
+  out: Writable;
+  ticket: SpliceTicket;
+  keepaliveMs: number;
+}
+
+/**
+ * Relays an upload-pack whose hook may hand its pack over: everything upload-pack writes
+ * goes to `out` but its final flush packet; once upload-pack exited 0 a pack handed over
+ * through the ticket is written, then the flush. Returns how the pack was served, if it was
+ * spliced. A failure anywhere rejects, and the caller must end the response abnormally.
+ */
+export async function relaySplicing(
+  relay: SplicedRelay,
+): Promise<{ role: LeaseRole; bytes: number } | undefined> {
+  try {
+    const held = relayHoldingFlush(relay.stdout, relay.out);
+    await relay.done;
+    const tail = await held;
+    const handed = relay.ticket.handedOver;
+    if (!handed) {
+      relay.out.write(tail);
+      return undefined;
+    }
+    if (!tail.equals(FLUSH))
+      throw new GitMirrorError(
+        'PROCESS_FAILED',
+        'upload-pack did not end with a flush packet after its hook',
+      );
+    const bytes = await writeSidebandPack(handed.lease, relay.out, {
+      progress: handed.progress,
+      keepaliveMs: relay.keepaliveMs,
+    });
+    relay.out.write(FLUSH);
+    handed.lease.release(bytes);
+    return { role: handed.lease.role, bytes };
+  } finally {
+    relay.ticket.dispose();
+  }
+}
