@@ -15,7 +15,8 @@ export type BypassReason = 'disabled' | 'budget' | 'unsupported' | 'unknown_repo
 export interface PackCacheObserver {
   lookup(result: LeaseRole | 'bypass', reason?: BypassReason): void;
   generation(outcome: GenerationOutcome, seconds: number, bytes: number): void;
-  served(bytes: number): void;
+  /** Bytes a reader passed on to its client, by how it got the pack. */
+  served(role: LeaseRole, bytes: number): void;
   evicted(reason: EvictionReason, bytes: number): void;
 }
 
@@ -200,13 +201,13 @@ export class PackCache {
     entry.readers++;
     entry.lastUsedAt = this.now();
     this.observer.lookup(role);
-    return new PackLease(entry, role, (served) => this.release(entry, served));
+    return new PackLease(entry, role, (served) => this.release(entry, role, served));
   }
 
-  private release(entry: PackEntry, served: number): void {
+  private release(entry: PackEntry, role: LeaseRole, served: number): void {
     entry.readers--;
     entry.lastUsedAt = this.now();
-    if (served > 0) this.observer.served(served);
+    if (served > 0) this.observer.served(role, served);
     if (entry.readers > 0) return;
     // Nobody is waiting for it any more: stop the work rather than finish it for no one.
     if (entry.state === 'generating') this.generations.get(entry)?.abandon();

@@ -38,9 +38,10 @@ export interface SpliceOptions {
 /**
  * Writes a cached pack into a response as upload-pack would have: band-1 packets of at most
  * 65515 bytes, pack-objects' progress on band 2 if asked for, and keepalives while a
- * generation in progress has nothing new. Reads the file in 1 MiB steps, one write per
- * step with the next read under way, so the bytes cost little more than a read and a
- * socket write each. Resolves with the pack
+ * generation in progress has nothing new. The file is read in 1 MiB steps straight into the
+ * packets' data slots of two frames used in turn, one written while the next is read, so a
+ * byte costs a read and a socket write and the heap sees no new buffers: `out` must be done
+ * with a chunk when its write callback runs, as sockets and HTTP responses are. Resolves with the pack
  * bytes sent once the whole pack is out; if the generation fails it writes the reason on
  * band 3 (the client stops with "remote error") and rejects, so no one mistakes a part for
  * the whole.
@@ -78,30 +79,35 @@ async function copyFramed(
   out: Writable,
   keepaliveMs: number,
 ): Promise<number> {
-  const chunk = Buffer.allocUnsafe(DATA_MAX * PACKETS_PER_WRITE);
+  // Two frames in turn: one is being written to the socket while the next is read into.
+  const frames = [0, 1].map(() => Buffer.allocUnsafeSlow(PACKET_MAX * PACKETS_PER_WRITE));
+  const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
   let position = 0;
-  let previous: Promise<void> = Promise.resolve();
-  for (;;) {
+  for (let turn = 0; ; ) {
     if (out.destroyed) throw new GitMirrorError('ABORTED', 'the client went away');
     const available = lease.bytes - position;
     if (available > 0) {
-      const { bytesRead } = await file.read(chunk, 0, Math.min(chunk.length, available), position);
+      const slot = turn++ % 2;
+      await writing[slot];
+      const frame = frames[slot]!;
+      const bytesRead = await readFramed(
+        file,
+        frame,
+        position,
+        Math.min(available, DATA_MAX * PACKETS_PER_WRITE),
+      );
       if (bytesRead === 0)
         throw new GitMirrorError('PROCESS_FAILED', 'the cached pack is shorter than its size');
       position += bytesRead;
-      // A new frame per write: a stream may hold on to a written buffer after its callback.
-      const frame = Buffer.allocUnsafe(PACKET_MAX * PACKETS_PER_WRITE);
-      const length = frameInto(frame, chunk.subarray(0, bytesRead));
-      await previous;
-      previous = write(out, frame.subarray(0, length));
+      writing[slot] = write(out, frame.subarray(0, framedLength(frame, bytesRead)));
       continue;
     }
     if (lease.state === 'complete') {
-      await previous;
+      await Promise.all(writing);
       return position;
     }
     if (lease.state === 'failed') {
-      await previous;
+      await Promise.all(writing);
       await write(out, sidebandMessage(3, `gitmirror: pack generation failed: ${lease.error}\n`));
       throw new GitMirrorError('PROCESS_FAILED', `pack generation failed: ${lease.error}`);
     }
@@ -109,15 +115,30 @@ async function copyFramed(
   }
 }
 
-/** Band-1 packets of `data` laid out in `frame`; returns the bytes used. */
-function frameInto(frame: Buffer, data: Buffer): number {
+/** Reads up to `length` pack bytes straight into the data slots of the frame's packets (one readv, no copy). */
+async function readFramed(
+  file: FileHandle,
+  frame: Buffer,
+  position: number,
+  length: number,
+): Promise<number> {
+  const slots: Buffer[] = [];
+  for (let at = 0; at < length; at += DATA_MAX) {
+    const start = (at / DATA_MAX) * PACKET_MAX + 5;
+    slots.push(frame.subarray(start, start + Math.min(DATA_MAX, length - at)));
+  }
+  const { bytesRead } = await file.readv(slots, position);
+  return bytesRead;
+}
+
+/** Writes the band-1 packet headers for `bytes` of data read into the frame; returns the frame's length. */
+function framedLength(frame: Buffer, bytes: number): number {
   let length = 0;
-  for (let at = 0; at < data.length; at += DATA_MAX) {
-    const part = data.subarray(at, at + DATA_MAX);
-    frame.write((part.length + 5).toString(16).padStart(4, '0'), length, 'latin1');
+  for (let left = bytes; left > 0; left -= DATA_MAX) {
+    const part = Math.min(DATA_MAX, left);
+    frame.write((part + 5).toString(16).padStart(4, '0'), length, 'latin1');
     frame[length + 4] = 1;
-    part.copy(frame, length + 5);
-    length += part.length + 5;
+    length += part + 5;
   }
   return length;
 }

@@ -5,7 +5,7 @@ import { readdir, realpath, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { PassThrough } from 'node:stream';
+import { Writable } from 'node:stream';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { pktLine } from '../../src/http/pkt-line.ts';
@@ -294,9 +294,13 @@ describe('packObjectsHook with real upload-pack', () => {
       });
       child.stdin.end(request);
       const done = once(child, 'exit').then(([code]) => assert.equal(code, 0));
-      const out = new PassThrough();
       const chunks: Buffer[] = [];
-      out.on('data', (c: Buffer) => chunks.push(c));
+      const out = new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(Buffer.from(chunk));
+          callback();
+        },
+      });
       const spliced = await relaySplicing({ stdout: child.stdout, done, out, ticket, keepaliveMs: 5_000 });
       assert.ok(spliced, 'the hook handed the pack over');
       const response = Buffer.concat(chunks);

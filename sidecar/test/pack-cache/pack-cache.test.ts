@@ -73,7 +73,7 @@ describe('pack cache: one generation per identical request', () => {
         lookup: (r) => options.observer!.lookup(r),
         generation: (o) => options.observer!.generation(o),
         evicted: (r) => options.observer!.evicted(r),
-        served: (b) => options.observer!.servedBytes(b),
+        served: (_role, b) => options.observer!.servedBytes(b),
       },
       clock: options.clock,
       pollMs: 5,

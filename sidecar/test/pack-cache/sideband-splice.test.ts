@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { silentLogger } from '../../src/log/logger.ts';
 import { PackCache } from '../../src/pack-cache/pack-cache.ts';
@@ -41,10 +41,15 @@ function demux(stream: Buffer): { pack: Buffer; progress: string; error: string;
   return { pack: Buffer.concat(pack), progress, error, keepalives };
 }
 
-function collect(): { out: PassThrough; bytes: () => Buffer } {
-  const out = new PassThrough();
+/** A response stand-in that, like a socket, is done with a chunk when it calls back. */
+function collect(): { out: Writable; bytes: () => Buffer } {
   const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
+  const out = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      chunks.push(Buffer.from(chunk));
+      callback();
+    },
+  });
   return { out, bytes: () => Buffer.concat(chunks) };
 }
 
