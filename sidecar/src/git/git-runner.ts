@@ -16,6 +16,8 @@ export interface GitInvocation {
   maxStdoutBytes?: number;
   /** Write stdout straight to this open file descriptor (see `RunOptions.stdoutFd`). */
   stdoutFd?: number;
+  /** A socket pair on the child's fd 3 (see `RunOptions.channel`). */
+  channel?: boolean;
 }
 
 /** The seam between the sidecar and git: tests can wrap it to count or fail invocations. */
@@ -105,6 +107,7 @@ export class ProcessGitRunner implements GitRunner {
       stdin: invocation.stdin,
       maxStdoutBytes: invocation.maxStdoutBytes,
       stdoutFd: invocation.stdoutFd,
+      channel: invocation.channel,
     };
   }
 }

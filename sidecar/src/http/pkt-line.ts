@@ -10,6 +10,8 @@ export interface UploadPackRequestHead {
   wants: string[];
   /** v2 command (`fetch`, `ls-refs`, ...); undefined for v0. */
   command?: string;
+  /** v0/v1 capabilities on the first want line; v2 arguments before the wants (`ofs-delta`, ...). */
+  features: string[];
   /** True when parsing reached the end of the wants (a flush, `have`, or `done`). */
   complete: boolean;
   /** Bytes consumed so far. */
@@ -49,7 +51,7 @@ function wantOid(line: string): string {
  * failing early keeps garbage from reaching a child process.
  */
 export function parseUploadPackHead(buf: Buffer): UploadPackRequestHead {
-  const head: UploadPackRequestHead = { wants: [], complete: false, consumed: 0 };
+  const head: UploadPackRequestHead = { wants: [], features: [], complete: false, consumed: 0 };
   let offset = 0;
   let inArguments = false;
   while (!head.complete) {
@@ -60,11 +62,26 @@ export function parseUploadPackHead(buf: Buffer): UploadPackRequestHead {
     else if (packet.kind === 'delim') inArguments = true;
     else if (!inArguments && packet.line.startsWith('command='))
       head.command = packet.line.slice('command='.length);
-    else if (packet.line.startsWith('want ')) head.wants.push(wantOid(packet.line));
-    else if (packet.line.startsWith('have ') || packet.line === 'done') head.complete = true;
+    else if (packet.line.startsWith('want ')) {
+      if (head.wants.length === 0 && !inArguments) head.features.push(...packet.line.split(' ').slice(2));
+      head.wants.push(wantOid(packet.line));
+    } else if (packet.line.startsWith('have ') || packet.line === 'done') head.complete = true;
+    else if (inArguments) head.features.push(packet.line);
   }
   head.consumed = offset;
   return head;
+}
+
+/**
+ * Whether the client reads the pack from side-band-64k packets, which is what lets the
+ * sidecar write it into the response itself: every v2 fetch (unless it asked for
+ * sideband-all, which we never advertise), and v0/v1 clients asking for side-band-64k (git
+ * has since 1.6.4). Others are served by upload-pack without the cache.
+ */
+export function readsSidebandPacks(head: UploadPackRequestHead, protocol: string | undefined): boolean {
+  if (protocol?.split(':').includes('version=2'))
+    return head.command === 'fetch' && !head.features.includes('sideband-all');
+  return head.features.includes('side-band-64k');
 }
 
 /** Encodes one pkt-line (used for the v0 `# service=` banner). */

@@ -1,8 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { LeaseRole, PackLease } from './pack-entry.ts';
-import type { SpliceTicket } from './splice-ticket.ts';
+import type { PackLease } from './pack-entry.ts';
 
 /** side-band-64k (and protocol v2's packfile section): 65520-byte packets, 1 band byte. */
 const PACKET_MAX = 65520;
@@ -190,49 +189,4 @@ export function relayHoldingFlush(source: Readable, out: Writable): Promise<Buff
     source.once('end', () => resolve(held));
     source.once('error', reject);
   });
-}
-
-export interface SplicedRelay {
-  /** Upload-pack's output, its pack excluded when the sidecar splices one in. */
-  stdout: Readable;
-  /** Upload-pack's exit: resolves on 0, rejects otherwise. */
-  done: Promise<unknown>;
-  out: Writable;
-  ticket: SpliceTicket;
-  keepaliveMs: number;
-}
-
-/**
- * Relays an upload-pack whose hook may hand its pack over: everything upload-pack writes
- * goes to `out` but its final flush packet; once upload-pack exited 0 a pack handed over
- * through the ticket is written, then the flush. Returns how the pack was served, if it was
- * spliced. A failure anywhere rejects, and the caller must end the response abnormally.
- */
-export async function relaySplicing(
-  relay: SplicedRelay,
-): Promise<{ role: LeaseRole; bytes: number } | undefined> {
-  try {
-    const held = relayHoldingFlush(relay.stdout, relay.out);
-    await relay.done;
-    const tail = await held;
-    const handed = relay.ticket.handedOver;
-    if (!handed) {
-      relay.out.write(tail);
-      return undefined;
-    }
-    if (!tail.equals(FLUSH))
-      throw new GitMirrorError(
-        'PROCESS_FAILED',
-        'upload-pack did not end with a flush packet after its hook',
-      );
-    const bytes = await writeSidebandPack(handed.lease, relay.out, {
-      progress: handed.progress,
-      keepaliveMs: relay.keepaliveMs,
-    });
-    relay.out.write(FLUSH);
-    handed.lease.release(bytes);
-    return { role: handed.lease.role, bytes };
-  } finally {
-    relay.ticket.dispose();
-  }
 }

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { Readable, type Writable } from 'node:stream';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 
@@ -18,6 +19,11 @@ export interface RunOptions {
    * passes through this process (the pack cache's generations); `stdout` is then empty.
    */
   stdoutFd?: number;
+  /**
+   * Give the child a fourth descriptor, fd 3: one end of a socket pair whose other end is
+   * `channel`. It is inherited by the child's own children (upload-pack's hook uses it).
+   */
+  channel?: boolean;
 }
 
 export interface RunResult {
@@ -33,6 +39,8 @@ export interface SpawnedProcess {
   /** Resolves when the process exits; rejects on timeout, abort or non-zero exit. */
   done: Promise<{ stderr: string }>;
   kill(): void;
+  /** The parent's end of fd 3, when `channel` was asked for. */
+  channel?: Socket;
 }
 
 const STDERR_TAIL_BYTES = 16 * 1024;
@@ -74,7 +82,7 @@ export function spawnProcess(command: string, args: string[], options: RunOption
     cwd: options.cwd,
     env: options.env ?? process.env,
     detached: true,
-    stdio: ['pipe', options.stdoutFd ?? 'pipe', 'pipe'],
+    stdio: ['pipe', options.stdoutFd ?? 'pipe', 'pipe', ...(options.channel ? (['pipe'] as const) : [])],
   });
   liveChildren.add(child);
   const label = `${command} ${subcommand(args)}`.trim();
@@ -133,7 +141,9 @@ export function spawnProcess(command: string, args: string[], options: RunOption
 
   feedStdin(child, options.stdin);
   const stdout = child.stdout ?? Readable.from([]);
-  return { child, stdout, stdin: child.stdin!, done, kill: () => terminate('abort') };
+  const channel = options.channel ? (child.stdio[3] as Socket) : undefined;
+  channel?.on('error', () => {});
+  return { child, stdout, stdin: child.stdin!, done, kill: () => terminate('abort'), channel };
 }
 
 /** The first argument that is neither an option nor the value of `-c`: git's subcommand. */

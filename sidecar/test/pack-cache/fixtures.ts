@@ -21,7 +21,7 @@ interface Hold {
   /** Bytes written before the generation stalls until `releaseFile` exists. */
   stallAfterBytes?: number;
   releaseFile?: string;
-  /** Extra environment for pack-objects, e.g. GIT_TRACE2_EVENT to count processes. */
+  /** Extra environment for every git process, e.g. GIT_TRACE2_EVENT to count them. */
   env?: Record<string, string>;
 }
 
@@ -41,11 +41,11 @@ export class RecordingGit implements GitRunner {
   }
 
   run(invocation: GitInvocation): Promise<RunResult> {
-    return this.real.run(invocation);
+    return this.real.run(this.withEnv(invocation));
   }
 
   spawn(invocation: GitInvocation): SpawnedProcess {
-    if (!invocation.args.includes('pack-objects')) return this.real.spawn(invocation);
+    if (!invocation.args.includes('pack-objects')) return this.real.spawn(this.withEnv(invocation));
     const { startDelay = 0, stallAfterBytes, releaseFile = '/nonexistent' } = this.hold;
     const script =
       stallAfterBytes === undefined
@@ -58,7 +58,7 @@ export class RecordingGit implements GitRunner {
       ['--norc', '-o', 'pipefail', '-c', script, 'pack-objects', ...hold, ...invocation.args],
       {
         cwd: invocation.cwd,
-        env: gitEnvironment({ ...invocation, env: { ...invocation.env, ...this.hold.env } }),
+        env: gitEnvironment(this.withEnv(invocation)),
         timeoutMs: invocation.timeoutMs,
         stdin: invocation.stdin,
         stdoutFd: invocation.stdoutFd,
@@ -66,6 +66,10 @@ export class RecordingGit implements GitRunner {
     );
     this.generations.push(proc);
     return proc;
+  }
+
+  private withEnv(invocation: GitInvocation): GitInvocation {
+    return { ...invocation, env: { ...invocation.env, ...this.hold.env } };
   }
 }
 
