@@ -9,7 +9,8 @@ import { type LeaseRole, PackEntry, PackLease } from './pack-entry.ts';
 import { type PackObjectsRequest, packKey } from './pack-request.ts';
 
 export type EvictionReason = 'ttl' | 'budget' | 'mirror_removed' | 'requested';
-export type BypassReason = 'disabled' | 'budget' | 'unsupported' | 'unknown_repository' | 'unavailable';
+/** disabled: budget 0; budget: full; unsupported: an argument it does not know; unavailable: no entry could be created. */
+export type BypassReason = 'disabled' | 'budget' | 'unsupported' | 'unavailable';
 
 /** What the cache reports as it works; the sidecar maps it to Prometheus metrics. */
 export interface PackCacheObserver {
@@ -128,7 +129,7 @@ export class PackCache {
     return { lease };
   }
 
-  /** Counts a request the hook server could not even look up (unsupported, not a mirror). */
+  /** Counts a request that could not even be looked up (arguments the cache does not take). */
   noteBypass(reason: BypassReason): void {
     this.observer.lookup('bypass', reason);
   }
@@ -247,6 +248,15 @@ export class PackCache {
         void this.deleteFile(entry);
         return;
       }
+      this.options.logger.info(
+        {
+          mirror: entry.repoId,
+          bytes: entry.bytes,
+          seconds: (this.now() - started) / 1000,
+          readers: entry.readers,
+        },
+        'pack generated',
+      );
       if (entry.dropWhenComplete) this.retire(entry, 'budget');
       else this.makeRoom(this.options.maxBytes);
     });

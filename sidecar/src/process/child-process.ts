@@ -146,9 +146,11 @@ export function spawnProcess(command: string, args: string[], options: RunOption
   return { child, stdout, stdin: child.stdin!, done, kill: () => terminate('abort'), channel };
 }
 
-/** The first argument that is neither an option nor the value of `-c`: git's subcommand. */
+/** The first argument that is neither an option nor an option's value: git's subcommand. */
 function subcommand(args: string[]): string {
-  const index = args.findIndex((a, i) => !a.startsWith('-') && args[i - 1] !== '-c');
+  const index = args.findIndex(
+    (a, i) => a !== '' && !a.startsWith('-') && args[i - 1] !== '-c' && args[i - 1] !== '--shallow-file',
+  );
   return index < 0 ? '' : args[index]!;
 }
 
