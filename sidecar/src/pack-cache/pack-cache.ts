@@ -40,7 +40,7 @@ export interface PackCacheOptions {
   pollMs?: number;
 }
 
-export type Acquired = { lease: PackLease } | { bypass: BypassReason; detail?: string };
+export type Acquired = { lease: PackLease } | { bypass: BypassReason };
 
 export interface PackCacheStats {
   maxBytes: number;

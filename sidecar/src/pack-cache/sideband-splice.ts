@@ -19,7 +19,7 @@ function packet(band: 1 | 2 | 3, data: Buffer): Buffer {
 }
 
 /** A message on band 2 (progress, shown as `remote: ...`) or 3 (fatal error). */
-export function sidebandMessage(band: 2 | 3, text: string): Buffer {
+function sidebandMessage(band: 2 | 3, text: string): Buffer {
   const bytes = Buffer.from(text);
   const parts: Buffer[] = [];
   for (let at = 0; at < bytes.length; at += DATA_MAX)

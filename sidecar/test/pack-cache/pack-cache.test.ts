@@ -271,8 +271,10 @@ describe('pack cache: one generation per identical request', () => {
   });
 
   it('sweeps entries an earlier process left behind', async () => {
-    const dir = join(root, 'leftovers');
-    const first = await PackCache.open({
+    const { cache, dir } = await openCache(new RecordingGit());
+    await cache.close();
+    await writeFile(join(dir, '1-half-written.pack'), 'PACK');
+    const reopened = await PackCache.open({
       dir,
       maxBytes: 1 << 20,
       ttlMs: 60_000,
@@ -281,18 +283,8 @@ describe('pack cache: one generation per identical request', () => {
       logger: silentLogger(),
       generationTimeoutMs: 60_000,
     });
-    await first.close();
-    await writeFile(join(dir, '1-half-written.pack'), 'PACK');
-    await PackCache.open({
-      dir,
-      maxBytes: 1 << 20,
-      ttlMs: 60_000,
-      git: new RecordingGit(),
-      gitVersion: 'v',
-      logger: silentLogger(),
-      generationTimeoutMs: 60_000,
-    }).then((c) => c.close());
     assert.deepEqual(await readdir(dir), []);
+    await reopened.close();
   });
 
   it('bypasses everything when its budget is 0', async () => {
