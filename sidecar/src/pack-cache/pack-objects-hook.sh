@@ -13,9 +13,10 @@
 # count of stdin, then stdin.
 
 if [ "${GITMIRROR_PACK_CACHE_FD:-}" != 3 ]; then exec "$@"; fi
-# ${#stdin} must count bytes.
+# ${#stdin} must count bytes; a sidecar that hangs up must fail a write, not kill the hook.
 LC_ALL=C
 export LC_ALL
+trap '' PIPE
 # Command substitution drops trailing newlines: keep them with a sentinel.
 stdin=$(cat; echo .)
 stdin=${stdin%.}
@@ -27,4 +28,5 @@ if {
 } >&3 2>/dev/null && read -r reply <&3 && [ "$reply" = splice ]; then
   exit 0
 fi
+trap - PIPE
 printf '%s' "$stdin" | "$@"

@@ -27,6 +27,8 @@ export interface CachedUploadPack {
   timeoutMs: number;
   /** Silence before a keepalive while a spliced pack is generated (default upload-pack's 5 s). */
   keepaliveMs?: number;
+  /** pack-objects' stdin above this (a fetch with a million haves) is not cached (default 32 MiB). */
+  maxStdinBytes?: number;
   /** Called with upload-pack once started, so the caller can stop it if the client leaves. */
   started?(proc: SpawnedProcess): void;
 }
@@ -93,7 +95,11 @@ type HookAnswer = { lease: PackLease; progress: boolean } | { pack?: 'bypass' };
 /** Waits for the hook's request, if one comes, and answers it with a lease or a bypass. */
 async function answerHook(proc: SpawnedProcess, options: CachedUploadPack): Promise<HookAnswer> {
   const channel = proc.channel!;
-  const request = await readHookRequest(channel, MAX_STDIN_BYTES).catch(() => undefined);
+  // A request it cannot take hangs up on the hook, which then runs pack-objects itself.
+  const request = await readHookRequest(channel, options.maxStdinBytes ?? MAX_STDIN_BYTES).catch(() => {
+    channel.destroy();
+    return undefined;
+  });
   if (!request) return {};
   const bypass = (reason: string): HookAnswer => {
     options.logger.debug({ mirror: options.repo.id, reason }, 'pack cache bypassed');

@@ -31,6 +31,7 @@ export interface CacheGitServerOptions {
   cache: PackCache;
   git: GitRunner;
   keepaliveMs?: number;
+  maxStdinBytes?: number;
 }
 
 export async function startCacheGitServer(options: CacheGitServerOptions): Promise<CacheGitServer> {
@@ -83,6 +84,7 @@ async function handle(
       out: res,
       timeoutMs: 60_000,
       keepaliveMs: options.keepaliveMs,
+      maxStdinBytes: options.maxStdinBytes,
       started: (proc) => res.on('close', () => proc.kill()),
     });
     res.end();

@@ -46,7 +46,9 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
   });
 
-  async function serve(options: { git?: RecordingGit; maxBytes?: number; keepaliveMs?: number } = {}) {
+  async function serve(
+    options: { git?: RecordingGit; maxBytes?: number; keepaliveMs?: number; maxStdinBytes?: number } = {},
+  ) {
     const observer = recordingObserver();
     const gitRunner = options.git ?? new RecordingGit({ env: { GIT_TRACE2_EVENT: trace } });
     const cache = await PackCache.open({
@@ -65,6 +67,7 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
       cache,
       git: gitRunner,
       keepaliveMs: options.keepaliveMs,
+      maxStdinBytes: options.maxStdinBytes,
     });
     cleanups.push(async () => {
       await server.close();
@@ -196,6 +199,17 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
     assert.deepEqual(observer.lookups, ['miss', 'bypass']);
     await writeFile(releaseFile, '');
     assert.equal((await filling).code, 0);
+  });
+
+  it('lets the hook run pack-objects itself when the sidecar hangs up on its request', async () => {
+    const { url, observer } = await serve({ maxStdinBytes: 10 });
+    const before = await packObjectsStarted(trace);
+    const target = join(root, `refused-${n}`);
+    await git(['clone', '--bare', '--quiet', url, target]);
+    await git(['fsck', '--strict', '--no-progress'], { cwd: target });
+    assert.deepEqual(await objectsOf(target), await objectsOf(bare));
+    assert.equal((await packObjectsStarted(trace)) - before, 1, 'the hook ran its own pack-objects');
+    assert.deepEqual(observer.lookups, []);
   });
 
   it('serves a client without side-band-64k by upload-pack alone', async () => {
