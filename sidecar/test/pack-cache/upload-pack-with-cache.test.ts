@@ -78,6 +78,7 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
 
   const variants: [string, string[]][] = [
     ['protocol v0', ['-c', 'protocol.version=0', 'clone', '--bare']],
+    ['protocol v1', ['-c', 'protocol.version=1', 'clone', '--bare']],
     ['protocol v2', ['-c', 'protocol.version=2', 'clone', '--bare']],
     ['--filter=blob:none', ['-c', 'protocol.version=2', 'clone', '--bare', '--filter=blob:none']],
     ['--depth 1', ['-c', 'protocol.version=2', 'clone', '--bare', '--depth', '1']],
