@@ -47,6 +47,10 @@ export interface SidecarConfig {
   lfsMaxBytes?: number;
   /** Standalone: which refs' LFS objects the snapshot writer prefetches after each fetch. */
   lfsPrefetch: LfsPrefetch;
+  /** GITMIRROR_PACK_CACHE_MAX_BYTES; undefined: a tenth of the data volume, worked out at start. 0: off. */
+  packCacheMaxBytes?: number;
+  /** GITMIRROR_PACK_CACHE_TTL: how long a completed pack answers identical requests. */
+  packCacheTtlMs: number;
 }
 
 export interface HostPort {
@@ -145,6 +149,10 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
       ? parseByteSize(env.GITMIRROR_LFS_MAX_BYTES, 'GITMIRROR_LFS_MAX_BYTES')
       : undefined,
     lfsPrefetch: lfsPrefetch(env.GITMIRROR_LFS_PREFETCH),
+    packCacheMaxBytes: env.GITMIRROR_PACK_CACHE_MAX_BYTES?.trim()
+      ? parseByteSize(env.GITMIRROR_PACK_CACHE_MAX_BYTES, 'GITMIRROR_PACK_CACHE_MAX_BYTES')
+      : undefined,
+    packCacheTtlMs: duration(env, 'GITMIRROR_PACK_CACHE_TTL', '5m'),
   };
 }
 

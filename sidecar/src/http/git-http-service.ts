@@ -12,6 +12,7 @@ import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { Freshness } from '../mirrors/freshness.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
+import type { PackCache } from '../pack-cache/pack-cache.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { UpstreamAccessCheck } from './access-check.ts';
 import { type GitAction, parseGitPath } from './git-path.ts';
@@ -31,11 +32,13 @@ export interface GitHttpDeps {
   shared: SharedUpstreamResponses;
   access: UpstreamAccessCheck;
   snapshots?: SnapshotService;
+  /** Absent when GITMIRROR_PACK_CACHE_MAX_BYTES is 0. */
+  packCache?: PackCache;
   logger: Logger;
   metrics: SidecarMetrics;
 }
 
-const UPLOAD_PACK_TIMEOUT_MS = 2 * 60 * 60_000;
+export const UPLOAD_PACK_TIMEOUT_MS = 2 * 60 * 60_000;
 const UPSTREAM_IDLE_TIMEOUT_MS = 10 * 60_000;
 
 /**
@@ -126,14 +129,15 @@ export class GitHttpService {
       if (err instanceof GitMirrorError) throw err;
       throw new GitMirrorError('BAD_REQUEST', `unreadable request body: ${(err as Error).message}`);
     });
-    const missing = await this.deps.freshness.missingWants(mirror, parseUploadPackHead(head).wants);
+    const parsed = parseUploadPackHead(head);
+    const missing = await this.deps.freshness.missingWants(mirror, parsed.wants);
     if (missing.length > 0) {
       ctx.source = 'upstream';
       const upstream = mirror.upstream;
       return this.proxy(req, res, { ctx, upstream, suffix: '/git-upload-pack', body: replay, decoded: true });
     }
     ctx.source = 'local';
-    return serveLocalUploadPack(this.localDeps(), { mirror, req, res, ctx }, replay);
+    return serveLocalUploadPack(this.localDeps(), { mirror, req, res, ctx }, { body: replay, head: parsed });
   }
 
   /**
@@ -271,6 +275,7 @@ export class GitHttpService {
       logger: this.deps.logger,
       metrics: this.deps.metrics,
       timeoutMs: UPLOAD_PACK_TIMEOUT_MS,
+      packCache: this.deps.packCache,
     };
   }
 }

@@ -5,7 +5,9 @@ import { describeError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
-import { pktLine } from './pkt-line.ts';
+import type { PackCache } from '../pack-cache/pack-cache.ts';
+import { uploadPackWithCache } from '../pack-cache/upload-pack-with-cache.ts';
+import { pktLine, readsSidebandPacks, type UploadPackRequestHead } from './pkt-line.ts';
 import { countBytes, type RequestContext } from './request-context.ts';
 
 /**
@@ -22,6 +24,8 @@ export interface LocalServeDeps {
   metrics: SidecarMetrics;
   /** Upper bound for one upload-pack; a clone of a huge repo over a slow link can take long. */
   timeoutMs: number;
+  /** Identical pack-objects runs share one generation; absent when the cache is off. */
+  packCache?: PackCache;
 }
 
 const PROTOCOL_HEADER = /^[A-Za-z0-9=:._-]{1,256}$/;
@@ -57,11 +61,75 @@ export async function serveLocalInfoRefs(deps: LocalServeDeps, serve: LocalServe
   await runUploadPack(deps, serve, { args: ['--advertise-refs'], protocol });
 }
 
-export async function serveLocalUploadPack(deps: LocalServeDeps, serve: LocalServe, body: Readable) {
+/** An upload-pack request: its body, and its head as read to find the wants. */
+export interface UploadPackBody {
+  body: Readable;
+  head: UploadPackRequestHead;
+}
+
+export async function serveLocalUploadPack(deps: LocalServeDeps, serve: LocalServe, request: UploadPackBody) {
   const { req, res } = serve;
   res.status(200);
   res.set({ 'Content-Type': 'application/x-git-upload-pack-result', 'Cache-Control': 'no-cache' });
-  await runUploadPack(deps, serve, { args: [], protocol: gitProtocol(req), body });
+  const protocol = gitProtocol(req);
+  const cache = deps.packCache;
+  if (cache && asksForPack(request.head, protocol)) {
+    if (readsSidebandPacks(request.head, protocol))
+      return runCachedUploadPack(deps, cache, serve, { body: request.body, protocol });
+    cache.noteBypass('no_sideband');
+    serve.ctx.pack = 'bypass';
+  }
+  await runUploadPack(deps, serve, { args: [], protocol, body: request.body });
+}
+
+/** A request that may end in a pack: a v2 `fetch`, or a v0/v1 request with wants. */
+function asksForPack(head: UploadPackRequestHead, protocol: string | undefined): boolean {
+  return isV2(protocol) ? head.command === 'fetch' : head.wants.length > 0;
+}
+
+/**
+ * upload-pack with the pack cache in pack-objects' place (pack-cache/upload-pack-with-cache.ts):
+ * identical requests share one generation, and the pack goes from the cache's file straight
+ * into the response. A failure after the status line cuts the response off, so the client
+ * reports a failed fetch rather than taking part of a pack for the whole.
+ */
+async function runCachedUploadPack(
+  deps: LocalServeDeps,
+  cache: PackCache,
+  { mirror, res, ctx }: LocalServe,
+  request: { body: Readable; protocol: string | undefined },
+): Promise<void> {
+  const started = performance.now();
+  mirror.serveStarted();
+  try {
+    const { pack } = await uploadPackWithCache({
+      git: deps.git,
+      cache,
+      logger: deps.logger,
+      repo: { id: mirror.id, dir: mirror.dir },
+      body: request.body,
+      protocol: request.protocol,
+      out: res,
+      timeoutMs: deps.timeoutMs,
+      // A client that hangs up must not leave upload-pack computing a pack for no one.
+      started: (proc) =>
+        res.on('close', () => {
+          if (!res.writableFinished) proc.kill();
+        }),
+      written: countBytes(ctx, 'local'),
+    });
+    ctx.pack = pack;
+    res.end();
+  } catch (err) {
+    deps.logger.warn(
+      { mirror: mirror.id, route: 'upload_pack', err: describeError(err) },
+      'upload-pack failed',
+    );
+    res.destroy();
+  } finally {
+    mirror.serveFinished();
+    deps.metrics.uploadPackDuration.observe({ source: 'local' }, (performance.now() - started) / 1000);
+  }
 }
 
 async function runUploadPack(

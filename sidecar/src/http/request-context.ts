@@ -1,4 +1,5 @@
 import type { RepoId } from '../../../core/repo-id.ts';
+import type { PackSource } from '../pack-cache/upload-pack-with-cache.ts';
 import type { GitAction } from './git-path.ts';
 
 /** Git LFS under a repository's `info/lfs`: the batch API, an object download, the locks API. */
@@ -22,6 +23,8 @@ export interface RequestContext {
   source?: AnswerSource;
   /** Response body bytes, counted where they are produced; absent when no body was relayed. */
   bytes?: { source: BytesSource; count: number };
+  /** How the pack of a local upload-pack was made, when one was: from the pack cache, or bypassing it. */
+  pack?: PackSource;
 }
 
 export function newRequestContext(): RequestContext {

@@ -26,6 +26,14 @@ export class SidecarMetrics {
   readonly snapshots: Counter<'outcome'>;
   readonly snapshotBytes: Counter<'direction'>;
   readonly githubTokenMints: Counter<'outcome'>;
+  readonly packCacheRequests: Counter<'result'>;
+  readonly packCacheBypasses: Counter<'reason'>;
+  readonly packCacheGenerations: Counter<'outcome'>;
+  readonly packCacheServedBytes: Counter<'role'>;
+  readonly packCacheEvictions: Counter<'reason'>;
+  readonly packCacheBytes: Gauge;
+  readonly packCacheBudget: Gauge;
+  readonly packCacheEntries: Gauge;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
   constructor() {
@@ -128,6 +136,58 @@ export class SidecarMetrics {
       labelNames: ['outcome'],
       registers: r,
     });
+    this.packCacheRequests = new Counter({
+      name: 'gitmirror_pack_cache_requests_total',
+      help: 'pack-objects runs asked of the pack cache, by result: hit (served from disk), miss (generated), joined (shared a generation in progress), bypass (ran its own pack-objects)',
+      labelNames: ['result'],
+      registers: r,
+    });
+    this.packCacheBypasses = new Counter({
+      name: 'gitmirror_pack_cache_bypasses_total',
+      help: 'Requests that ran their own pack-objects, by reason: budget (cache full), unsupported (an argument or input the cache does not take), unavailable (no entry could be created), no_sideband (a client that does not read side-band-64k)',
+      labelNames: ['reason'],
+      registers: r,
+    });
+    this.packCacheGenerations = new Counter({
+      name: 'gitmirror_pack_cache_generations_total',
+      help: 'pack-objects generations the pack cache ran, by outcome: success, failed, abandoned (no reader left)',
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    this.packCacheServedBytes = new Counter({
+      name: 'gitmirror_pack_cache_served_bytes_total',
+      help: 'Pack bytes sent through the pack cache, by role: hit and joined (no pack-objects ran for them), miss (the request that started the generation)',
+      labelNames: ['role'],
+      registers: r,
+    });
+    this.packCacheEvictions = new Counter({
+      name: 'gitmirror_pack_cache_evictions_total',
+      help: 'Pack cache entries removed, by reason: ttl, budget, mirror_removed, requested',
+      labelNames: ['reason'],
+      registers: r,
+    });
+    this.packCacheBytes = new Gauge({
+      name: 'gitmirror_pack_cache_bytes',
+      help: 'Bytes the pack cache holds on disk, generations in progress and packs still being read included',
+      registers: r,
+    });
+    this.packCacheBudget = new Gauge({
+      name: 'gitmirror_pack_cache_budget_bytes',
+      help: 'The pack cache budget in effect (GITMIRROR_PACK_CACHE_MAX_BYTES or its default); 0: off',
+      registers: r,
+    });
+    this.packCacheEntries = new Gauge({
+      name: 'gitmirror_pack_cache_entries',
+      help: 'Completed packs the pack cache can serve',
+      registers: r,
+    });
+    for (const result of ['hit', 'miss', 'joined', 'bypass']) this.packCacheRequests.inc({ result }, 0);
+    for (const reason of ['budget', 'unsupported', 'unavailable', 'no_sideband'])
+      this.packCacheBypasses.inc({ reason }, 0);
+    for (const outcome of ['success', 'failed', 'abandoned']) this.packCacheGenerations.inc({ outcome }, 0);
+    for (const role of ['hit', 'miss', 'joined']) this.packCacheServedBytes.inc({ role }, 0);
+    for (const reason of ['ttl', 'budget', 'mirror_removed', 'requested'])
+      this.packCacheEvictions.inc({ reason }, 0);
     this.loopDelay.enable();
     const loopDelay = this.loopDelay;
     new Gauge({

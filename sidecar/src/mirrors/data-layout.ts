@@ -11,6 +11,7 @@ import { parseRepoId, type RepoId } from '../../../core/repo-id.ts';
  *   tmp/                        clone-*, restore-*, retired-* (swept at start)
  *   spool/                      shared upstream responses for cold mirrors (swept at start)
  *   lfs/objects/{oid[0:2]}/{oid}  Git LFS objects; lfs/tmp/ their downloads (swept at start)
+ *   pack-cache/                 packs of the pack cache (swept when it opens; absent when it is off)
  */
 export class DataLayout {
   readonly root: string;
@@ -18,6 +19,7 @@ export class DataLayout {
   readonly tmpDir: string;
   readonly spoolDir: string;
   readonly lfsDir: string;
+  readonly packCacheDir: string;
 
   constructor(root: string) {
     this.root = root;
@@ -25,6 +27,7 @@ export class DataLayout {
     this.tmpDir = join(root, 'tmp');
     this.spoolDir = join(root, 'spool');
     this.lfsDir = join(root, 'lfs');
+    this.packCacheDir = join(root, 'pack-cache');
   }
 
   mirrorDir(repo: RepoId): string {

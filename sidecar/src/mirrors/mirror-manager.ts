@@ -47,9 +47,10 @@ export interface MirrorManagerDeps {
  * The set of mirrors this sidecar holds and everything that happens to them: creation,
  * warm-up, fetches (periodic, on demand, on stale refs), repacks, snapshots, removal.
  * Emits `ready` (mirror) when a mirror starts serving locally (after a warm-up's catch-up
- * fetch), and `fetched` (mirror) after each later successful fetch.
+ * fetch), `fetched` (mirror) after each later successful fetch, and `removed` (mirror) when
+ * it is no longer held, before its directory goes.
  */
-export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mirror] }> {
+export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mirror]; removed: [Mirror] }> {
   private readonly deps: MirrorManagerDeps;
   private readonly mirrors = new Map<string, Mirror>();
   private readonly timers: PeriodicTimers;
@@ -295,6 +296,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
     this.backoff.forget(mirror.id);
     this.timers.clear(mirror.id);
     this.deps.scheduler.cancel(mirror.id);
+    this.emit('removed', mirror);
     // Rename first so the mirror vanishes atomically, then delete at leisure.
     const doomed = this.deps.layout.retiredName(mirror.repo).replace('/retired-', '/removed-');
     await rename(mirror.dir, doomed).catch(() => {});

@@ -25,15 +25,15 @@ export function uploadPackHookArgs(): string[] {
 /**
  * Reads the hook's request from the sidecar's end of its channel: a `gitmirror-pack-request
  * 1` line, the argument count, the arguments one per line, the stdin byte count, stdin.
- * Rejects on anything else, or when the channel closes first (upload-pack never ran the
- * hook: a negotiation round, or it failed).
+ * Resolves undefined when the channel closes before a byte came (upload-pack never ran the
+ * hook: a negotiation round, or it failed); rejects on anything but a whole request.
  */
-export function readHookRequest(channel: Socket, maxStdinBytes: number): Promise<HookRequest> {
+export function readHookRequest(channel: Socket, maxStdinBytes: number): Promise<HookRequest | undefined> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let header: RequestHeader | undefined;
-    const done = (result: HookRequest | Error) => {
+    const done = (result: HookRequest | Error | undefined) => {
       channel.off('data', onData);
       channel.off('close', onClose);
       if (result instanceof Error) reject(result);
@@ -54,7 +54,8 @@ export function readHookRequest(channel: Socket, maxStdinBytes: number): Promise
       const bytes = Buffer.concat(chunks);
       done({ args: header.args, stdin: bytes.subarray(header.offset, header.offset + header.stdinBytes) });
     };
-    const onClose = () => done(new Error(`the hook channel closed after ${size} bytes`));
+    const onClose = () =>
+      done(size === 0 ? undefined : new Error(`the hook channel closed after ${size} bytes`));
     channel.on('data', onData);
     channel.on('close', onClose);
   });

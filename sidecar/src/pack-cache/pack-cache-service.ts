@@ -1,34 +1,39 @@
-import { statfs } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm, statfs } from 'node:fs/promises';
+import type { Clock } from '../../../core/clock.ts';
+import type { Logger } from '../../../core/log.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import type { Logger } from '../log/logger.ts';
 import { PackCache, type PackCacheObserver } from './pack-cache.ts';
 
 /** A tenth of the data volume: room for several full packs of a large mirror, far from filling it. */
 export const DEFAULT_SHARE_OF_VOLUME = 0.1;
 
 export interface PackCacheStart {
-  dataDir: string;
+  /** The cache's directory on the data volume (swept at start). */
+  dir: string;
   /** undefined: a tenth of the data volume's size; 0: off. */
   maxBytes?: number;
   ttlMs: number;
   git: GitRunner;
   logger: Logger;
   observer?: PackCacheObserver;
+  clock?: Clock;
   generationTimeoutMs: number;
 }
 
 /**
- * Opens the pack cache as the sidecar runs it, under `$DATA_DIR/pack-cache/` (swept at
- * start), with git's version in every key. Undefined when the budget is 0: upload-pack
- * then runs without the hook, exactly as before the cache existed.
+ * Opens the pack cache as the sidecar runs it, in `dir` (swept at start), with git's version
+ * in every key. Undefined when the budget is 0: upload-pack then runs without the hook,
+ * exactly as before the cache existed, and nothing is left in `dir`.
  */
 export async function startPackCache(options: PackCacheStart): Promise<PackCache | undefined> {
-  const maxBytes = options.maxBytes ?? (await defaultBudget(options.dataDir));
-  if (maxBytes === 0) return undefined;
-  const gitVersion = (await options.git.run({ args: ['version'], timeoutMs: 30_000 })).stdout.trim();
+  const maxBytes = options.maxBytes ?? (await defaultBudget(options.dir));
+  if (maxBytes === 0) {
+    await rm(options.dir, { recursive: true, force: true });
+    return undefined;
+  }
+  const gitVersion = (await options.git.version()).text;
   const cache = await PackCache.open({
-    dir: join(options.dataDir, 'pack-cache'),
+    dir: options.dir,
     maxBytes,
     ttlMs: options.ttlMs,
     git: options.git,
@@ -36,13 +41,15 @@ export async function startPackCache(options: PackCacheStart): Promise<PackCache
     logger: options.logger,
     generationTimeoutMs: options.generationTimeoutMs,
     observer: options.observer,
+    clock: options.clock,
   });
   options.logger.info({ maxBytes, ttlSeconds: options.ttlMs / 1000, gitVersion }, 'pack cache on');
   return cache;
 }
 
-/** The data volume's size as the filesystem reports it (an emptyDir's sizeLimit is not visible here). */
-async function defaultBudget(dataDir: string): Promise<number> {
-  const fs = await statfs(dataDir);
+/** A share of the data volume's size as the filesystem reports it (an emptyDir's sizeLimit is not visible here). */
+async function defaultBudget(dir: string): Promise<number> {
+  await mkdir(dir, { recursive: true });
+  const fs = await statfs(dir);
   return Math.floor(fs.blocks * fs.bsize * DEFAULT_SHARE_OF_VOLUME);
 }

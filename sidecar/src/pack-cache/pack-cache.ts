@@ -1,16 +1,21 @@
 import { openSync } from 'node:fs';
 import { mkdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type Clock, systemClock } from '../../../core/clock.ts';
+import type { Logger } from '../../../core/log.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import type { Logger } from '../log/logger.ts';
 import { chooseEvictions, type EvictionCandidate, expiredKeys } from './eviction.ts';
 import { Generation, type GenerationOutcome } from './generation.ts';
 import { type LeaseRole, PackEntry, PackLease } from './pack-entry.ts';
 import { type PackObjectsRequest, packKey } from './pack-request.ts';
 
 export type EvictionReason = 'ttl' | 'budget' | 'mirror_removed' | 'requested';
-/** disabled: budget 0; budget: full; unsupported: an argument it does not know; unavailable: no entry could be created. */
-export type BypassReason = 'disabled' | 'budget' | 'unsupported' | 'unavailable';
+/**
+ * disabled: budget 0; budget: full; unsupported: an argument or input it does not take;
+ * unavailable: no entry could be created; no_sideband: a client that does not read
+ * side-band-64k packets, which the pack cannot be written into.
+ */
+export type BypassReason = 'disabled' | 'budget' | 'unsupported' | 'unavailable' | 'no_sideband';
 
 /** What the cache reports as it works; the sidecar maps it to Prometheus metrics. */
 export interface PackCacheObserver {
@@ -35,7 +40,8 @@ export interface PackCacheOptions {
   /** Bound on one generation, like upload-pack's own. */
   generationTimeoutMs: number;
   observer?: PackCacheObserver;
-  clock?: { now(): number };
+  /** Time for TTLs and least-recently-used order [the system clock]. */
+  clock?: Clock;
   /** Size sampling of running generations (default 20 ms). */
   pollMs?: number;
 }
@@ -77,8 +83,8 @@ export class PackCache {
   private constructor(options: PackCacheOptions) {
     this.options = options;
     this.observer = options.observer ?? NOOP_OBSERVER;
-    const clock = options.clock;
-    this.now = clock ? () => clock.now() : Date.now;
+    const clock = options.clock ?? systemClock;
+    this.now = () => clock.now();
     this.expiry = setInterval(() => this.expire(), Math.max(1_000, Math.min(options.ttlMs / 2, 30_000)));
     this.expiry.unref();
   }

@@ -32,6 +32,8 @@ export interface SpliceOptions {
   progress: boolean;
   /** Silence after which an empty band-1 packet tells the client we are still here (upload-pack's uploadpack.keepAlive). */
   keepaliveMs: number;
+  /** Told the size of each piece written to the response (packets, progress, keepalives). */
+  written?(bytes: number): void;
 }
 
 /**
@@ -51,13 +53,16 @@ export async function writeSidebandPack(
   options: SpliceOptions,
 ): Promise<number> {
   const file = await open(lease.path, 'r');
+  const send = (data: Buffer) => {
+    options.written?.(data.length);
+    return write(out, data);
+  };
   const stopProgress = options.progress
-    ? lease.onProgress((text) => void write(out, sidebandMessage(2, text)))
+    ? lease.onProgress((text) => void send(sidebandMessage(2, text)))
     : () => {};
   try {
     if (options.progress && lease.role !== 'miss')
-      await write(
-        out,
+      await send(
         sidebandMessage(
           2,
           lease.role === 'hit'
@@ -65,19 +70,22 @@ export async function writeSidebandPack(
             : 'gitmirror: joined a pack generation already under way\n',
         ),
       );
-    return await copyFramed(file, lease, out, options.keepaliveMs);
+    return await copyFramed({ file, lease, out, send, keepaliveMs: options.keepaliveMs });
   } finally {
     stopProgress();
     await file.close();
   }
 }
 
-async function copyFramed(
-  file: FileHandle,
-  lease: PackLease,
-  out: Writable,
-  keepaliveMs: number,
-): Promise<number> {
+interface Copy {
+  file: FileHandle;
+  lease: PackLease;
+  out: Writable;
+  send: (data: Buffer) => Promise<void>;
+  keepaliveMs: number;
+}
+
+async function copyFramed({ file, lease, out, send, keepaliveMs }: Copy): Promise<number> {
   // Two frames in turn: one is being written to the socket while the next is read into.
   const frames = [0, 1].map(() => Buffer.allocUnsafeSlow(PACKET_MAX * PACKETS_PER_WRITE));
   const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
@@ -98,7 +106,7 @@ async function copyFramed(
       if (bytesRead === 0)
         throw new GitMirrorError('PROCESS_FAILED', 'the cached pack is shorter than its size');
       position += bytesRead;
-      writing[slot] = write(out, frame.subarray(0, framedLength(frame, bytesRead)));
+      writing[slot] = send(frame.subarray(0, framedLength(frame, bytesRead)));
       continue;
     }
     if (lease.state === 'complete') {
@@ -107,10 +115,10 @@ async function copyFramed(
     }
     if (lease.state === 'failed') {
       await Promise.all(writing);
-      await write(out, sidebandMessage(3, `gitmirror: pack generation failed: ${lease.error}\n`));
+      await send(sidebandMessage(3, `gitmirror: pack generation failed: ${lease.error}\n`));
       throw new GitMirrorError('PROCESS_FAILED', `pack generation failed: ${lease.error}`);
     }
-    await waitOrKeepalive(lease, out, keepaliveMs);
+    await waitOrKeepalive(lease, send, keepaliveMs);
   }
 }
 
@@ -142,14 +150,18 @@ function framedLength(frame: Buffer, bytes: number): number {
   return length;
 }
 
-async function waitOrKeepalive(lease: PackLease, out: Writable, keepaliveMs: number): Promise<void> {
+async function waitOrKeepalive(
+  lease: PackLease,
+  send: (data: Buffer) => Promise<void>,
+  keepaliveMs: number,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const quiet = new Promise<'quiet'>((resolve) => {
     timer = setTimeout(() => resolve('quiet'), keepaliveMs);
   });
   const outcome = await Promise.race([lease.changed().then(() => 'changed' as const), quiet]);
   clearTimeout(timer);
-  if (outcome === 'quiet') await write(out, KEEPALIVE);
+  if (outcome === 'quiet') await send(KEEPALIVE);
 }
 
 /** Resolves once the chunk is handed to the kernel (or the stream has failed). */

@@ -1,13 +1,16 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Logger } from '../../../core/log.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import type { Logger } from '../log/logger.ts';
 import type { SpawnedProcess } from '../process/child-process.ts';
-import { HOOK_FD_ENV, readHookRequest, uploadPackHookArgs } from './hook-channel.ts';
+import { HOOK_FD_ENV, type HookRequest, readHookRequest, uploadPackHookArgs } from './hook-channel.ts';
 import type { PackCache } from './pack-cache.ts';
 import type { LeaseRole, PackLease } from './pack-entry.ts';
 import { parsePackObjectsArgs } from './pack-request.ts';
 import { FLUSH, relayHoldingFlush, writeSidebandPack } from './sideband-splice.ts';
+
+/** How a request's pack was made: from the cache (a hit, a joined generation or a new one), or by its own pack-objects. */
+export type PackSource = LeaseRole | 'bypass';
 
 /** upload-pack's default keepalive (uploadpack.keepAlive), kept while a pack is spliced in. */
 export const KEEPALIVE_MS = 5_000;
@@ -31,13 +34,13 @@ export interface CachedUploadPack {
   maxStdinBytes?: number;
   /** Called with upload-pack once started, so the caller can stop it if the client leaves. */
   started?(proc: SpawnedProcess): void;
+  /** Told the size of each piece of the response as it is written to `out`. */
+  written?(bytes: number): void;
 }
 
 export interface CachedUploadPackResult {
-  /** Bytes written to `out`. */
-  bytes: number;
   /** How pack-objects' work was done, when upload-pack got that far. */
-  pack?: LeaseRole | 'bypass';
+  pack?: PackSource;
 }
 
 /**
@@ -60,10 +63,8 @@ export async function uploadPackWithCache(options: CachedUploadPack): Promise<Ca
     channel: true,
   });
   options.started?.(proc);
-  let bytes = 0;
-  proc.stdout.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-  });
+  const written = options.written ?? (() => {});
+  proc.stdout.on('data', (chunk: Buffer) => written(chunk.length));
   const answered = answerHook(proc, options);
   let handed: { lease: PackLease; progress: boolean } | undefined;
   try {
@@ -73,17 +74,18 @@ export async function uploadPackWithCache(options: CachedUploadPack): Promise<Ca
     const answer = await answered;
     if (!('lease' in answer)) {
       options.out.write(tail);
-      return { bytes, pack: answer.pack };
+      return { pack: answer.pack };
     }
     handed = answer;
     if (!tail.equals(FLUSH)) throw new Error('upload-pack did not end with a flush packet after its hook');
     const sent = await writeSidebandPack(handed.lease, options.out, {
       progress: handed.progress,
       keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS,
+      written,
     });
     options.out.write(FLUSH);
     handed.lease.release(sent);
-    return { bytes: bytes + sent, pack: handed.lease.role };
+    return { pack: handed.lease.role };
   } finally {
     handed?.lease.release();
     void answered.then((answer) => ('lease' in answer ? answer.lease.release() : undefined));
@@ -95,11 +97,16 @@ type HookAnswer = { lease: PackLease; progress: boolean } | { pack?: 'bypass' };
 /** Waits for the hook's request, if one comes, and answers it with a lease or a bypass. */
 async function answerHook(proc: SpawnedProcess, options: CachedUploadPack): Promise<HookAnswer> {
   const channel = proc.channel!;
-  // A request it cannot take hangs up on the hook, which then runs pack-objects itself.
-  const request = await readHookRequest(channel, options.maxStdinBytes ?? MAX_STDIN_BYTES).catch(() => {
+  let request: HookRequest | undefined;
+  try {
+    request = await readHookRequest(channel, options.maxStdinBytes ?? MAX_STDIN_BYTES);
+  } catch (err) {
+    // A request it cannot take hangs up on the hook, which then runs pack-objects itself.
     channel.destroy();
-    return undefined;
-  });
+    options.cache.noteBypass('unsupported');
+    options.logger.debug({ mirror: options.repo.id, reason: describeError(err) }, 'pack cache bypassed');
+    return { pack: 'bypass' };
+  }
   if (!request) return {};
   const bypass = (reason: string): HookAnswer => {
     options.logger.debug({ mirror: options.repo.id, reason }, 'pack cache bypassed');
@@ -122,6 +129,7 @@ async function answerHook(proc: SpawnedProcess, options: CachedUploadPack): Prom
     channel.end('splice\n');
     return { lease: acquired.lease, progress: parsed.progress };
   } catch (err) {
+    options.cache.noteBypass('unavailable');
     return bypass(describeError(err));
   }
 }

@@ -38,6 +38,7 @@ function record(ctx: RequestContext, req: Request, res: Response, logger: Logger
       route,
       mirror: ctx.repo?.id,
       source,
+      pack: ctx.pack,
       status: res.statusCode,
       aborted: !res.writableFinished,
       durationMs: Math.round(performance.now() - ctx.startedAt),

@@ -16,7 +16,7 @@ import { AppTokenCredentials } from '../git/app-credentials.ts';
 import { type CredentialSource, CredentialsFile } from '../git/credentials.ts';
 import { type GitRunner, ProcessGitRunner } from '../git/git-runner.ts';
 import { UpstreamAccessCheck } from '../http/access-check.ts';
-import { GitHttpService } from '../http/git-http-service.ts';
+import { GitHttpService, UPLOAD_PACK_TIMEOUT_MS } from '../http/git-http-service.ts';
 import { SharedUpstreamResponses } from '../http/shared-upstream-responses.ts';
 import { JobScheduler } from '../jobs/job-scheduler.ts';
 import { parseLfsPath } from '../lfs/lfs-path.ts';
@@ -25,6 +25,8 @@ import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { DataLayout } from '../mirrors/data-layout.ts';
 import { Freshness } from '../mirrors/freshness.ts';
 import { MirrorManager } from '../mirrors/mirror-manager.ts';
+import type { PackCache } from '../pack-cache/pack-cache.ts';
+import { startPackCache } from '../pack-cache/pack-cache-service.ts';
 import { killAllChildren } from '../process/child-process.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import { errorHandler } from './error-handler.ts';
@@ -103,6 +105,8 @@ export async function startSidecar(
   });
   const shared = new SharedUpstreamResponses({ dir: layout.spoolDir, logger, clock });
   mirrors.on('ready', (mirror) => shared.dropMirror(mirror.id));
+  const packCache = await openPackCache({ config, dir: layout.packCacheDir, git, logger, metrics, clock });
+  mirrors.on('removed', (mirror) => packCache?.dropRepository(mirror.id));
   await mirrors.discoverExisting();
   const standalone = config.mirrors.map((url) => mirrors.adopt(url));
   for (const mirror of standalone) void mirrors.warm(mirror).catch(() => {});
@@ -129,6 +133,7 @@ export async function startSidecar(
     shared,
     access: new UpstreamAccessCheck(logger, clock),
     snapshots,
+    packCache,
     logger,
     metrics,
   });
@@ -145,7 +150,7 @@ export async function startSidecar(
   });
   const gitApp = buildGitApp({ service, lfs: lfs.service }, isReady, logger, metrics);
   const auth = await adminAuth(config.adminTokenFile, clock);
-  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, auth, logger });
+  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, packCache, auth, logger });
   const gitServer = await listen(gitApp, config.listen);
   const adminServer = await listen(adminApp, config.adminListen);
   logger.info(
@@ -168,6 +173,7 @@ export async function startSidecar(
     await Promise.race([lfs.objects.idle(), sleep(5_000, undefined, { ref: false })]);
     await scheduler.stop(5_000);
     killAllChildren();
+    await packCache?.close();
     shared.close();
     await closeServer(adminServer, 1_000);
     logger.info('shutdown complete');
@@ -261,13 +267,18 @@ function buildAdminApp(parts: {
   mirrors: MirrorManager;
   metrics: SidecarMetrics;
   scheduler: JobScheduler;
+  packCache: PackCache | undefined;
   auth: express.RequestHandler;
   logger: Logger;
 }): Express {
-  const { mirrors, metrics, scheduler, auth, logger } = parts;
+  const { mirrors, metrics, scheduler, packCache, auth, logger } = parts;
   const app = express();
   app.disable('x-powered-by');
   app.get('/metrics', async (_req, res) => {
+    const packs = packCache?.stats();
+    metrics.packCacheBytes.set(packs?.bytesHeld ?? 0);
+    metrics.packCacheBudget.set(packs?.maxBytes ?? 0);
+    metrics.packCacheEntries.set(packs?.entries ?? 0);
     metrics.setMirrorStates(mirrors.list().map((m) => m.state));
     metrics.onDemandMirrors.set(mirrors.onDemandCount());
     for (const m of mirrors.list()) {
@@ -282,6 +293,36 @@ function buildAdminApp(parts: {
   app.use(adminRouter(mirrors));
   app.use(errorHandler(logger));
   return app;
+}
+
+/** The pack cache, reporting to the sidecar's metrics; undefined when its budget is 0. */
+function openPackCache(parts: {
+  config: SidecarConfig;
+  dir: string;
+  git: GitRunner;
+  logger: Logger;
+  metrics: SidecarMetrics;
+  clock: Clock;
+}): Promise<PackCache | undefined> {
+  const { config, metrics } = parts;
+  return startPackCache({
+    dir: parts.dir,
+    maxBytes: config.packCacheMaxBytes,
+    ttlMs: config.packCacheTtlMs,
+    git: parts.git,
+    logger: parts.logger,
+    clock: parts.clock,
+    generationTimeoutMs: UPLOAD_PACK_TIMEOUT_MS,
+    observer: {
+      lookup: (result, reason) => {
+        metrics.packCacheRequests.inc({ result });
+        if (reason) metrics.packCacheBypasses.inc({ reason });
+      },
+      generation: (outcome) => metrics.packCacheGenerations.inc({ outcome }),
+      served: (role, bytes) => metrics.packCacheServedBytes.inc({ role }, bytes),
+      evicted: (reason) => metrics.packCacheEvictions.inc({ reason }),
+    },
+  });
 }
 
 function listen(app: Express, at: { host: string; port: number }): Promise<Server> {

@@ -13,6 +13,24 @@ describe('sidecar configuration', () => {
     assert.equal(config.snapshotIntervalMs, undefined);
     assert.deepEqual(config.mirrors, []);
     assert.equal(config.maxOnDemandMirrors, 100);
+    assert.equal(config.packCacheMaxBytes, undefined, 'a tenth of the data volume, worked out at start');
+    assert.equal(config.packCacheTtlMs, 300_000);
+  });
+
+  it('takes the pack cache budget as a byte size (0 turns it off) and its TTL as a duration', () => {
+    const config = (env: Record<string, string>) => loadSidecarConfig(env);
+    assert.equal(config({ GITMIRROR_PACK_CACHE_MAX_BYTES: '2GiB' }).packCacheMaxBytes, 2 * 2 ** 30);
+    assert.equal(config({ GITMIRROR_PACK_CACHE_MAX_BYTES: '0' }).packCacheMaxBytes, 0);
+    assert.equal(config({ GITMIRROR_PACK_CACHE_MAX_BYTES: ' ' }).packCacheMaxBytes, undefined);
+    assert.equal(config({ GITMIRROR_PACK_CACHE_TTL: '0s' }).packCacheTtlMs, 0);
+    assert.throws(
+      () => config({ GITMIRROR_PACK_CACHE_MAX_BYTES: '2 GB' }),
+      (e) => isGitMirrorError(e, 'CONFIG_INVALID') && e.message.includes('GITMIRROR_PACK_CACHE_MAX_BYTES'),
+    );
+    assert.throws(
+      () => config({ GITMIRROR_PACK_CACHE_TTL: '5' }),
+      (e) => isGitMirrorError(e, 'CONFIG_INVALID') && e.message.includes('GITMIRROR_PACK_CACHE_TTL'),
+    );
   });
 
   it('takes GITMIRROR_MAX_ON_DEMAND_MIRRORS as a whole number, 0 included, and refuses anything else', () => {

@@ -3,15 +3,17 @@ import { randomBytes } from 'node:crypto';
 import { open, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { GIT_ENV, git } from '../../../testing/git.ts';
+import { addCommit, createUpstreamRepo } from '../../../testing/git-repos.ts';
 import {
   type GitInvocation,
   type GitRunner,
   gitEnvironment,
   ProcessGitRunner,
 } from '../../src/git/git-runner.ts';
+import type { GitVersion } from '../../src/git/git-version.ts';
 import type { PackLease } from '../../src/pack-cache/pack-entry.ts';
 import { type RunResult, type SpawnedProcess, spawnProcess } from '../../src/process/child-process.ts';
-import { addCommit, createUpstreamRepo, GIT_ENV, git } from '../support/git-fixtures.ts';
 
 const exec = promisify(execFile);
 
@@ -42,6 +44,10 @@ export class RecordingGit implements GitRunner {
 
   run(invocation: GitInvocation): Promise<RunResult> {
     return this.real.run(this.withEnv(invocation));
+  }
+
+  version(): Promise<GitVersion> {
+    return this.real.version();
   }
 
   spawn(invocation: GitInvocation): SpawnedProcess {

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { statfs } from 'node:fs/promises';
+import { readdir, statfs } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { silentLogger } from '../../../core/log.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
-import { silentLogger } from '../../src/log/logger.ts';
 import { startPackCache } from '../../src/pack-cache/pack-cache-service.ts';
-import { removeDir, tempDir } from '../support/git-fixtures.ts';
 
 describe('the pack cache as the sidecar starts it', () => {
   let root: string;
@@ -15,7 +16,7 @@ describe('the pack cache as the sidecar starts it', () => {
 
   const start = (maxBytes?: number) =>
     startPackCache({
-      dataDir: root,
+      dir: join(root, 'pack-cache'),
       maxBytes,
       ttlMs: 60_000,
       git: new ProcessGitRunner(),
@@ -31,7 +32,8 @@ describe('the pack cache as the sidecar starts it', () => {
     await cache.close();
   });
 
-  it('is off with a budget of 0', async () => {
+  it('is off with a budget of 0, and leaves no directory behind', async () => {
     assert.equal(await start(0), undefined);
+    assert.equal(await readdir(join(root, 'pack-cache')).catch(() => 'absent'), 'absent');
   });
 });

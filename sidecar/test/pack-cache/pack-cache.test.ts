@@ -2,13 +2,16 @@ import assert from 'node:assert/strict';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { Clock } from '../../../core/clock.ts';
+import { silentLogger } from '../../../core/log.ts';
+import { objectsOf } from '../../../testing/git-repos.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { TestClock } from '../../../testing/test-clock.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import type { GitRunner } from '../../src/git/git-runner.ts';
-import { silentLogger } from '../../src/log/logger.ts';
 import { type Acquired, type EvictionReason, PackCache } from '../../src/pack-cache/pack-cache.ts';
 import type { PackLease } from '../../src/pack-cache/pack-entry.ts';
 import { parsePackObjectsArgs } from '../../src/pack-cache/pack-request.ts';
-import { objectsOf, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { waitFor } from '../support/test-sidecar.ts';
 import {
   CLONE_ARGS,
   cloneStdin,
@@ -58,7 +61,7 @@ describe('pack cache: one generation per identical request', () => {
 
   async function openCache(
     git: GitRunner,
-    options: { maxBytes?: number; ttlMs?: number; clock?: { now(): number }; observer?: Counts } = {},
+    options: { maxBytes?: number; ttlMs?: number; clock?: Clock; observer?: Counts } = {},
   ) {
     const dir = join(root, `cache-${++n}`);
     const cache = await PackCache.open({
@@ -125,7 +128,7 @@ describe('pack cache: one generation per identical request', () => {
         (e: Error) => e.message,
       ),
     );
-    await waitFor('the first 64 KiB', () => first.bytes >= 64 * 1024, 20_000);
+    await waitFor('the first 64 KiB', () => first.bytes >= 64 * 1024, { timeoutMs: 20_000 });
     process.kill(await packObjectsPid(git.generations[0]!), 'SIGKILL');
     await writeFile(releaseFile, '');
     const outcomes = await Promise.all(reads);
@@ -150,12 +153,12 @@ describe('pack cache: one generation per identical request', () => {
     const req = await request();
     const leaving = leaseOf(cache.acquire(req));
     const staying = leaseOf(cache.acquire(req));
-    await waitFor('generation started', () => staying.bytes > 0, 20_000);
+    await waitFor('generation started', () => staying.bytes > 0, { timeoutMs: 20_000 });
     leaving.release();
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(staying.state, 'generating');
     staying.release();
-    await waitFor('generation abandoned', () => counts.generations.length === 1, 20_000);
+    await waitFor('generation abandoned', () => counts.generations.length === 1, { timeoutMs: 20_000 });
     assert.deepEqual(counts.generations, ['abandoned']);
     assert.equal(staying.state, 'failed');
     await waitFor('file deleted', async () => (await readdir(dir)).length === 0);
@@ -163,19 +166,19 @@ describe('pack cache: one generation per identical request', () => {
   });
 
   it('serves a completed entry for the TTL, then generates again', async () => {
-    let now = 1_000_000;
+    const clock = new TestClock(1_000_000);
     const git = new RecordingGit();
     const counts = new Counts();
-    const { cache } = await openCache(git, { ttlMs: 60_000, clock: { now: () => now }, observer: counts });
+    const { cache } = await openCache(git, { ttlMs: 60_000, clock, observer: counts });
     const req = await request();
     const first = leaseOf(cache.acquire(req));
     await readLease(first);
     first.release();
-    now += 59_000;
+    clock.advance(59_000);
     const hit = leaseOf(cache.acquire(req));
     assert.equal(hit.role, 'hit');
     hit.release();
-    now += 1_000;
+    clock.advance(1_000);
     const expired = leaseOf(cache.acquire(req));
     assert.equal(expired.role, 'miss');
     await readLease(expired);
@@ -295,7 +298,7 @@ describe('pack cache: one generation per identical request', () => {
 });
 
 async function readRevList(bare: string): Promise<string[]> {
-  const { git } = await import('../support/git-fixtures.ts');
+  const { git } = await import('../../../testing/git.ts');
   return (await git(['rev-list', '--all'], { cwd: bare })).trim().split('\n');
 }
 

@@ -3,13 +3,14 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { silentLogger } from '../../src/log/logger.ts';
+import { silentLogger } from '../../../core/log.ts';
+import { git } from '../../../testing/git.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { waitFor } from '../../../testing/wait.ts';
 import { PackCache } from '../../src/pack-cache/pack-cache.ts';
 import type { PackLease } from '../../src/pack-cache/pack-entry.ts';
 import { parsePackObjectsArgs } from '../../src/pack-cache/pack-request.ts';
 import { relayHoldingFlush, writeSidebandPack } from '../../src/pack-cache/sideband-splice.ts';
-import { git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { waitFor } from '../support/test-sidecar.ts';
 import {
   CLONE_ARGS,
   cloneStdin,
@@ -137,7 +138,7 @@ describe('a cached pack written into a response as side-band packets', () => {
       () => 'whole',
       (err: Error) => err.message,
     );
-    await waitFor('64 KiB generated', () => lease.bytes >= 64 * 1024, 20_000);
+    await waitFor('64 KiB generated', () => lease.bytes >= 64 * 1024, { timeoutMs: 20_000 });
     process.kill(await packObjectsPid(git.generations[0]!), 'SIGKILL');
     await writeFile(releaseFile, '');
     assert.match(await writing, /pack generation failed/);
