@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { MirrorList, MirrorStatus } from '../core/admin-api.ts';
+import { metricValue } from '../testing/metrics.ts';
 import { type SidecarProcess, spawnSidecarProcess } from '../testing/sidecar-process.ts';
 import { waitFor } from '../testing/wait.ts';
 
@@ -75,23 +76,6 @@ export async function spawnSidecar(launch: SidecarLaunch): Promise<BenchSidecar>
       );
     },
   };
-}
-
-/** The value of one sample in Prometheus text format, `name{labels} value`. */
-export function metricValue(
-  text: string,
-  name: string,
-  labels: Record<string, string> = {},
-): number | undefined {
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (rest[0] !== ' ' && rest[0] !== '{') continue;
-    if (!wanted.every((w) => rest.includes(w))) continue;
-    return Number(rest.slice(rest.lastIndexOf(' ') + 1));
-  }
-  return undefined;
 }
 
 /** Waits until a metric reaches at least `min` (e.g. a job count), polling the admin port. */

@@ -1,8 +1,9 @@
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { metricValue } from '../testing/metrics.ts';
 import { backgroundLoad, cloneBare } from './clients.ts';
 import type { BenchContext } from './context.ts';
-import { type BenchSidecar, metricValue } from './sidecar-process.ts';
+import type { BenchSidecar } from './sidecar-process.ts';
 import { alternate, median, quote, sh, sleep, timed } from './util.ts';
 
 export interface SnapshotResult {

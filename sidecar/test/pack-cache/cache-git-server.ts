@@ -2,23 +2,17 @@
  * A git smart-HTTP server for one repository that answers upload-pack requests the way the
  * sidecar does with its pack cache (`uploadPackWithCache` for side-band clients, plain
  * upload-pack for others): real clients, real upload-pack, no sidecar around it.
- *
- * Also a process of its own for tests that kill it: `node cache-git-server.ts <JSON>` prints
- * `{"url"}` when listening and `{"generation": pgid}` for each generation it starts.
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { silentLogger } from '../../../core/log.ts';
 import type { GitRunner } from '../../src/git/git-runner.ts';
 import { parseUploadPackHead, pktLine, readsSidebandPacks } from '../../src/http/pkt-line.ts';
-import { PackCache, type PackCacheObserver } from '../../src/pack-cache/pack-cache.ts';
+import type { PackCache, PackCacheObserver } from '../../src/pack-cache/pack-cache.ts';
 import { uploadPackWithCache } from '../../src/pack-cache/upload-pack-with-cache.ts';
-import { RecordingGit } from './fixtures.ts';
 
 export interface CacheGitServer {
   /** Clone URL of the repository. */
@@ -117,36 +111,4 @@ export function recordingObserver(): PackCacheObserver & { lookups: string[]; ge
     served() {},
     evicted() {},
   };
-}
-
-interface ProcessOptions {
-  dir: string;
-  repoDir: string;
-  stallAfterBytes?: number;
-  releaseFile?: string;
-}
-
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const options = JSON.parse(process.argv[2]!) as ProcessOptions;
-  const git = new RecordingGit({
-    stallAfterBytes: options.stallAfterBytes,
-    releaseFile: options.releaseFile,
-  });
-  const spawn = git.spawn.bind(git);
-  git.spawn = (invocation) => {
-    const proc = spawn(invocation);
-    if (invocation.args.includes('pack-objects')) console.log(JSON.stringify({ generation: proc.child.pid }));
-    return proc;
-  };
-  const cache = await PackCache.open({
-    dir: join(options.dir, 'packs'),
-    maxBytes: 1 << 30,
-    ttlMs: 60_000,
-    git,
-    gitVersion: 'git version test',
-    logger: silentLogger(),
-    generationTimeoutMs: 60_000,
-  });
-  const server = await startCacheGitServer({ repoDir: options.repoDir, cache, git });
-  console.log(JSON.stringify({ url: server.url }));
 }

@@ -17,7 +17,7 @@ import { type RunResult, type SpawnedProcess, spawnProcess } from '../../src/pro
 
 const exec = promisify(execFile);
 
-interface Hold {
+export interface Hold {
   /** Seconds before pack-objects starts. */
   startDelay?: number;
   /** Bytes written before the generation stalls until `releaseFile` exists. */
@@ -36,7 +36,8 @@ interface Hold {
 export class RecordingGit implements GitRunner {
   readonly generations: SpawnedProcess[] = [];
   private readonly real = new ProcessGitRunner();
-  private readonly hold: Hold;
+  /** How the next generations are held up; a test may change it between requests. */
+  hold: Hold;
 
   constructor(hold: Hold = {}) {
     this.hold = hold;

@@ -162,7 +162,7 @@ describe('a cached pack written into a response as side-band packets', () => {
       for (const chunk of chunks) source.write(chunk);
       source.end();
       assert.equal((await held).toString(), '0000');
-      assert.equal(bytes().toString() + '0000', chunks.join(''));
+      assert.equal(`${bytes().toString()}0000`, chunks.join(''));
     }
   });
 });
