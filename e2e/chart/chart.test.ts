@@ -403,6 +403,29 @@ describe('other configurations', () => {
     assert.equal(claim.resources.requests.storage, '100Gi');
   });
 
+  test('the pack cache: a tenth of the data volume unless set, "0" turns it off, the TTL as given', async () => {
+    const cacheEnv = async (fleet: Obj) => {
+      const manifests = await renderChart({ values: { fleet } });
+      const e = env(container(one(manifests, 'Deployment', 'gitmirror-cache'), 'gitmirror'));
+      return [e.get('GITMIRROR_PACK_CACHE_MAX_BYTES')?.value, e.get('GITMIRROR_PACK_CACHE_TTL')?.value];
+    };
+    assert.deepEqual(await cacheEnv({}), [String(2 * 2 ** 30), '5m'], 'a tenth of the default 20Gi');
+    const ephemeral = { type: 'ephemeral', size: '1.5Ti' };
+    assert.deepEqual((await cacheEnv({ dataVolume: ephemeral }))[0], String(Math.floor(0.15 * 2 ** 40)));
+    assert.deepEqual((await cacheEnv({ dataVolume: { type: 'emptyDir', size: '500G' } }))[0], '50000000000');
+    assert.deepEqual(await cacheEnv({ packCache: { maxBytes: '4GiB', ttl: '90s' } }), ['4GiB', '90s']);
+    assert.deepEqual((await cacheEnv({ packCache: { maxBytes: 0 } }))[0], '0');
+    for (const set of ['fleet.packCache.maxBytes=lots', 'fleet.packCache.ttl=5']) {
+      const result = await templateChart({ set: [set] });
+      assert.notEqual(result.code, 0, `${set} was accepted`);
+    }
+    const unknownUnit = await templateChart({
+      values: { fleet: { dataVolume: { type: 'emptyDir', size: '2e9' } } },
+    });
+    assert.notEqual(unknownUnit.code, 0);
+    assert.match(unknownUnit.stderr, /set fleet.packCache.maxBytes/);
+  });
+
   test('ServiceMonitors only where monitoring.coreos.com/v1 is served, and only when enabled', async () => {
     const withApi = await renderChart({ namespace: NS, apiVersions: ['monitoring.coreos.com/v1'] });
     const monitors = withApi.filter((m) => m.kind === 'ServiceMonitor') as Obj[];

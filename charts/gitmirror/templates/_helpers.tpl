@@ -128,3 +128,29 @@ release; rendered by every template that depends on them, so `helm template` fai
 {{- fail "fleet.serviceAccount.name is required when fleet.serviceAccount.create=false" -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+GITMIRROR_PACK_CACHE_MAX_BYTES: fleet.packCache.maxBytes as given, or a tenth of
+fleet.dataVolume.size in whole bytes. The sidecar's own default (a tenth of what statfs
+reports) would see the node's disk behind an emptyDir, not its sizeLimit, so the chart works
+the share out from the size it asks for. Sizes are Kubernetes quantities: 20Gi, 1.5Ti, 500G.
+*/}}
+{{- define "gitmirror.packCacheMaxBytes" -}}
+{{- $set := toString .Values.fleet.packCache.maxBytes -}}
+{{- if ne $set "" -}}
+{{- $set -}}
+{{- else -}}
+{{- $size := .Values.fleet.dataVolume.size -}}
+{{- if kindIs "string" $size -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $size -}}
+{{- $unit := trimPrefix $number $size -}}
+{{- $factor := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 -}}
+{{- if or (eq $number "") (not (hasKey $factor $unit)) -}}
+{{- fail (printf "fleet.dataVolume.size %q: a tenth of it cannot be worked out; set fleet.packCache.maxBytes" $size) -}}
+{{- end -}}
+{{- printf "%.0f" (floor (divf (mulf (float64 $number) (get $factor $unit)) 10)) -}}
+{{- else -}}
+{{- printf "%.0f" (floor (divf (float64 $size) 10)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
