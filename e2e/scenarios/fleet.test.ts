@@ -90,6 +90,23 @@ describe('a gitmirror fleet on Kubernetes', { timeout: 1_800_000 }, () => {
         assert.equal(await cloneThrough(env, pod.metadata.name, repo), await upstreamHead(env, repo));
       }
     }
+    // Every pod serves through the pack cache, its hook run by the image's /bin/sh on a read-only
+    // root, with the chart's budget (a tenth of the default 20Gi): the same clone again comes
+    // from disk, and no pack-objects ran for it.
+    for (const pod of pods) {
+      const name = pod.metadata.name;
+      const metric = (series: string, labels: Record<string, string> = {}) =>
+        sidecarMetric(env, name, `gitmirror_pack_cache_${series}`, labels);
+      assert.equal(await metric('budget_bytes'), 2 * 2 ** 30, name);
+      const [hits, generations] = [
+        await metric('requests_total', { result: 'hit' }),
+        await metric('generations_total', { outcome: 'success' }),
+      ];
+      assert.ok(generations >= REPOS.length, `${name}: ${generations} generations`);
+      assert.equal(await cloneThrough(env, name, REPOS[0]!), await upstreamHead(env, REPOS[0]!));
+      assert.equal(await metric('requests_total', { result: 'hit' }), hits + 1, `${name}: a hit`);
+      assert.equal(await metric('generations_total', { outcome: 'success' }), generations, name);
+    }
   });
 
   it('has exactly one replica publish each snapshot to S3, named by status.latestSnapshot', async () => {
