@@ -151,6 +151,24 @@ export function checkTargets(
       met: ratio(r.serve.uploadPack.sidecarSeconds, r.serve.uploadPack.directSeconds) <= 1.1,
     },
     {
+      name: `${clients} concurrent identical upload-packs, empty pack cache, vs http-backend (p50)`,
+      value: `${(c.uploadPack.direct.p50Seconds / r.serve.packCache.fanOut.p50Seconds).toFixed(1)}x faster`,
+      target: '≥ 6x faster',
+      met: c.uploadPack.direct.p50Seconds / r.serve.packCache.fanOut.p50Seconds >= 6,
+    },
+    {
+      name: 'CPU per cached upload-pack vs per generated one',
+      value: x(r.serve.packCache.cpuPerCachedSeconds / r.serve.packCache.cpuPerGeneratedSeconds),
+      target: '< 0.1x',
+      met: r.serve.packCache.cpuPerCachedSeconds / r.serve.packCache.cpuPerGeneratedSeconds < 0.1,
+    },
+    {
+      name: `${clients} concurrent identical upload-packs: pack-objects runs`,
+      value: String(r.serve.packCache.generationsPerRound),
+      target: '1',
+      met: r.serve.packCache.generationsPerRound === 1,
+    },
+    {
       name: `${clients} concurrent clones: failures`,
       value: String(c.failures),
       target: '0',
@@ -173,8 +191,10 @@ export function checkTargets(
   return checks;
 }
 
+const LFS_CHECK = 'git lfs pull via the warm cache vs straight from the LFS server';
+
 function lfsCheck(lfs: BenchReport['lfs']): TargetCheck {
-  const name = 'git lfs pull via the warm cache vs straight from the LFS server';
+  const name = LFS_CHECK;
   if (!lfs || 'skipped' in lfs)
     return { name, value: `not measured: ${lfs?.skipped ?? 'no LFS figure'}`, target: '≤ 1.1x', met: null };
   const ratio = lfs.cacheSeconds / lfs.directSeconds;
@@ -192,6 +212,59 @@ function lfsRow(lfs: BenchReport['lfs'], check: TargetCheck, verdict: string): s
     check.value,
     '≤ 1.1x',
     verdict,
+  ];
+}
+
+/** The pack cache's own rows: packs from disk, CPU per request, generations shared. */
+function packCacheRows(
+  r: BenchReport,
+  c: ServingResult['concurrent'],
+  clients: number,
+  verdict: (name: string) => string,
+): string[][] {
+  const p = r.serve.packCache;
+  const fanOut = `${clients} concurrent identical upload-packs, empty pack cache, vs http-backend (p50)`;
+  return [
+    [
+      `upload-pack → /dev/null, ${clients} concurrent identical, empty pack cache (p50 / p99)`,
+      `http-backend ${s(c.uploadPack.direct.p50Seconds)} / ${s(c.uploadPack.direct.p99Seconds)}`,
+      `${s(p.fanOut.p50Seconds)} / ${s(p.fanOut.p99Seconds)}`,
+      `${(c.uploadPack.direct.p50Seconds / p.fanOut.p50Seconds).toFixed(1)}x faster`,
+      '≥ 6x faster',
+      verdict(fanOut),
+    ],
+    [
+      `upload-pack → /dev/null, ${clients} concurrent, all from the pack cache (p50 / p99)`,
+      `http-backend ${s(c.uploadPack.direct.p50Seconds)} / ${s(c.uploadPack.direct.p99Seconds)}`,
+      `${s(p.concurrentHits.p50Seconds)} / ${s(p.concurrentHits.p99Seconds)}`,
+      `${(c.uploadPack.direct.p50Seconds / p.concurrentHits.p50Seconds).toFixed(1)}x faster`,
+      '—',
+      '',
+    ],
+    [
+      'upload-pack → /dev/null, 1 client, from the pack cache',
+      `http-backend ${s(r.serve.uploadPack.directSeconds)}`,
+      s(p.hitSeconds),
+      `${(r.serve.uploadPack.directSeconds / p.hitSeconds).toFixed(1)}x faster`,
+      '—',
+      '',
+    ],
+    [
+      'CPU per upload-pack, sidecar + children',
+      `pack generated ${s(p.cpuPerGeneratedSeconds)}`,
+      `from the cache ${s(p.cpuPerCachedSeconds)}`,
+      x(p.cpuPerCachedSeconds / p.cpuPerGeneratedSeconds),
+      '< 0.1x',
+      verdict('CPU per cached upload-pack vs per generated one'),
+    ],
+    [
+      `pack-objects runs for ${clients} concurrent identical upload-packs`,
+      `http-backend ${clients}`,
+      String(p.generationsPerRound),
+      '—',
+      '1',
+      verdict(`${clients} concurrent identical upload-packs: pack-objects runs`),
+    ],
   ];
 }
 
@@ -248,7 +321,7 @@ export function markdownTable(r: BenchReport, clients: number): string {
       bothMet(target('event-loop p99'), target('event-loop max')),
     ],
     [
-      'clone, 1 client',
+      'clone, 1 client (pack generated)',
       `http-backend ${s(r.serve.directSeconds)}`,
       s(r.serve.sidecarSeconds),
       cell('clone via sidecar'),
@@ -256,7 +329,7 @@ export function markdownTable(r: BenchReport, clients: number): string {
       verdict(target('clone via sidecar').name),
     ],
     [
-      'upload-pack → /dev/null, 1 client',
+      'upload-pack → /dev/null, 1 client (pack generated)',
       `http-backend ${s(r.serve.uploadPack.directSeconds)}`,
       s(r.serve.uploadPack.sidecarSeconds),
       cell('upload-pack via sidecar'),
@@ -272,10 +345,10 @@ export function markdownTable(r: BenchReport, clients: number): string {
       '',
     ],
     [
-      `upload-pack → /dev/null, ${clients} concurrent (p50 / p99)`,
+      `upload-pack → /dev/null, ${clients} concurrent, pack cache TTL 0 (p50 / p99)`,
       `http-backend ${s(c.uploadPack.direct.p50Seconds)} / ${s(c.uploadPack.direct.p99Seconds)}`,
       `${s(c.uploadPack.p50Seconds)} / ${s(c.uploadPack.p99Seconds)}`,
-      x(c.uploadPack.p50Seconds / c.uploadPack.direct.p50Seconds),
+      `${(c.uploadPack.direct.p50Seconds / c.uploadPack.p50Seconds).toFixed(1)}x faster`,
       '—',
       '',
     ],
@@ -304,6 +377,7 @@ export function markdownTable(r: BenchReport, clients: number): string {
       verdict(`${clients} concurrent clients: sidecar peak RSS`),
     ],
     lfsRow(r.lfs, target('git lfs pull'), verdict(target('git lfs pull').name)),
+    ...packCacheRows(r, c, clients, verdict),
   ];
   const header = ['measurement', 'baseline', 'gitmirror', 'ratio', 'target', ''];
   const lines = [header, header.map(() => '---'), ...rows].map((row) => `| ${row.join(' | ')} |`);

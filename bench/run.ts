@@ -119,8 +119,9 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     await s3?.stop();
 
     log('serving: a fresh sidecar on the writer mirror vs git http-backend on the same directory');
+    // TTL 0: identical requests in flight share a generation, completed packs are not kept.
     sidecar = await spawnSidecar({
-      env: { ...baseEnv, GITMIRROR_DATA_DIR: writerData },
+      env: { ...baseEnv, GITMIRROR_DATA_DIR: writerData, GITMIRROR_PACK_CACHE_TTL: '0s' },
       logFile: join(workDir, 'sidecar-serving.log'),
       compileCache,
       nodeArgs: ctx.sidecarNodeArgs('serving'),
@@ -129,7 +130,22 @@ async function main(options: BenchOptions): Promise<BenchReport> {
     const direct = await startHttpBackend(join(writerData, 'mirrors', upstream.host));
     cleanup.push(() => direct.close());
     phase('serving');
-    const serve = await measureServing(ctx, sidecar, direct, mirrorDir, options.rounds);
+    let warmStarts = 0;
+    const startWarm = async () => {
+      const label = `serving-cache-${++warmStarts}`;
+      const warm = await spawnSidecar({
+        env: { ...baseEnv, GITMIRROR_DATA_DIR: writerData },
+        logFile: join(workDir, `sidecar-${label}.log`),
+        compileCache,
+        nodeArgs: ctx.sidecarNodeArgs(label),
+      });
+      await warm.waitReady(HOUR_MS);
+      return warm;
+    };
+    const serve = await measureServing(ctx, sidecar, direct, mirrorDir, options.rounds, async () => {
+      await sidecar!.stop();
+      return startWarm();
+    });
     await sidecar.stop();
 
     log(`LFS: git lfs pull through a warm sidecar vs straight from lfstest-gitserver (--lfs ${options.lfs})`);

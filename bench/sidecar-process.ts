@@ -11,6 +11,8 @@ const WARM_SCRIPT = fileURLToPath(new URL('../scripts/warm-compile-cache.ts', im
 const run = promisify(execFile);
 /** Fine enough that polling adds little to a restore of a second or two, cheap for the sidecar. */
 const POLL_MS = 20;
+/** USER_HZ: the unit of /proc/PID/stat times on Linux (100 on every mainstream architecture). */
+const CLOCK_TICKS = 100;
 
 /** The shared sidecar process (testing/sidecar-process.ts) with what the benchmark reads of it. */
 export interface BenchSidecar extends SidecarProcess {
@@ -24,6 +26,11 @@ export interface BenchSidecar extends SidecarProcess {
   rssMiB(): Promise<number>;
   /** Restart the peak-RSS count (Linux `clear_refs` 5), so a phase measures only itself. */
   resetPeakRss(): Promise<boolean>;
+  /**
+   * CPU seconds (user + system) of the sidecar and of every child it has reaped, with their
+   * own reaped children: upload-pack, the pack cache's hook and generations, cat-file.
+   */
+  cpuSeconds(): Promise<number>;
 }
 
 export interface SidecarLaunch {
@@ -74,6 +81,11 @@ export async function spawnSidecar(launch: SidecarLaunch): Promise<BenchSidecar>
         () => true,
         () => false,
       );
+    },
+    async cpuSeconds() {
+      // Fields 14-17 of /proc/PID/stat: utime, stime, cutime, cstime, in clock ticks.
+      const fields = (await readFile(`/proc/${sidecar.child.pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+      return [11, 12, 13, 14].reduce((sum, i) => sum + Number(fields[i]), 0) / CLOCK_TICKS;
     },
   };
 }

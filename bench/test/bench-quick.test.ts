@@ -38,6 +38,12 @@ const REQUIRED = [
   'lfs.directSeconds',
   'lfs.cacheSeconds',
   'lfs.upstreamBytesWhileWarm',
+  'serve.packCache.fanOut.p50Seconds',
+  'serve.packCache.generationsPerRound',
+  'serve.packCache.cpuPerGeneratedSeconds',
+  'serve.packCache.cpuPerCachedSeconds',
+  'serve.packCache.hitSeconds',
+  'serve.packCache.concurrentHits.p50Seconds',
 ];
 
 function at(value: unknown, path: string): unknown {
@@ -77,6 +83,11 @@ test('npm run bench -- --quick writes every documented key as a number', { timeo
         0,
         'the warm pulls moved no LFS byte from upstream',
       );
+    assert.equal(
+      at(report, 'serve.packCache.generationsPerRound'),
+      1,
+      'identical requests shared one pack-objects',
+    );
     assert.match(stdout, /^\| measurement \| baseline \| gitmirror \|/m);
   } finally {
     await rm(dir, { recursive: true, force: true });
