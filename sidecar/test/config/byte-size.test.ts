@@ -4,12 +4,15 @@ import { parseByteSize } from '../../src/config/byte-size.ts';
 
 describe('byte sizes in the environment', () => {
   it('reads whole bytes and binary suffixes, as env vars and Kubernetes quantities write them', () => {
-    assert.equal(parseByteSize('0'), 0);
-    assert.equal(parseByteSize('1073741824'), 2 ** 30);
-    assert.equal(parseByteSize('512MiB'), 512 * 2 ** 20);
-    assert.equal(parseByteSize(' 2GiB '), 2 * 2 ** 30);
-    assert.equal(parseByteSize('20Gi'), 20 * 2 ** 30);
-    assert.equal(parseByteSize('1.5KiB'), 1536);
+    const size = (text: string) => parseByteSize(text, 'GITMIRROR_PACK_CACHE_MAX_BYTES');
+    assert.equal(size('0'), 0);
+    assert.equal(size('1073741824'), 2 ** 30);
+    assert.equal(size('512MiB'), 512 * 2 ** 20);
+    assert.equal(size('512mib'), 512 * 2 ** 20);
+    assert.equal(size(' 2GiB '), 2 * 2 ** 30);
+    assert.equal(size('20 GiB'), 20 * 2 ** 30);
+    assert.equal(size('20Gi'), 20 * 2 ** 30);
+    assert.equal(size('1.5KiB'), 1536);
   });
 
   it('refuses anything else with the variable named', () => {
