@@ -58,6 +58,12 @@ export const WIRE_ERROR_CODES = [
   'SANITY_CHECK_FAILED',
   'LFS_OBJECT_CORRUPT',
   'LFS_TOKEN_INVALID',
+  /** A write would not fit the data budget (or the disk) even after eviction; the message names the sizes. */
+  'INSUFFICIENT_STORAGE',
+  /** Upstream asked us to wait (429/503 with Retry-After); the answer carries Retry-After. */
+  'UPSTREAM_THROTTLED',
+  /** This client has too many requests in flight; the answer carries Retry-After. */
+  'TOO_MANY_REQUESTS',
   'ABORTED',
   /** Anything the sidecar did not raise on purpose; the detail is only in its log. */
   'INTERNAL',

@@ -12,12 +12,19 @@ export class GitMirrorError extends Error {
   readonly code: ErrorCode;
   /** HTTP status to answer with when this error reaches a client. */
   readonly status: number;
+  /** When the caller must wait before trying again (a throttled upstream, a busy client): `Retry-After`. */
+  readonly retryAfterMs?: number;
 
-  constructor(code: ErrorCode, message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { status?: number; cause?: unknown; retryAfterMs?: number } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'GitMirrorError';
     this.code = code;
     this.status = options.status ?? defaultStatus(code);
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -39,13 +46,18 @@ function defaultStatus(code: ErrorCode): number {
       return 409;
     case 'PAYLOAD_TOO_LARGE':
       return 413;
+    case 'TOO_MANY_REQUESTS':
+      return 429;
     case 'UPSTREAM_FAILED':
     case 'LFS_OBJECT_CORRUPT':
       return 502;
     case 'MIRROR_NOT_READY':
     case 'SHUTTING_DOWN':
     case 'CREDENTIALS_UNAVAILABLE':
+    case 'UPSTREAM_THROTTLED':
       return 503;
+    case 'INSUFFICIENT_STORAGE':
+      return 507;
     default:
       return 500;
   }
