@@ -12,6 +12,8 @@ export interface UpstreamRequestRecord {
   refPrefixes?: string[];
   viaCache: boolean;
   authorized: boolean;
+  /** When it arrived (Date.now()). */
+  at: number;
 }
 
 export interface GitUpstream {
@@ -21,8 +23,11 @@ export interface GitUpstream {
   requests: UpstreamRequestRecord[];
   /** Number of upload-pack POSTs that sent a pack (fetch command), split by whether the cache proxied them. */
   packResponses(options: { viaCache: boolean }): number;
-  /** Make every request fail with this status (simulates an outage); undefined restores service. */
-  failWith(status: number | undefined): void;
+  /**
+   * Make every request fail with this status and these headers (an outage, or a throttle with
+   * `Retry-After`); undefined restores service.
+   */
+  failWith(status: number | undefined, headers?: Record<string, string>): void;
   /** Hold every upload-pack response this long before git starts answering (a slow upstream). */
   delayUploadPack(ms: number): void;
   close(): Promise<void>;
@@ -50,7 +55,7 @@ export async function startGitUpstream(
   } = {},
 ): Promise<GitUpstream> {
   const requests: UpstreamRequestRecord[] = [];
-  let failure: number | undefined;
+  let failure: { status: number; headers?: Record<string, string> } | undefined;
   let delayMs = 0;
   const server: Server = createServer((req, res) => {
     handle(root, req, res, options, requests, failure, delayMs).catch(() => {
@@ -75,8 +80,8 @@ export async function startGitUpstream(
           r.viaCache === viaCache &&
           r.authorized,
       ).length,
-    failWith: (status) => {
-      failure = status;
+    failWith: (status, headers) => {
+      failure = status === undefined ? undefined : { status, headers };
     },
     delayUploadPack: (ms) => {
       delayMs = ms;
@@ -95,7 +100,7 @@ async function handle(
   res: ServerResponse,
   options: Parameters<typeof startGitUpstream>[1] & object,
   requests: UpstreamRequestRecord[],
-  failure: number | undefined,
+  failure: { status: number; headers?: Record<string, string> } | undefined,
   delayMs: number,
 ): Promise<void> {
   const body = await readAll(req);
@@ -114,9 +119,10 @@ async function handle(
     refPrefixes: refPrefixesOf(body),
     viaCache: req.headers.via === '1.1 gitmirror',
     authorized,
+    at: Date.now(),
   });
   if (failure) {
-    res.writeHead(failure).end('upstream outage');
+    res.writeHead(failure.status, failure.headers).end('upstream outage');
     return;
   }
   if (!authorized) {

@@ -1,5 +1,13 @@
 import type { Readable } from 'node:stream';
-import { type RunResult, runProcess, type SpawnedProcess, spawnProcess } from '../process/child-process.ts';
+import {
+  type RunResult,
+  runProcess,
+  type SpawnedProcess,
+  spawnProcess,
+  subcommand,
+} from '../process/child-process.ts';
+import { CurlTraceReader } from '../upstream/curl-trace.ts';
+import { throttledError, throttleOf } from '../upstream/throttle.ts';
 import type { Credentials } from './credentials.ts';
 import { type GitVersion, parseGitVersion } from './git-version.ts';
 
@@ -18,6 +26,14 @@ export interface GitInvocation {
   stdoutFd?: number;
   /** A socket pair on the child's fd 3 (see `RunOptions.channel`). */
   channel?: boolean;
+  /**
+   * The upstream host this command talks to over HTTP. Its responses' status lines and
+   * throttling headers are traced (GIT_TRACE_CURL, headers only, on a pipe), so a command that
+   * fails because upstream throttled it fails as UPSTREAM_THROTTLED with upstream's wait.
+   */
+  upstreamHost?: string;
+  /** With `upstreamHost`: called when git sends its first request (ref checks are spaced by it). */
+  onRequestSent?: () => void;
 }
 
 /** The seam between the sidecar and git: tests can wrap it to count or fail invocations. */
@@ -76,8 +92,21 @@ export class ProcessGitRunner implements GitRunner {
     this.gitBinary = gitBinary;
   }
 
-  run(invocation: GitInvocation): Promise<RunResult> {
-    return runProcess(this.gitBinary, invocation.args, this.options(invocation));
+  async run(invocation: GitInvocation): Promise<RunResult> {
+    const { upstreamHost } = invocation;
+    if (!upstreamHost) return runProcess(this.gitBinary, invocation.args, this.options(invocation));
+    const trace = new CurlTraceReader({ onFirstRequest: invocation.onRequestSent });
+    try {
+      return await runProcess(this.gitBinary, invocation.args, {
+        ...this.options(invocation),
+        onFd3: (chunk) => trace.feed(chunk),
+      });
+    } catch (err) {
+      const answer = trace.lastResponse();
+      const throttle = answer && throttleOf(answer, Date.now());
+      if (throttle) throw throttledError(`git ${subcommand(invocation.args)}`, upstreamHost, throttle);
+      throw err;
+    }
   }
 
   spawn(invocation: GitInvocation): SpawnedProcess {
@@ -96,12 +125,13 @@ export class ProcessGitRunner implements GitRunner {
   }
 
   private options(invocation: GitInvocation) {
+    const trace = invocation.upstreamHost ? HTTP_TRACE_ENV : undefined;
     return {
       // Git looks for a repository from its working directory even for `config --file` or
       // `ls-remote`; the sidecar's own (an image's WORKDIR, a checkout, a worktree whose .git
       // points elsewhere) must never be it.
       cwd: invocation.cwd ?? '/',
-      env: gitEnvironment(invocation),
+      env: { ...gitEnvironment(invocation), ...trace },
       timeoutMs: invocation.timeoutMs,
       signal: invocation.signal,
       stdin: invocation.stdin,
@@ -111,3 +141,9 @@ export class ProcessGitRunner implements GitRunner {
     };
   }
 }
+
+/**
+ * Headers only (no pack data), on file descriptor 3, which git's HTTP helper inherits; git
+ * redacts Authorization and cookies in it. The reader keeps status lines and throttling headers.
+ */
+const HTTP_TRACE_ENV = { GIT_TRACE_CURL: '3', GIT_TRACE_CURL_NO_DATA: '1', GIT_TRACE_REDACT: '1' };

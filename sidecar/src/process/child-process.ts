@@ -24,6 +24,12 @@ export interface RunOptions {
    * `channel`. It is inherited by the child's own children (upload-pack's hook uses it).
    */
   channel?: boolean;
+  /**
+   * Receives what the child writes to file descriptor 3 (a trace it was told to write there).
+   * Not with `channel`: both are fd 3 (a trace is for commands that talk to upstream, the
+   * channel for upload-pack).
+   */
+  onFd3?: (chunk: Buffer) => void;
 }
 
 export interface RunResult {
@@ -82,8 +88,14 @@ export function spawnProcess(command: string, args: string[], options: RunOption
     cwd: options.cwd,
     env: options.env ?? process.env,
     detached: true,
-    stdio: ['pipe', options.stdoutFd ?? 'pipe', 'pipe', ...(options.channel ? (['pipe'] as const) : [])],
+    stdio: [
+      'pipe',
+      options.stdoutFd ?? 'pipe',
+      'pipe',
+      ...(options.channel || options.onFd3 ? (['pipe'] as const) : []),
+    ],
   });
+  if (options.onFd3) (child.stdio[3] as Readable).on('data', options.onFd3);
   liveChildren.add(child);
   const label = `${command} ${subcommand(args)}`.trim();
   let stderrTail = '';
@@ -147,7 +159,7 @@ export function spawnProcess(command: string, args: string[], options: RunOption
 }
 
 /** The first argument that is neither an option nor an option's value: git's subcommand. */
-function subcommand(args: string[]): string {
+export function subcommand(args: string[]): string {
   const index = args.findIndex(
     (a, i) => a !== '' && !a.startsWith('-') && args[i - 1] !== '-c' && args[i - 1] !== '--shallow-file',
   );

@@ -22,6 +22,7 @@ export function errorHandler(logger: Logger) {
       return;
     }
     const status = known?.status ?? 500;
+    if (known?.retryAfterMs !== undefined) res.setHeader('retry-after', Math.ceil(known.retryAfterMs / 1000));
     res.status(status).json({
       error: { code: known?.code ?? 'INTERNAL', message: known?.message ?? 'internal error' },
     } satisfies ErrorBody);
