@@ -1,14 +1,8 @@
+import { type Clock, systemClock } from '../../../core/clock.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import { FairQueue } from './fair-queue.ts';
 import { RequestSpacing } from './request-spacing.ts';
 import { type Throttle, throttleOf, throttleOfError, type UpstreamAnswer } from './throttle.ts';
-
-/** Time as the gate reads it (the shape of core's Clock). */
-export interface Clock {
-  now(): number;
-}
-
-const systemClock: Clock = { now: () => Date.now() };
 
 /** A turn at the host: end it when the work is done; a ref check says when its request left. */
 export interface Turn {

@@ -5,19 +5,19 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { git } from '../../../testing/git.ts';
+import {
+  mountSmallFilesystem,
+  type SmallFilesystem,
+  smallFilesystemSkipReason,
+} from '../../../testing/small-filesystem.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { DiskBudget, type StorageShortfall } from '../../src/budget/disk-budget.ts';
 import type { HeldCandidate } from '../../src/budget/eviction-plan.ts';
 import { type HeldMirror, MirrorBytes } from '../../src/budget/mirror-bytes.ts';
 import { restoreBytes } from '../../src/budget/size-estimates.ts';
 import { filesystemFreeBytes, treeBytes } from '../../src/budget/tree-usage.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
-import { git } from '../../../testing/git.ts';
-import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
-import {
-  mountSmallFilesystem,
-  type SmallFilesystem,
-  smallFilesystemSkipReason,
-} from '../../../testing/small-filesystem.ts';
 
 const MiB = 1024 * 1024;
 const exec = promisify(execFile);

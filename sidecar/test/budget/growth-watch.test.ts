@@ -3,6 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { git } from '../../../testing/git.ts';
+import {
+  mountSmallFilesystem,
+  type SmallFilesystem,
+  smallFilesystemSkipReason,
+} from '../../../testing/small-filesystem.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { DiskBudget } from '../../src/budget/disk-budget.ts';
 import { watchGrowth } from '../../src/budget/growth-watch.ts';
 import { type HeldMirror, MirrorBytes } from '../../src/budget/mirror-bytes.ts';
@@ -10,13 +17,6 @@ import { cloneBytes } from '../../src/budget/size-estimates.ts';
 import { treeBytes } from '../../src/budget/tree-usage.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
-import { git } from '../../../testing/git.ts';
-import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
-import {
-  mountSmallFilesystem,
-  type SmallFilesystem,
-  smallFilesystemSkipReason,
-} from '../../../testing/small-filesystem.ts';
 
 const MiB = 1024 * 1024;
 

@@ -5,6 +5,8 @@ import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { git } from '../../../testing/git.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { readPackDir } from '../../src/budget/pack-stats.ts';
 import {
   COMPRESSED_ONLY_FACTOR,
@@ -15,8 +17,6 @@ import {
   UNKNOWN_WRITE_BYTES,
 } from '../../src/budget/size-estimates.ts';
 import { treeBytes } from '../../src/budget/tree-usage.ts';
-import { git } from '../../../testing/git.ts';
-import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 
 const exec = promisify(execFile);
 

@@ -5,10 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import express from 'express';
+import { silentLogger } from '../../../core/log.ts';
+import { GIT_ENV } from '../../../testing/git.ts';
 import { type ClientKeyMode, ClientLimiter } from '../../src/http/client-limiter.ts';
-import { silentLogger } from '../../src/log/logger.ts';
 import { errorHandler } from '../../src/server/error-handler.ts';
-import { GIT_ENV } from '../support/git-fixtures.ts';
 
 const exec = promisify(execFile);
 

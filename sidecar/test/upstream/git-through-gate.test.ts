@@ -2,11 +2,13 @@ import assert from 'node:assert/strict';
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { git } from '../../../testing/git.ts';
+import { createUpstreamRepo } from '../../../testing/git-repos.ts';
+import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
+import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 import { ProcessGitRunner } from '../../src/git/git-runner.ts';
 import { HostGate, type Turn } from '../../src/upstream/host-gate.ts';
-import { createUpstreamRepo, git, removeDir, tempDir } from '../support/git-fixtures.ts';
-import { type GitUpstream, startGitUpstream } from '../support/git-http-backend-server.ts';
 
 const runner = new ProcessGitRunner();
 
