@@ -112,6 +112,57 @@ export interface MirrorStatus {
   latestSnapshot?: SnapshotRef;
   /** Git LFS prefetch setting and its last run. Optional: sidecars before it omit it. */
   lfs?: { prefetch: LfsPrefetch; lastPrefetch?: LfsPrefetchStatus };
+  /** Its place on the data volume. Optional: sidecars before it omit it. */
+  disk?: MirrorDiskStatus;
+}
+
+/** What a mirror takes on the data volume and, while it cannot be held, why. */
+export interface MirrorDiskStatus {
+  /** Bytes on disk (allocated blocks), as measured after its last warm-up, fetch or repack. */
+  bytes?: number;
+  /** When a client was last served from it: on-demand mirrors idle the longest are evicted first. */
+  lastServedTime?: string;
+  /** Set while its warm-up is refused for lack of space (INSUFFICIENT_STORAGE), until one succeeds. */
+  shortfall?: StorageShortfall;
+}
+
+/** Why a write did not fit the data budget even after eviction. */
+export interface StorageShortfall {
+  /** Bytes the write needed in all. */
+  neededBytes: number;
+  /** Bytes that could not be found even by evicting everything evictable. */
+  missingBytes: number;
+  /** GITMIRROR_DATA_BUDGET, when one is set. */
+  limitBytes?: number;
+  /** The sidecar's own sentence with every number, e.g. `restore of github.com/org/repo needs 1.2 GiB: ...`. */
+  message: string;
+}
+
+/** The data budget of one sidecar: `GET /v1/mirrors`'s `storage`. */
+export interface StorageStatus {
+  /** GITMIRROR_DATA_BUDGET; absent when none is set (usage is still accounted). */
+  limitBytes?: number;
+  /** What every holder holds now. */
+  usedBytes: number;
+  /** Set aside for writes under way (restores, clones, fetches, repacks). */
+  reservedBytes: number;
+  /** Bytes by holder: `mirrors`, `spool` and each cache. */
+  holders: { name: string; bytes: number }[];
+  /** Writes refused for lack of space since start. */
+  refusals: number;
+  /** Entries evicted since start, by holder and tier. */
+  evicted: { holder: string; tier: 'expired' | 'cache' | 'idle-mirror'; count: number; bytes: number }[];
+}
+
+/** One upstream host as this sidecar treats it: `GET /v1/mirrors`'s `upstreams`. */
+export interface UpstreamHostStatus {
+  host: string;
+  /** While the host is backed off (it answered 429/503 with Retry-After): until when. */
+  backoffUntil?: string;
+  /** The answer that started or last extended the backoff, e.g. `429, Retry-After 5 s`. */
+  backoffReason?: string;
+  transfers: { active: number; queued: number; limit: number };
+  refChecks: { active: number; queued: number; perSecond: number };
 }
 
 /** Why a client request created no mirror; see `OnDemandStatus.refused`. */
@@ -136,6 +187,10 @@ export interface MirrorList {
   mirrors: MirrorStatus[];
   /** Optional: sidecars before it omit it. */
   onDemand?: OnDemandStatus;
+  /** Optional: sidecars before it omit it. */
+  storage?: StorageStatus;
+  /** Upstream hosts asked since start. Optional: sidecars before it omit it. */
+  upstreams?: UpstreamHostStatus[];
 }
 
 /** Body of `POST /v1/mirrors/{id}/restore`; without a key the latest manifest is used. */

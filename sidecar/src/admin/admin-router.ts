@@ -1,5 +1,5 @@
 import express, { type Request, type Response, type Router } from 'express';
-import type { MirrorList } from '../../../core/admin-api.ts';
+import type { MirrorList, StorageStatus, UpstreamHostStatus } from '../../../core/admin-api.ts';
 import { parseRepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
@@ -13,13 +13,18 @@ type Action = (typeof ACTIONS)[number];
  * `/v1/mirrors[/{id}[/{action}]]`. Ids contain slashes, so the path is split by hand:
  * POST routes end in an action; GET, PUT and DELETE take the whole rest as the id.
  */
-export function adminRouter(mirrors: MirrorManager): Router {
+export function adminRouter(
+  mirrors: MirrorManager,
+  budgets?: { storage: () => StorageStatus; upstreams: () => UpstreamHostStatus[] },
+): Router {
   const router = express.Router();
   router.use(express.json({ limit: '64kb' }));
   router.get('/v1/mirrors', (_req, res) => {
     const body: MirrorList = {
       mirrors: mirrors.list().map((m) => m.status()),
       onDemand: mirrors.onDemandStatus(),
+      storage: budgets?.storage(),
+      upstreams: budgets?.upstreams(),
     };
     res.json(body);
   });

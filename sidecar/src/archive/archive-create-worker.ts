@@ -50,7 +50,7 @@ export type CreateRequest =
   | { type: 'ack'; bytes: number };
 
 export type CreateReply =
-  | { type: 'listed'; stored: StoredFile[] }
+  | { type: 'listed'; stored: StoredFile[]; unpackedBytes: number; entries: number }
   | { type: 'content'; id: number; sha256: string; frame?: ArrayBuffer }
   | { type: 'frame'; data: ArrayBuffer }
   | { type: 'entries'; pieces: { bytes: number; sha256: string }[] };
@@ -112,17 +112,17 @@ function list(mirrorDir: string): CreateReply {
       mtime: new Date(0),
     },
   ];
+  // What `tar -x` of this archive writes, counted from the listing: the manifest tells a
+  // restore how much disk it needs before it starts.
+  let unpackedBytes = tarHeader(pending[0]!).length + END_OF_ARCHIVE.length;
   for (const entry of entries) {
+    const header = tarHeader(entry);
+    unpackedBytes += header.length + paddedSize(entry.size);
     if (entry.type === 'File' && isStoredFile(entry.path, entry.size))
-      stored.push({
-        path: entry.path,
-        size: entry.size,
-        mode: portableMode(entry.mode, false),
-        header: tarHeader(entry),
-      });
+      stored.push({ path: entry.path, size: entry.size, mode: portableMode(entry.mode, false), header });
     else pending.push(entry);
   }
-  return { type: 'listed', stored };
+  return { type: 'listed', stored, unpackedBytes, entries: entries.length + 1 };
 }
 
 /** Reads exactly the bytes `views` cover, from `position` on; a file that got shorter fails. */

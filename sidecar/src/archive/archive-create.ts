@@ -25,6 +25,9 @@ export interface ArchiveDigest {
   /** sha256 of the index frame, the archive's last `indexBytes` bytes. */
   sha256: string;
   indexBytes: number;
+  /** What a restore extracts: the tar stream's bytes and its entries. */
+  unpackedBytes: number;
+  entries: number;
 }
 
 export function defaultThreads(): number {
@@ -54,6 +57,7 @@ class ArchiveRun {
   /** Stream mode: finished frames by piece index, waiting for their turn. */
   private readonly ready = new Map<number, Buffer>();
   private readonly entriesFrames: Buffer[] = [];
+  private unpacked = { unpackedBytes: 0, entries: 0 };
   private headersWritten: Promise<unknown> = Promise.resolve();
   private nextToEmit = 0;
   private storedPieces = 0;
@@ -133,7 +137,10 @@ class ArchiveRun {
       this.emitReady();
       return;
     }
-    if (reply.type === 'listed') this.plan(reply.stored);
+    if (reply.type === 'listed') {
+      this.unpacked = { unpackedBytes: reply.unpackedBytes, entries: reply.entries };
+      this.plan(reply.stored);
+    }
     else if (reply.type === 'content') this.contentDone(reply);
     else this.entriesDone(reply.pieces);
     this.idle.push(worker);
@@ -249,7 +256,7 @@ class ArchiveRun {
     const index = skippableFrame(encodeIndex(pieces));
     const sizeBytes = pieces.reduce((sum, p) => sum + p.bytes, 0) + index.length;
     await this.stopWorkers();
-    const digest = { sizeBytes, sha256: sha256(index), indexBytes: index.length };
+    const digest = { sizeBytes, sha256: sha256(index), indexBytes: index.length, ...this.unpacked };
     if ('file' in this.output) {
       await writeAt(this.output, index, sizeBytes - index.length);
       this.succeed(digest);

@@ -1,5 +1,5 @@
-import { GitMirrorError } from '../errors/gitmirror-error.ts';
-import type { ByteHolder } from './byte-holder.ts';
+import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
+import type { ByteHolder, EvictionTier } from './byte-holder.ts';
 import { formatBytes } from './byte-size.ts';
 import { type HeldCandidate, planEviction } from './eviction-plan.ts';
 import { filesystemFreeBytes } from './tree-usage.ts';
@@ -17,7 +17,7 @@ export interface DiskBudgetOptions {
 /** What the budget reports as it works; the sidecar maps it to logs and metrics. */
 export interface DiskBudgetObserver {
   evicted(candidate: HeldCandidate, purpose: string): void;
-  refused(shortfall: StorageShortfall): void;
+  refused(shortfall: SpaceShortfall): void;
 }
 
 export interface SpaceRequest {
@@ -32,7 +32,7 @@ interface Admission extends SpaceRequest {
 }
 
 /** Why a write was refused, with every number a person needs to fix it. */
-export interface StorageShortfall {
+export interface SpaceShortfall {
   purpose: string;
   /** Bytes the write needs in all (for a write under way: what it has written and still needs). */
   neededBytes: number;
@@ -60,6 +60,10 @@ export interface BudgetUsage {
   reservedBytes: number;
   holders: HolderUsage[];
   reservations: { purpose: string; bytes: number; writtenBytes: number }[];
+  /** Writes refused since start. */
+  refusals: number;
+  /** Entries evicted since start, by holder and tier. */
+  evicted: { holder: string; tier: EvictionTier; count: number; bytes: number }[];
 }
 
 /**
@@ -131,6 +135,8 @@ export class DiskBudget {
   private readonly options: DiskBudgetOptions;
   private readonly holders: ByteHolder[] = [];
   private readonly reservations = new Set<Reservation>();
+  private readonly evicted = new Map<string, BudgetUsage['evicted'][number]>();
+  private refusals = 0;
   private turn: Promise<unknown> = Promise.resolve();
 
   constructor(options: DiskBudgetOptions) {
@@ -157,11 +163,13 @@ export class DiskBudget {
       reservedBytes: reservations.reduce((sum, r) => sum + r.bytes, 0),
       holders,
       reservations,
+      refusals: this.refusals,
+      evicted: [...this.evicted.values()].map((e) => ({ ...e })),
     };
   }
 
   /** Sets space aside for a write, evicting if that makes it fit; or says why it cannot be. */
-  async tryReserve(request: SpaceRequest): Promise<Reservation | StorageShortfall> {
+  async tryReserve(request: SpaceRequest): Promise<Reservation | SpaceShortfall> {
     const bytes = Math.max(0, Math.ceil(request.bytes));
     const reservation = new Reservation(this, request.purpose, bytes);
     const shortfall = await this.admit({ bytes, purpose: request.purpose }, () =>
@@ -186,13 +194,13 @@ export class DiskBudget {
    * @internal Makes room for `bytes` more and runs `commit` in the same turn, or returns the
    * shortfall and evicts nothing.
    */
-  admit(request: Admission, commit?: () => void): Promise<StorageShortfall | undefined> {
+  admit(request: Admission, commit?: () => void): Promise<SpaceShortfall | undefined> {
     const run = this.turn.then(() => this.admitNow(request, commit));
     this.turn = run.catch(() => {});
     return run;
   }
 
-  private async admitNow(request: Admission, commit?: () => void): Promise<StorageShortfall | undefined> {
+  private async admitNow(request: Admission, commit?: () => void): Promise<SpaceShortfall | undefined> {
     // Evictions can skip entries that became busy meanwhile: look again, a bounded number of times.
     for (let attempt = 0; attempt < 3; attempt++) {
       const need = await this.bytesToFree(request.bytes);
@@ -238,7 +246,18 @@ export class DiskBudget {
       const mine = evictions.filter((e) => e.holder === holder.name);
       if (mine.length === 0) continue;
       await holder.evict(mine.map((e) => e.key));
-      for (const e of mine) this.options.observer?.evicted(e, purpose);
+      for (const e of mine) {
+        const tally = this.evicted.get(`${e.holder}/${e.tier}`) ?? {
+          holder: e.holder,
+          tier: e.tier,
+          count: 0,
+          bytes: 0,
+        };
+        tally.count++;
+        tally.bytes += e.bytes;
+        this.evicted.set(`${e.holder}/${e.tier}`, tally);
+        this.options.observer?.evicted(e, purpose);
+      }
     }
   }
 
@@ -246,9 +265,9 @@ export class DiskBudget {
     request: Admission,
     need: { bytes: number; filesystemFreeBytes?: number },
     evictableBytes: number,
-  ): StorageShortfall {
+  ): SpaceShortfall {
     const usage = this.usage();
-    const shortfall: StorageShortfall = {
+    const shortfall: SpaceShortfall = {
       purpose: request.purpose,
       neededBytes: request.totalBytes ?? request.bytes,
       missingBytes: need.bytes - evictableBytes,
@@ -259,13 +278,14 @@ export class DiskBudget {
       filesystemFreeBytes: need.filesystemFreeBytes,
       holders: usage.holders,
     };
+    this.refusals++;
     this.options.observer?.refused(shortfall);
     return shortfall;
   }
 }
 
 /** `restore of x needs 1.2 GiB: the data budget is 1 GiB, 700 MiB held (mirrors 690 MiB, spool 10 MiB), ...` */
-export function describeShortfall(s: StorageShortfall): string {
+export function describeShortfall(s: SpaceShortfall): string {
   const held = s.holders
     .filter((h) => h.bytes > 0)
     .map((h) => `${h.name} ${formatBytes(h.bytes)}`)
@@ -282,6 +302,15 @@ export function describeShortfall(s: StorageShortfall): string {
   );
 }
 
-export function shortfallError(s: StorageShortfall): GitMirrorError {
+export function shortfallError(s: SpaceShortfall): GitMirrorError {
   return new GitMirrorError('INSUFFICIENT_STORAGE', describeShortfall(s), { cause: s });
+}
+
+/** The shortfall an INSUFFICIENT_STORAGE error from the budget carries, if it is one. */
+export function shortfallOf(err: unknown): SpaceShortfall | undefined {
+  if (!isGitMirrorError(err, 'INSUFFICIENT_STORAGE')) return undefined;
+  const cause = err.cause as Partial<SpaceShortfall> | undefined;
+  return typeof cause?.neededBytes === 'number' && typeof cause.purpose === 'string'
+    ? (cause as SpaceShortfall)
+    : undefined;
 }

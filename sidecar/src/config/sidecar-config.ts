@@ -3,8 +3,8 @@ import { isLfsPrefetch, LFS_PREFETCH_SCOPES, type LfsPrefetch } from '../../../c
 import { parseDuration } from '../../../core/duration.ts';
 import { isContractError } from '../../../core/errors.ts';
 import { snapshotRetain } from '../../../core/snapshot.ts';
+import { parseByteSize } from '../budget/byte-size.ts';
 import { fromContractError, GitMirrorError } from '../errors/gitmirror-error.ts';
-import { parseByteSize } from './byte-size.ts';
 
 /** Everything the sidecar reads from its environment, parsed and checked once at start. */
 export interface SidecarConfig {
@@ -51,7 +51,16 @@ export interface SidecarConfig {
   packCacheMaxBytes?: number;
   /** GITMIRROR_PACK_CACHE_TTL: how long a completed pack answers identical requests. */
   packCacheTtlMs: number;
+  /** GITMIRROR_DATA_BUDGET: bytes the data dir may hold; undefined: the filesystem's free space is the only bound. */
+  dataBudgetBytes?: number;
+  /** Per upstream host: transfers (clone, fetch) at once, and ref checks (ls-remote) per second. */
+  upstream: { transfers: number; refChecksPerSecond: number };
+  /** Per client on the git listener: requests in flight (0: no limit), and who counts as one client. */
+  clientLimit: { maxConcurrent: number; keyBy: ClientKeyMode };
 }
+
+/** Who counts as one client of the git listener: its address, or the credentials it sends. */
+export type ClientKeyMode = 'address' | 'credentials';
 
 export interface HostPort {
   host: string;
@@ -87,6 +96,21 @@ function nonNegativeInt(text: string | undefined, fallback: number, name: string
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n))
     throw new GitMirrorError('CONFIG_INVALID', `${name}: "${text}" is not a whole number (0 or more)`);
   return n;
+}
+
+function positiveNumber(text: string | undefined, fallback: number, name: string): number {
+  if (text === undefined || text.trim() === '') return fallback;
+  const n = Number(text.trim());
+  if (!/^\d+(\.\d+)?$/.test(text.trim()) || !(n > 0))
+    throw new GitMirrorError('CONFIG_INVALID', `${name}: "${text}" is not a positive number`);
+  return n;
+}
+
+function oneOf<T extends string>(text: string | undefined, values: readonly T[], name: string): T {
+  const value = (text || values[0]) as T;
+  if (!values.includes(value))
+    throw new GitMirrorError('CONFIG_INVALID', `${name}: "${text}" is not one of ${values.join(', ')}`);
+  return value;
 }
 
 function duration(env: NodeJS.ProcessEnv, name: string, fallback: string): number {
@@ -153,6 +177,21 @@ export function loadSidecarConfig(env: NodeJS.ProcessEnv = process.env): Sidecar
       ? parseByteSize(env.GITMIRROR_PACK_CACHE_MAX_BYTES, 'GITMIRROR_PACK_CACHE_MAX_BYTES')
       : undefined,
     packCacheTtlMs: duration(env, 'GITMIRROR_PACK_CACHE_TTL', '5m'),
+    dataBudgetBytes: env.GITMIRROR_DATA_BUDGET
+      ? parseByteSize(env.GITMIRROR_DATA_BUDGET, 'GITMIRROR_DATA_BUDGET')
+      : undefined,
+    upstream: {
+      transfers: positiveInt(env.GITMIRROR_UPSTREAM_TRANSFERS, 4, 'GITMIRROR_UPSTREAM_TRANSFERS'),
+      refChecksPerSecond: positiveNumber(
+        env.GITMIRROR_UPSTREAM_REF_CHECKS_PER_SECOND,
+        2,
+        'GITMIRROR_UPSTREAM_REF_CHECKS_PER_SECOND',
+      ),
+    },
+    clientLimit: {
+      maxConcurrent: nonNegativeInt(env.GITMIRROR_MAX_CLIENT_REQUESTS, 32, 'GITMIRROR_MAX_CLIENT_REQUESTS'),
+      keyBy: oneOf(env.GITMIRROR_CLIENT_KEY, ['address', 'credentials'] as const, 'GITMIRROR_CLIENT_KEY'),
+    },
   };
 }
 

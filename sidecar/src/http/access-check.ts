@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
-import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
+import type { UpstreamHosts } from '../upstream/host-gate.ts';
+import { throttleOf } from '../upstream/throttle.ts';
 import { requestUpstream } from './upstream-proxy.ts';
 
 const ALLOW_TTL_MS = 60_000;
@@ -57,10 +59,14 @@ export class UpstreamAccessCheck {
   private readonly verdicts: AccessVerdicts<AccessDecision>;
   private readonly inflight = new Map<string, Promise<AccessDecision>>();
   private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly upstream?: UpstreamHosts;
 
-  constructor(logger: Logger, clock: Clock) {
+  constructor(logger: Logger, clock: Clock, upstream?: UpstreamHosts) {
     this.logger = logger;
+    this.clock = clock;
     this.verdicts = new AccessVerdicts({ clock, allowed: (decision) => decision === 'allowed' });
+    this.upstream = upstream;
   }
 
   async check(mirror: Mirror, authorization: string | undefined): Promise<AccessDecision> {
@@ -86,15 +92,26 @@ export class UpstreamAccessCheck {
         url: `${mirror.upstream}/info/refs?service=git-upload-pack`,
         headers: { authorization, 'user-agent': 'gitmirror-access-check', via: '1.1 gitmirror' },
         idleTimeoutMs: 15_000,
+        gate: this.upstream?.gate(mirror.upstream),
       });
       res.resume();
       const status = res.statusCode ?? 0;
       if (status >= 200 && status < 300) return 'allowed';
+      // A throttle (GitHub sends its rate limit as a 403 too) says nothing about these credentials.
+      if (throttleOf({ status, headers: res.headers }, this.clock.now()))
+        throw new GitMirrorError(
+          'UPSTREAM_THROTTLED',
+          `upstream answered ${status} to the access check: it asks us to wait`,
+          {
+            retryAfterMs: this.upstream?.gate(mirror.upstream).backoffRemainingMs(),
+          },
+        );
       if (status === 401 || status === 403 || status === 404) return 'denied';
       throw new GitMirrorError('UPSTREAM_FAILED', `upstream answered ${status} to the access check`);
     } catch (err) {
       // Fail closed: an unreachable upstream cannot vouch for anyone.
-      this.logger.warn({ mirror: mirror.id, err: describeError(err) }, 'access check failed');
+      if (!isGitMirrorError(err, 'UPSTREAM_THROTTLED'))
+        this.logger.warn({ mirror: mirror.id, err: describeError(err) }, 'access check failed');
       throw err instanceof GitMirrorError ? err : new GitMirrorError('UPSTREAM_FAILED', describeError(err));
     }
   }

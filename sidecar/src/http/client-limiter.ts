@@ -1,9 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ClientKeyMode } from '../config/sidecar-config.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
-
-/** Who counts as one client: its address, or the credentials it sends (its address when it sends none). */
-export type ClientKeyMode = 'address' | 'credentials';
 
 export interface ClientLimiterOptions {
   /** Requests one client may have in flight on the git listener; 0 turns the limit off. */

@@ -14,6 +14,7 @@ import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
 import type { PackCache } from '../pack-cache/pack-cache.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import type { UpstreamHosts } from '../upstream/host-gate.ts';
 import type { UpstreamAccessCheck } from './access-check.ts';
 import { type GitAction, parseGitPath } from './git-path.ts';
 import { serveLocalInfoRefs, serveLocalUploadPack } from './local-upload-pack.ts';
@@ -36,6 +37,8 @@ export interface GitHttpDeps {
   packCache?: PackCache;
   logger: Logger;
   metrics: SidecarMetrics;
+  /** Upstream hosts' gates: nothing is proxied to a host that asked us to wait. */
+  upstream?: UpstreamHosts;
 }
 
 export const UPLOAD_PACK_TIMEOUT_MS = 2 * 60 * 60_000;
@@ -166,6 +169,7 @@ export class GitHttpService {
         headers,
         body: head,
         idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
+        gate: this.deps.upstream?.gate(upstream),
       });
     const { role, bytes } = await this.deps.shared.serve(
       mirror.id,
@@ -234,6 +238,7 @@ export class GitHttpService {
       headers,
       body: options.body ?? (req.method === 'POST' ? (req as Readable) : undefined),
       idleTimeoutMs: UPSTREAM_IDLE_TIMEOUT_MS,
+      gate: this.deps.upstream?.gate(options.upstream),
     });
     options.onUpstreamHead?.(upstreamRes);
     if (!writeUpstreamHead(upstreamRes, res, (loc) => this.rewriteRedirect(loc))) {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Response } from 'express';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
+import type { ByteHolder, EvictionCandidate } from '../budget/byte-holder.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
 
 interface ResponseHead {
@@ -24,6 +25,8 @@ interface SharedDownload {
   readers: number;
   dropped: boolean;
   completedAt?: number;
+  /** When a client last started reading it. */
+  lastUsedAt: number;
   progress: EventEmitter;
 }
 
@@ -39,11 +42,14 @@ const KEEP_COMPLETED_MS = 10 * 60_000;
  * mirror is ready or it expires. The credentials are part of the key, so a response is
  * never served to a client with other credentials.
  */
-export class SharedUpstreamResponses {
+export class SharedUpstreamResponses implements ByteHolder {
+  readonly name = 'spool';
   private readonly dir: string;
   private readonly logger: Logger;
   private readonly clock: Clock;
   private readonly downloads = new Map<string, SharedDownload>();
+  /** Spool files not yet deleted, served or not: what the spool holds on disk. */
+  private readonly onDisk = new Set<SharedDownload>();
   private readonly sweeper: NodeJS.Timeout;
   private sequence = 0;
 
@@ -67,6 +73,7 @@ export class SharedUpstreamResponses {
     const role = download ? 'follower' : 'leader';
     if (!download) download = this.begin(mirrorId, key, start);
     download.readers++;
+    download.lastUsedAt = this.clock.now();
     let bytes = 0;
     try {
       await download.headReady;
@@ -80,12 +87,7 @@ export class SharedUpstreamResponses {
 
   /** The mirror is ready: new requests are served locally, so spools of it can go. */
   dropMirror(mirrorId: string): void {
-    for (const download of this.downloads.values()) {
-      if (download.mirrorId !== mirrorId) continue;
-      this.downloads.delete(download.key);
-      download.dropped = true;
-      this.release(download);
-    }
+    for (const download of this.downloads.values()) if (download.mirrorId === mirrorId) this.drop(download);
   }
 
   close(): void {
@@ -95,6 +97,36 @@ export class SharedUpstreamResponses {
 
   get size(): number {
     return this.downloads.size;
+  }
+
+  bytesHeld(): number {
+    let bytes = 0;
+    for (const download of this.onDisk) bytes += download.written;
+    return bytes;
+  }
+
+  /** Completed responses nobody is reading: expired ones first, then the least recently used. */
+  evictionCandidates(): EvictionCandidate[] {
+    const now = this.clock.now();
+    return [...this.downloads.values()]
+      .filter((d) => d.completedAt !== undefined && d.readers === 0)
+      .map((d) => ({
+        key: d.key,
+        bytes: d.written,
+        tier: now - d.completedAt! > KEEP_COMPLETED_MS ? ('expired' as const) : ('cache' as const),
+        lastUsedAt: d.lastUsedAt,
+      }));
+  }
+
+  async evict(keys: readonly string[]): Promise<number> {
+    let freed = 0;
+    for (const key of keys) {
+      const download = this.downloads.get(key);
+      if (!download || download.completedAt === undefined || download.readers > 0) continue;
+      freed += download.written;
+      this.drop(download);
+    }
+    return freed;
   }
 
   private begin(mirrorId: string, key: string, start: () => Promise<IncomingMessage>): SharedDownload {
@@ -107,10 +139,12 @@ export class SharedUpstreamResponses {
       done: false,
       readers: 0,
       dropped: false,
+      lastUsedAt: this.clock.now(),
       progress: new EventEmitter(),
     };
     download.progress.setMaxListeners(0);
     this.downloads.set(key, download);
+    this.onDisk.add(download);
     download.headReady = this.download(download, start);
     download.headReady.catch(() => {});
     return download;
@@ -190,18 +224,21 @@ export class SharedUpstreamResponses {
 
   private release(download: SharedDownload): void {
     if (download.readers === 0 && download.done && (download.dropped || download.error)) {
-      void rm(download.path, { force: true });
+      // Counted as freed at once: the unlink follows, and nothing reads the file any more.
+      if (this.onDisk.delete(download)) void rm(download.path, { force: true });
     }
+  }
+
+  private drop(download: SharedDownload): void {
+    this.downloads.delete(download.key);
+    download.dropped = true;
+    this.release(download);
   }
 
   private expire(): void {
     const now = this.clock.now();
     for (const download of this.downloads.values()) {
-      if (download.completedAt && now - download.completedAt > KEEP_COMPLETED_MS) {
-        this.downloads.delete(download.key);
-        download.dropped = true;
-        this.release(download);
-      }
+      if (download.completedAt && now - download.completedAt > KEEP_COMPLETED_MS) this.drop(download);
     }
   }
 }

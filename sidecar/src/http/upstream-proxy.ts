@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { GitMirrorError, redactUrl } from '../errors/gitmirror-error.ts';
+import type { HostGate } from '../upstream/host-gate.ts';
 
 export interface UpstreamRequest {
   method: 'GET' | 'POST';
@@ -12,6 +13,12 @@ export interface UpstreamRequest {
   body?: Readable | Buffer;
   /** Idle timeout: no bytes either way for this long aborts the request. */
   idleTimeoutMs: number;
+  /**
+   * The upstream host's gate: while it is backed off the request is not sent (UPSTREAM_THROTTLED,
+   * answered 503 with Retry-After), and an answer asking us to slow down backs it off. Requests
+   * made for a client do not take turns: the client's own request would have reached upstream anyway.
+   */
+  gate?: HostGate;
 }
 
 const agents = {
@@ -39,6 +46,8 @@ const FORWARDED_RESPONSE_HEADERS = [
   'pragma',
   'www-authenticate',
   'content-length',
+  // A throttled upstream's wait reaches the client too.
+  'retry-after',
 ];
 
 export function forwardedHeaders(req: Request): Record<string, string> {
@@ -55,7 +64,14 @@ export function forwardedHeaders(req: Request): Record<string, string> {
  * redirects: the caller decides, so a redirect can never carry the cache to a host
  * outside the allowed list.
  */
-export function requestUpstream(request: UpstreamRequest): Promise<IncomingMessage> {
+export async function requestUpstream(request: UpstreamRequest): Promise<IncomingMessage> {
+  request.gate?.assertOpen();
+  const response = await send(request);
+  request.gate?.observe({ status: response.statusCode ?? 0, headers: response.headers });
+  return response;
+}
+
+function send(request: UpstreamRequest): Promise<IncomingMessage> {
   const url = new URL(request.url);
   const transport = url.protocol === 'http:' ? http : https;
   return new Promise((resolve, reject) => {

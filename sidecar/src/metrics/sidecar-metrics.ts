@@ -1,5 +1,6 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { BudgetMetrics } from './budget-metrics.ts';
 
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600];
 const MIRROR_STATES = ['empty', 'restoring', 'cloning', 'ready', 'failed'] as const;
@@ -34,6 +35,7 @@ export class SidecarMetrics {
   readonly packCacheBytes: Gauge;
   readonly packCacheBudget: Gauge;
   readonly packCacheEntries: Gauge;
+  readonly budget: BudgetMetrics;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
   constructor() {
@@ -188,6 +190,7 @@ export class SidecarMetrics {
     for (const role of ['hit', 'miss', 'joined']) this.packCacheServedBytes.inc({ role }, 0);
     for (const reason of ['ttl', 'budget', 'mirror_removed', 'requested'])
       this.packCacheEvictions.inc({ reason }, 0);
+    this.budget = new BudgetMetrics(r);
     this.loopDelay.enable();
     const loopDelay = this.loopDelay;
     new Gauge({

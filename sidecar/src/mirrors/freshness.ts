@@ -39,10 +39,14 @@ export class Freshness {
     let check = this.checks.get(mirror);
     if (!check) {
       if (!mirror.upstreamCheckDue(this.deps.refCheckIntervalMs)) return;
+      // Upstream asked us to wait: serve what the mirror has, and ask again once the wait is over.
+      if (mirror.gitContext(this.deps.git).gate?.backoffRemainingMs()) return;
       check = this.compareWithUpstream(mirror).finally(() => this.checks.delete(mirror));
       this.checks.set(mirror, check);
     }
-    await check;
+    // A check may queue behind the host's ref checks per second: the client waits for it (and
+    // the fetch it starts) only so long, then is served what the mirror has.
+    await this.withinWait(check);
   }
 
   /**
@@ -72,14 +76,17 @@ export class Freshness {
 
   /** A fetch, waited for at most GITMIRROR_FRESHNESS_WAIT; it goes on in the background after that. */
   private async fetchWithinWait(mirror: Mirror): Promise<void> {
-    const fetched = this.deps.fetch(mirror);
-    fetched.catch(() => {}); // once the wait is over nobody awaits it; the fetch logs its own failure
+    await this.withinWait(this.deps.fetch(mirror));
+  }
+
+  private async withinWait(work: Promise<void>): Promise<void> {
+    work.catch(() => {}); // once the wait is over nobody awaits it; the work logs its own failure
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.deps.waitMs).unref();
     });
     try {
-      await Promise.race([fetched, waited]);
+      await Promise.race([work, waited]);
     } finally {
       clearTimeout(timer);
     }

@@ -5,6 +5,7 @@ import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { CredentialSource } from '../git/credentials.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import { applyMirrorConfig, packThreads } from '../git/mirror-config.ts';
+import type { HostGate } from '../upstream/host-gate.ts';
 import { exists } from './data-layout.ts';
 
 /** Git work on one mirror directory; every call has a timeout and dies with its process group. */
@@ -14,6 +15,28 @@ export interface MirrorGitContext {
   upstream: string;
   /** Asked before each command that talks to upstream: no command starts on credentials about to expire. */
   credentials?: CredentialSource;
+  /** The upstream host's gate: clone, fetch and ls-remote take a turn there (by `mirrorId`). */
+  gate?: HostGate;
+  mirrorId?: string;
+}
+
+/**
+ * Runs work that talks to upstream in a turn at its host's gate (when the context has one),
+ * with git told to trace its HTTP answers so a throttle comes back as UPSTREAM_THROTTLED.
+ */
+function atUpstream<T>(
+  ctx: MirrorGitContext,
+  work: 'transfer' | 'ref-check',
+  signal: AbortSignal | undefined,
+  run: (http: { upstreamHost?: string; onRequestSent?: () => void }) => Promise<T>,
+): Promise<T> {
+  const upstreamHost = httpHost(ctx.upstream);
+  // A local path (tests) has no host to gate or trace.
+  if (upstreamHost === undefined) return run({});
+  if (!ctx.gate) return run({ upstreamHost });
+  return ctx.gate.run({ work, key: ctx.mirrorId ?? ctx.upstream, signal }, (turn) =>
+    run({ upstreamHost, onRequestSent: () => turn.requestSent() }),
+  );
 }
 
 const LOCAL_TIMEOUT_MS = 60_000;
@@ -22,6 +45,15 @@ const LOCAL_TIMEOUT_MS = 60_000;
  * `git clone --mirror` into a fresh temp dir. Clone has no low-speed abort: upstreams can
  * spend minutes computing a large pack before the first byte.
  */
+function httpHost(url: string): string | undefined {
+  try {
+    const parsed = new URL(url);
+    return parsed.protocol === 'http:' || parsed.protocol === 'https:' ? parsed.host : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function cloneInto(
   ctx: MirrorGitContext,
   tempDir: string,
@@ -29,14 +61,17 @@ export async function cloneInto(
   signal?: AbortSignal,
 ) {
   const target = join(tempDir, 'repo.git');
-  await ctx.git.run({
-    args: ['clone', '--mirror', '--quiet', '--', ctx.upstream, target],
-    // Never the process's own directory: git must not depend on where the sidecar started.
-    cwd: tempDir,
-    timeoutMs,
-    signal,
-    credentials: await ctx.credentials?.forCommand(timeoutMs),
-  });
+  await atUpstream(ctx, 'transfer', signal, async (http) =>
+    ctx.git.run({
+      args: ['clone', '--mirror', '--quiet', '--', ctx.upstream, target],
+      // Never the process's own directory: git must not depend on where the sidecar started.
+      cwd: tempDir,
+      timeoutMs,
+      signal,
+      credentials: await ctx.credentials?.forCommand(timeoutMs),
+      ...http,
+    }),
+  );
   await applyMirrorConfig(ctx.git, target, ctx.upstream);
   return target;
 }
@@ -69,13 +104,16 @@ export interface FetchOptions {
 
 export async function fetchMirror(ctx: MirrorGitContext, options: FetchOptions): Promise<void> {
   const speed = options.lowSpeedAbort ? ['-c', 'http.lowSpeedLimit=1000', '-c', 'http.lowSpeedTime=120'] : [];
-  await ctx.git.run({
-    args: [...speed, 'fetch', '--prune', '--prune-tags', '--quiet', 'origin'],
-    cwd: ctx.dir,
-    timeoutMs: options.timeoutMs,
-    signal: options.signal,
-    credentials: await ctx.credentials?.forCommand(options.timeoutMs),
-  });
+  await atUpstream(ctx, 'transfer', options.signal, async (http) =>
+    ctx.git.run({
+      args: [...speed, 'fetch', '--prune', '--prune-tags', '--quiet', 'origin'],
+      cwd: ctx.dir,
+      timeoutMs: options.timeoutMs,
+      signal: options.signal,
+      credentials: await ctx.credentials?.forCommand(options.timeoutMs),
+      ...http,
+    }),
+  );
 }
 
 /** Refs as `name → object id`, from the local mirror. */
@@ -89,13 +127,21 @@ export async function localRefs(ctx: MirrorGitContext): Promise<Map<string, stri
 }
 
 /** Refs as upstream advertises them now; peeled tags and HEAD left out to match `localRefs`. */
-export async function upstreamRefs(ctx: MirrorGitContext, timeoutMs: number): Promise<Map<string, string>> {
-  const { stdout } = await ctx.git.run({
-    args: ['ls-remote', '--', ctx.upstream],
-    cwd: ctx.dir,
-    timeoutMs,
-    credentials: await ctx.credentials?.forCommand(timeoutMs),
-  });
+export async function upstreamRefs(
+  ctx: MirrorGitContext,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Map<string, string>> {
+  const { stdout } = await atUpstream(ctx, 'ref-check', signal, async (http) =>
+    ctx.git.run({
+      args: ['ls-remote', '--', ctx.upstream],
+      cwd: ctx.dir,
+      timeoutMs,
+      signal,
+      credentials: await ctx.credentials?.forCommand(timeoutMs),
+      ...http,
+    }),
+  );
   const refs = parseRefLines(stdout.replaceAll('\t', ' '));
   for (const name of refs.keys()) if (name === 'HEAD' || name.endsWith('^{}')) refs.delete(name);
   return refs;

@@ -7,8 +7,9 @@ import type { Logger } from '../../../core/log.ts';
 import { parseRepoId, type RepoId, repoIdFromUrl, upstreamUrl } from '../../../core/repo-id.ts';
 import { snapshotRetain } from '../../../core/snapshot.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
+import type { DiskBudget } from '../budget/disk-budget.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
-import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import {
   type CredentialSource,
   type Credentials,
@@ -19,10 +20,12 @@ import type { GitRunner } from '../git/git-runner.ts';
 import type { JobScheduler } from '../jobs/job-scheduler.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import type { UpstreamHosts } from '../upstream/host-gate.ts';
 import type { DataLayout } from './data-layout.ts';
 import { fetchMirror, headCommit, repackMirror } from './git-mirror-ops.ts';
 import { Mirror, type MirrorOrigin, type MirrorSettings } from './mirror.ts';
 import { publishMirrorSnapshot } from './mirror-snapshot.ts';
+import { MirrorStorage } from './mirror-storage.ts';
 import { restoreOrClone, type WarmupDeps } from './mirror-warmup.ts';
 import { OnDemandGate } from './on-demand.ts';
 import { PeriodicTimers } from './periodic-timers.ts';
@@ -41,6 +44,10 @@ export interface MirrorManagerDeps {
   logger: Logger;
   metrics: SidecarMetrics;
   clock: Clock;
+  /** The data budget the mirrors live in; without one nothing is reserved, measured or evicted. */
+  budget?: DiskBudget;
+  /** The upstream hosts' gates; without them git asks upstream whenever it needs to. */
+  upstream?: UpstreamHosts;
 }
 
 /**
@@ -58,10 +65,18 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
   private readonly backoff: WarmupBackoff;
   /** Single-flight warm-ups: a request for one under way joins it. */
   private readonly warmups = new WeakMap<Mirror, Promise<void>>();
+  private readonly storage?: MirrorStorage;
 
   constructor(deps: MirrorManagerDeps) {
     super();
     this.deps = deps;
+    if (deps.budget)
+      this.storage = new MirrorStorage({
+        budget: deps.budget,
+        mirrors: () => this.mirrors.values(),
+        busy: (mirror) => this.warmups.has(mirror) || deps.scheduler.running(mirror.id) !== undefined,
+        remove: (id) => this.evict(id),
+      });
     this.timers = new PeriodicTimers(deps.logger);
     this.backoff = new WarmupBackoff(deps.clock);
     this.onDemand = new OnDemandGate({
@@ -102,6 +117,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
       );
       await sweepStaleLocks(mirror.dir);
       mirror.readyFrom({ source: 'disk', head: await headCommit(mirror.gitContext(this.deps.git)) });
+      await this.storage?.measure(mirror);
       this.emit('ready', mirror);
       void this.fetch(mirror, { lowSpeedAbort: false }).catch(() => {});
     }
@@ -175,7 +191,11 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
     const running = this.warmups.get(mirror);
     if (running) return running;
     if (mirror.ready && !options.force) return Promise.resolve();
-    const deps: WarmupDeps = { ...this.deps, cloneTimeoutMs: this.deps.config.cloneTimeoutMs };
+    const deps: WarmupDeps = {
+      ...this.deps,
+      cloneTimeoutMs: this.deps.config.cloneTimeoutMs,
+      storage: this.storage,
+    };
     const job = this.deps.scheduler.submit({
       mirrorId: mirror.id,
       kind: 'restore',
@@ -250,12 +270,16 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
     if (!mirror.ready) throw new GitMirrorError('MIRROR_NOT_READY', `${mirror.id} is not ready to fetch`);
     const ctx = mirror.gitContext(this.deps.git);
     try {
-      await fetchMirror(ctx, { timeoutMs: this.deps.config.fetchTimeoutMs, signal, lowSpeedAbort });
+      await this.withinBudget(mirror, 'fetch', signal, (s) =>
+        fetchMirror(ctx, { timeoutMs: this.deps.config.fetchTimeoutMs, signal: s, lowSpeedAbort }),
+      );
       mirror.recordFetch({ ok: true, head: await headCommit(ctx) });
     } catch (err) {
       const error = describeError(err);
       mirror.recordFetch({ ok: false, error });
-      this.deps.logger.warn({ mirror: mirror.id, err: error }, 'fetch failed');
+      // A throttled host is already logged once by its gate, not once per mirror.
+      if (!isGitMirrorError(err, 'UPSTREAM_THROTTLED'))
+        this.deps.logger.warn({ mirror: mirror.id, err: error }, 'fetch failed');
       throw err;
     }
     this.emit('fetched', mirror);
@@ -265,8 +289,32 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
     return this.deps.scheduler.submit({
       mirrorId: mirror.id,
       kind: 'repack',
-      run: (signal) => repackMirror(mirror.gitContext(this.deps.git), 60 * 60_000, signal),
+      run: (signal) =>
+        this.withinBudget(mirror, 'repack', signal, (s) =>
+          repackMirror(mirror.gitContext(this.deps.git), 60 * 60_000, s),
+        ),
     });
+  }
+
+  /** A fetch or repack within the disk budget, when there is one (see MirrorStorage.within). */
+  private withinBudget(
+    mirror: Mirror,
+    kind: 'fetch' | 'repack',
+    signal: AbortSignal,
+    work: (signal: AbortSignal) => Promise<void>,
+  ): Promise<void> {
+    return this.storage ? this.storage.within(mirror, kind, signal, work) : work(signal);
+  }
+
+  /** Evicted by the disk budget to make room: an on-demand mirror nobody uses, removed as by DELETE. */
+  private async evict(id: string): Promise<void> {
+    const mirror = this.mirrors.get(id);
+    if (!mirror) return;
+    this.deps.logger.info(
+      { mirror: id, bytes: mirror.diskBytes, lastServedTime: mirror.status().disk?.lastServedTime },
+      'evicting an on-demand mirror to make room',
+    );
+    await this.remove(mirror);
   }
 
   /** Fetch, then publish a snapshot (skipped when refs are unchanged since the last one). */
@@ -315,7 +363,8 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
   ): Mirror {
     const upstream = url ? url.replace(/\/+$/, '') : upstreamUrl(repo, this.deps.config.httpHosts);
     const dir = this.deps.layout.mirrorDir(repo);
-    const mirror = new Mirror({ repo, upstream, dir, settings, origin, clock: this.deps.clock });
+    const gate = this.deps.upstream?.gate(upstream);
+    const mirror = new Mirror({ repo, upstream, dir, settings, origin, clock: this.deps.clock, gate });
     this.mirrors.set(repo.id, mirror);
     return mirror;
   }

@@ -1,9 +1,11 @@
 import { rm } from 'node:fs/promises';
 import type { Logger } from '../../../core/log.ts';
-import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import type { GuardedWrite } from '../budget/guarded-write.ts';
+import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import { applyMirrorConfig } from '../git/mirror-config.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import { findRecord, type SnapshotManifest, type SnapshotRecord } from '../snapshot/manifest.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { DataLayout } from './data-layout.ts';
 import {
@@ -18,6 +20,7 @@ import {
   upstreamRefs,
 } from './git-mirror-ops.ts';
 import type { Mirror } from './mirror.ts';
+import { type MirrorStorage, storageShortfall } from './mirror-storage.ts';
 
 /** A ref listing, not a transfer: a minute is plenty, and the warm-up never waits the clone timeout on one. */
 const LS_REMOTE_TIMEOUT_MS = 60_000;
@@ -29,12 +32,16 @@ export interface WarmupDeps {
   logger: Logger;
   metrics: SidecarMetrics;
   cloneTimeoutMs: number;
+  /** The mirrors' side of the disk budget; without it nothing is reserved or measured. */
+  storage?: MirrorStorage;
 }
 
 /**
  * Makes a mirror servable: restore the latest (or a given) snapshot, check it, install it
  * by rename and catch up with upstream; when there is no snapshot or any step fails, clone
  * instead. The previous mirror, if any, stays in place until a complete replacement exists.
+ * A warm-up that cannot fit the disk budget fails before it writes (INSUFFICIENT_STORAGE, the
+ * sizes in the mirror's status); a clone would need the same space, so it is not tried.
  */
 export async function restoreOrClone(
   deps: WarmupDeps,
@@ -44,12 +51,15 @@ export async function restoreOrClone(
 ) {
   mirror.beginWarmup(key);
   let fallbackReason: string | undefined;
+  let latest: SnapshotManifest | undefined;
   if (deps.snapshots) {
     try {
-      if (await restoreFromSnapshot(deps, deps.snapshots, mirror, key, signal)) return;
+      latest = await deps.snapshots.latest(mirror.repo);
+      if (await restoreFromSnapshot(deps, deps.snapshots, mirror, { key, latest }, signal)) return;
       fallbackReason = 'no snapshot published yet';
     } catch (err) {
       if (signal.aborted) throw err;
+      if (isGitMirrorError(err, 'INSUFFICIENT_STORAGE')) return failForStorage(deps, mirror, err);
       fallbackReason = describeError(err);
       deps.logger.warn(
         { mirror: mirror.id, reason: fallbackReason },
@@ -59,39 +69,59 @@ export async function restoreOrClone(
   } else {
     fallbackReason = 'no snapshot store';
   }
-  await cloneMirror(deps, mirror, signal, fallbackReason);
+  await cloneMirror(deps, mirror, signal, { fallbackReason, snapshot: latest });
 }
 
 async function restoreFromSnapshot(
   deps: WarmupDeps,
   snapshots: SnapshotService,
   mirror: Mirror,
-  key: string | undefined,
+  wanted: { key?: string; latest?: SnapshotManifest },
   signal: AbortSignal,
 ): Promise<boolean> {
-  if (!key && !(await snapshots.latest(mirror.repo))) return false;
-  const upstreamNow = askUpstreamMeanwhile(deps, mirror);
-  mirror.downloadingSnapshot();
-  const downloaded = await snapshots.download(mirror.repo, {
-    key,
-    tempParent: deps.layout.tmpDir,
-    signal,
-    onProgress: (p) => mirror.warmupProgress(p),
-  });
-  const { manifest } = downloaded;
-  deps.metrics.snapshotBytes.inc({ direction: 'download' }, manifest.sizeBytes);
+  const { key, latest } = wanted;
+  if (!key && !latest) return false;
+  const record: SnapshotRecord | undefined = latest && ((key && findRecord(latest, key)) || latest);
+  // Refused here, before the first byte is downloaded, when the extracted archive cannot fit.
+  const write = record && (await deps.storage?.restore(mirror, record, signal));
   try {
-    mirror.checkingSnapshot(manifest.key);
-    const tempCtx = { git: deps.git, dir: downloaded.dir, upstream: mirror.upstream };
-    await sanityCheck(tempCtx, manifest.commit);
-    await applyMirrorConfig(deps.git, downloaded.dir, mirror.upstream);
-    await install(deps, mirror, downloaded.dir);
-  } finally {
-    await downloaded.cleanup();
+    const upstreamNow = askUpstreamMeanwhile(deps, mirror);
+    mirror.downloadingSnapshot();
+    const downloaded = await snapshots.download(mirror.repo, {
+      key,
+      tempParent: deps.layout.tmpDir,
+      signal: write?.signal ?? signal,
+      onProgress: (p) => mirror.warmupProgress(p),
+    });
+    const { manifest } = downloaded;
+    deps.metrics.snapshotBytes.inc({ direction: 'download' }, manifest.sizeBytes);
+    try {
+      mirror.checkingSnapshot(manifest.key);
+      const tempCtx = { git: deps.git, dir: downloaded.dir, upstream: mirror.upstream };
+      await sanityCheck(tempCtx, manifest.commit);
+      await applyMirrorConfig(deps.git, downloaded.dir, mirror.upstream);
+      await install(deps, mirror, downloaded.dir, write);
+    } finally {
+      await downloaded.cleanup();
+    }
+    mirror.sawSnapshot(manifest);
+    await catchUp(deps, mirror, signal, upstreamNow());
+    await deps.storage?.measure(mirror);
+    return true;
+  } catch (err) {
+    await write?.finish();
+    throw err;
   }
-  mirror.sawSnapshot(manifest);
-  await catchUp(deps, mirror, signal, upstreamNow());
-  return true;
+}
+
+/** The warm-up cannot fit the disk budget: the mirror says so (and by how much) until one succeeds. */
+function failForStorage(deps: WarmupDeps, mirror: Mirror, err: GitMirrorError): never {
+  const shortfall = storageShortfall(err);
+  if (shortfall) mirror.cannotHold(shortfall);
+  mirror.warmupFailed(describeError(err));
+  deps.metrics.restores.inc({ outcome: 'failed' });
+  deps.logger.warn({ mirror: mirror.id, err: describeError(err) }, 'warm-up refused: not enough disk');
+  throw err;
 }
 
 /**
@@ -153,13 +183,25 @@ async function catchUp(
   }
 }
 
-async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal, fallbackReason?: string) {
+async function cloneMirror(
+  deps: WarmupDeps,
+  mirror: Mirror,
+  signal: AbortSignal,
+  from: { fallbackReason?: string; snapshot?: SnapshotRecord },
+) {
+  const { fallbackReason } = from;
   mirror.cloning(fallbackReason);
   const temp = await deps.layout.makeTempDir('clone');
+  let write: GuardedWrite | undefined;
   try {
+    write = await deps.storage?.clone(mirror, temp, { snapshot: from.snapshot }, signal);
     const ctx = mirror.gitContext(deps.git);
-    const prepared = await cloneInto(ctx, temp, deps.cloneTimeoutMs, signal);
-    await install(deps, mirror, prepared);
+    const prepared = await cloneInto(ctx, temp, deps.cloneTimeoutMs, write?.signal ?? signal).catch(
+      (err: unknown) => {
+        throw write?.exhausted() ?? err;
+      },
+    );
+    await install(deps, mirror, prepared, write);
     // What is left of the temp dir goes before the mirror reports ready: whoever sees it ready
     // sees no leftovers.
     await rm(temp, { recursive: true, force: true });
@@ -170,6 +212,9 @@ async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal
   } catch (err) {
     // Clean up before reporting failure, so whoever sees `failed` also sees no leftovers.
     await rm(temp, { recursive: true, force: true });
+    await write?.finish();
+    const shortfall = storageShortfall(err);
+    if (shortfall) mirror.cannotHold(shortfall);
     // Both reasons: why no snapshot was used, and why the clone failed too.
     mirror.warmupFailed(
       fallbackReason ? `${fallbackReason}; then the clone failed: ${describeError(err)}` : describeError(err),
@@ -181,9 +226,15 @@ async function cloneMirror(deps: WarmupDeps, mirror: Mirror, signal: AbortSignal
   }
 }
 
-async function install(deps: WarmupDeps, mirror: Mirror, prepared: string): Promise<void> {
+/**
+ * Installs the prepared mirror and measures it. The write's reservation is kept until a
+ * replaced mirror's directory is gone: until then both are on disk.
+ */
+async function install(deps: WarmupDeps, mirror: Mirror, prepared: string, write?: GuardedWrite) {
   const retired = await installMirror(prepared, mirror.dir, deps.layout.retiredName(mirror.repo));
-  if (retired) void removeWhenIdle(mirror, retired);
+  await deps.storage?.measure(mirror);
+  const gone = retired ? removeWhenIdle(mirror, retired) : Promise.resolve();
+  void gone.finally(() => write?.finish());
 }
 
 /**

@@ -8,11 +8,13 @@ import type {
   RestoreStatus,
   SnapshotJobStatus,
   SnapshotRef,
+  StorageShortfall,
 } from '../../../core/admin-api.ts';
 import { type Clock, systemClock } from '../../../core/clock.ts';
 import type { RepoId } from '../../../core/repo-id.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { CredentialSource } from '../git/credentials.ts';
+import type { HostGate } from '../upstream/host-gate.ts';
 import type { MirrorGitContext } from './git-mirror-ops.ts';
 
 /**
@@ -71,6 +73,8 @@ export interface MirrorInit {
   settings: MirrorSettings;
   origin?: MirrorOrigin;
   clock?: Clock;
+  /** Its upstream host's gate, which every clone, fetch and ls-remote of it passes. */
+  gate?: HostGate;
 }
 
 /**
@@ -84,6 +88,7 @@ export class Mirror {
   readonly upstream: string;
   readonly dir: string;
   readonly #clock: Clock;
+  readonly #gate?: HostGate;
   #origin: MirrorOrigin;
   #settings: MirrorSettings;
   /** Digest of the spec last applied through the admin API. */
@@ -101,6 +106,8 @@ export class Mirror {
   #activeServes = 0;
   /** The last LFS prefetch (writer only), and the refs it covered so an unchanged mirror is skipped. */
   #lfsPrefetch?: LfsPrefetchStatus & { covered: string };
+  /** Its place on the data volume: measured size, last local serve, and why it cannot be held. */
+  #disk: { bytes?: number; lastServedAt?: number; shortfall?: StorageShortfall } = {};
 
   constructor(init: MirrorInit) {
     this.repo = init.repo;
@@ -109,6 +116,7 @@ export class Mirror {
     this.#settings = init.settings;
     this.#origin = init.origin ?? 'configured';
     this.#clock = init.clock ?? systemClock;
+    this.#gate = init.gate;
   }
 
   get id(): string {
@@ -244,6 +252,9 @@ export class Mirror {
     if (from !== (readiness.source === 'disk' ? 'empty' : 'warming')) return;
     this.#lifecycle = { kind: 'ready' };
     this.#head = readiness.head;
+    this.#disk.shortfall = undefined;
+    // Never served yet: it counts as used from now, so a fresh mirror is not the first evicted.
+    this.#disk.lastServedAt ??= this.#clock.now();
     if (readiness.source === 'disk') {
       this.#warmup = { bytesDone: 0, source: 'disk' };
       return;
@@ -325,6 +336,32 @@ export class Mirror {
 
   serveStarted(): void {
     this.#activeServes++;
+    this.served();
+  }
+
+  /** A client was served from local data (refs or a pack): on-demand mirrors are evicted by this. */
+  served(): void {
+    this.#disk.lastServedAt = this.#clock.now();
+  }
+
+  get lastServedAt(): number | undefined {
+    return this.#disk.lastServedAt;
+  }
+
+  // --- disk --------------------------------------------------------------------------------
+
+  /** Bytes on disk as last measured (after a warm-up, fetch or repack). */
+  get diskBytes(): number | undefined {
+    return this.#disk.bytes;
+  }
+
+  measured(bytes: number): void {
+    this.#disk.bytes = bytes;
+  }
+
+  /** Its warm-up was refused for lack of space; shown in status until a warm-up succeeds. */
+  cannotHold(shortfall: StorageShortfall): void {
+    this.#disk.shortfall = shortfall;
   }
 
   serveFinished(): void {
@@ -340,7 +377,8 @@ export class Mirror {
   }
 
   gitContext(git: MirrorGitContext['git']): MirrorGitContext {
-    return { git, dir: this.dir, upstream: this.upstream, credentials: this.#settings.credentials };
+    const { dir, upstream, id: mirrorId } = this;
+    return { git, dir, upstream, credentials: this.#settings.credentials, gate: this.#gate, mirrorId };
   }
 
   status(): MirrorStatus {
@@ -368,6 +406,11 @@ export class Mirror {
       },
       latestSnapshot: this.#latestSnapshot,
       lfs: { prefetch: this.#settings.lfs.prefetch, lastPrefetch: this.lastLfsPrefetch() },
+      disk: {
+        bytes: this.#disk.bytes,
+        lastServedTime: this.#disk.lastServedAt ? new Date(this.#disk.lastServedAt).toISOString() : undefined,
+        shortfall: this.#disk.shortfall,
+      },
     };
   }
 

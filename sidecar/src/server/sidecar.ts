@@ -16,6 +16,7 @@ import { AppTokenCredentials } from '../git/app-credentials.ts';
 import { type CredentialSource, CredentialsFile } from '../git/credentials.ts';
 import { type GitRunner, ProcessGitRunner } from '../git/git-runner.ts';
 import { UpstreamAccessCheck } from '../http/access-check.ts';
+import type { ClientLimiter } from '../http/client-limiter.ts';
 import { GitHttpService, UPLOAD_PACK_TIMEOUT_MS } from '../http/git-http-service.ts';
 import { SharedUpstreamResponses } from '../http/shared-upstream-responses.ts';
 import { JobScheduler } from '../jobs/job-scheduler.ts';
@@ -29,6 +30,7 @@ import type { PackCache } from '../pack-cache/pack-cache.ts';
 import { startPackCache } from '../pack-cache/pack-cache-service.ts';
 import { killAllChildren } from '../process/child-process.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
+import { type Budgets, createBudgets } from './budgets.ts';
 import { errorHandler } from './error-handler.ts';
 import { startLfs } from './lfs-routes.ts';
 import { requestLog } from './request-log.ts';
@@ -91,6 +93,7 @@ export async function startSidecar(
   const githubApp = config.githubAppFile
     ? await standaloneGitHubApp(config, { clock, logger, metrics })
     : undefined;
+  const budgets = await createBudgets(config, { logger, metrics, clock });
   const mirrors = new MirrorManager({
     config,
     git,
@@ -102,8 +105,11 @@ export async function startSidecar(
     logger,
     metrics,
     clock,
+    budget: budgets.disk,
+    upstream: budgets.upstream,
   });
   const shared = new SharedUpstreamResponses({ dir: layout.spoolDir, logger, clock });
+  budgets.disk.add(shared);
   mirrors.on('ready', (mirror) => shared.dropMirror(mirror.id));
   const packCache = await openPackCache({ config, dir: layout.packCacheDir, git, logger, metrics, clock });
   mirrors.on('removed', (mirror) => packCache?.dropRepository(mirror.id));
@@ -131,26 +137,31 @@ export async function startSidecar(
       fetch: (mirror) => mirrors.fetch(mirror),
     }),
     shared,
-    access: new UpstreamAccessCheck(logger, clock),
+    access: new UpstreamAccessCheck(logger, clock, budgets.upstream),
     snapshots,
     packCache,
     logger,
     metrics,
+    upstream: budgets.upstream,
   });
   const lfs = await startLfs({
     config,
     layout,
     git,
     store: snapshots?.store,
+    budget: budgets.disk,
     mirrors,
     isAllowedHost: (host) => service.isAllowedHost(host),
     metrics,
     logger,
     clock,
   });
-  const gitApp = buildGitApp({ service, lfs: lfs.service }, isReady, logger, metrics);
+  const gitApp = buildGitApp(
+    { service, lfs: lfs.service },
+    { isReady, logger, metrics, clients: budgets.clients },
+  );
   const auth = await adminAuth(config.adminTokenFile, clock);
-  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, packCache, auth, logger });
+  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, packCache, auth, logger, budgets, clock });
   const gitServer = await listen(gitApp, config.listen);
   const adminServer = await listen(adminApp, config.adminListen);
   logger.info(
@@ -175,6 +186,7 @@ export async function startSidecar(
     killAllChildren();
     await packCache?.close();
     shared.close();
+    budgets.close();
     await closeServer(adminServer, 1_000);
     logger.info('shutdown complete');
   };
@@ -230,10 +242,9 @@ async function standaloneGitHubApp(
 
 function buildGitApp(
   { service, lfs }: { service: GitHttpService; lfs: LfsService },
-  isReady: () => boolean,
-  logger: Logger,
-  metrics: SidecarMetrics,
+  parts: { isReady: () => boolean; logger: Logger; metrics: SidecarMetrics; clients: ClientLimiter },
 ): Express {
+  const { isReady, logger, metrics } = parts;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -244,6 +255,8 @@ function buildGitApp(
     res.status(isReady() ? 200 : 503).json({ ready: isReady() });
   });
   const logged = requestLog(logger, metrics);
+  // A client over its share of concurrent requests is told to come back (429), before any work.
+  app.use('/git', parts.clients.middleware());
   // Every request under /git gets its context (and its log line), even one for no git endpoint.
   app.all('/git{/*path}', (req, res) =>
     logged(req, res, async (ctx) => {
@@ -270,8 +283,10 @@ function buildAdminApp(parts: {
   packCache: PackCache | undefined;
   auth: express.RequestHandler;
   logger: Logger;
+  budgets: Budgets;
+  clock: Clock;
 }): Express {
-  const { mirrors, metrics, scheduler, packCache, auth, logger } = parts;
+  const { mirrors, metrics, scheduler, packCache, auth, logger, budgets } = parts;
   const app = express();
   app.disable('x-powered-by');
   app.get('/metrics', async (_req, res) => {
@@ -287,10 +302,22 @@ function buildAdminApp(parts: {
     }
     metrics.queueDepth.set(scheduler.queueDepth);
     metrics.activeJobs.set(scheduler.activeCount);
+    metrics.budget.observe({
+      storage: budgets.storageStatus(),
+      mirrors: mirrors.list().map((m) => ({
+        id: m.id,
+        bytes: m.diskBytes,
+        missingBytes: m.status().disk?.shortfall?.missingBytes ?? 0,
+      })),
+      hosts: budgets.upstream.status(),
+      now: parts.clock.now(),
+    });
     res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.use('/v1', auth);
-  app.use(adminRouter(mirrors));
+  app.use(
+    adminRouter(mirrors, { storage: budgets.storageStatus, upstreams: () => budgets.upstream.status() }),
+  );
   app.use(errorHandler(logger));
   return app;
 }

@@ -22,6 +22,12 @@ export interface SnapshotRecord extends SnapshotRef {
   format: SnapshotFormat;
   /** Format 2: size of the index frame that ends the archive. */
   indexBytes?: number;
+  /**
+   * The uncompressed tar stream's bytes and its entry count, so a restore knows before it
+   * starts how much disk it needs. Absent in manifests of earlier versions.
+   */
+  unpackedBytes?: number;
+  entries?: number;
 }
 
 /**
@@ -86,6 +92,13 @@ function validateRecord(
   if (typeof sha256 !== 'string' || !SHA256.test(sha256))
     corrupt(repo, `${where}.sha256 is not a sha256 hex digest`);
   const record: SnapshotRecord = { key, commit: parts.commit, createdAt, sizeBytes, sha256, format };
+  for (const field of ['unpackedBytes', 'entries'] as const) {
+    const n = value[field];
+    if (n === undefined) continue;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+      corrupt(repo, `${where}.${field} is not a non-negative integer`);
+    record[field] = n;
+  }
   if (format === SNAPSHOT_FORMAT_V1) {
     if (indexBytes !== undefined) corrupt(repo, `${where}.indexBytes is not part of format 1`);
     return record;
@@ -154,7 +167,7 @@ export function findRecord(manifest: SnapshotManifest, key: string): SnapshotRec
 }
 
 export function recordOf(manifest: SnapshotManifest): SnapshotRecord {
-  const { key, commit, createdAt, sizeBytes, sha256, format, indexBytes } = manifest;
+  const { key, commit, createdAt, sizeBytes, sha256, format, indexBytes, unpackedBytes, entries } = manifest;
   return {
     key,
     commit,
@@ -163,5 +176,7 @@ export function recordOf(manifest: SnapshotManifest): SnapshotRecord {
     sha256,
     format,
     ...(indexBytes === undefined ? {} : { indexBytes }),
+    ...(unpackedBytes === undefined ? {} : { unpackedBytes }),
+    ...(entries === undefined ? {} : { entries }),
   };
 }

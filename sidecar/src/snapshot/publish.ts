@@ -53,6 +53,8 @@ export async function publishSnapshot(options: PublishOptions): Promise<Snapshot
     createdAt: createdAt.toISOString(),
     sizeBytes: digest.sizeBytes,
     sha256: digest.sha256,
+    unpackedBytes: digest.unpackedBytes,
+    entries: digest.entries,
     format: SNAPSHOT_FORMAT,
     indexBytes: digest.indexBytes,
     ...(options.refsDigest ? { refsDigest: options.refsDigest } : {}),

@@ -1,3 +1,4 @@
+import type { UpstreamHostStatus } from '../../../core/admin-api.ts';
 import { type Clock, systemClock } from '../../../core/clock.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import { FairQueue } from './fair-queue.ts';
@@ -39,19 +40,10 @@ export interface HostGateObserver {
   resumed(host: string): void;
 }
 
-export interface HostStatus {
-  host: string;
-  /** When the host may be asked again, while it is backed off. */
-  backoffUntil?: string;
-  /** The answer that started or last extended the backoff, e.g. `429, Retry-After 5 s`. */
-  backoffReason?: string;
-  transfers: { active: number; queued: number; limit: number };
-  refChecks: { active: number; queued: number; perSecond: number };
-}
-
 interface Waiter {
   key: string;
   grant: (turn: Turn) => void;
+  refuse: (err: Error) => void;
 }
 
 /**
@@ -90,16 +82,27 @@ export class HostGate {
     return Math.max(0, this.backoffUntil - this.clock.now());
   }
 
-  /** Waits for a turn. Rejects (ABORTED) if `signal` fires first. */
+  /**
+   * Waits for a turn. While the host is backed off there is none: the request is refused at once
+   * with UPSTREAM_THROTTLED and the time left (as are requests waiting when a backoff starts),
+   * so no job holds its slot waiting for an upstream that asked to be left alone, and whoever
+   * asked serves from the mirror meanwhile. Rejects with ABORTED if `signal` fires first.
+   */
   acquire(request: GateRequest): Promise<Turn> {
     const { signal } = request;
     if (signal?.aborted) return Promise.reject(aborted(this.host));
+    if (this.backoffRemainingMs() > 0) return Promise.reject(this.backedOff());
     return new Promise((resolve, reject) => {
+      const settle = () => signal?.removeEventListener('abort', onAbort);
       const waiter: Waiter = {
         key: request.key,
         grant: (turn) => {
-          signal?.removeEventListener('abort', onAbort);
+          settle();
           resolve(turn);
+        },
+        refuse: (err) => {
+          settle();
+          reject(err);
         },
       };
       const onAbort = () => {
@@ -109,6 +112,11 @@ export class HostGate {
       this.queues[request.work].push(request.key, waiter);
       this.pump();
     });
+  }
+
+  /** Throws UPSTREAM_THROTTLED, with the time left, while the host is backed off. */
+  assertOpen(): void {
+    if (this.backoffRemainingMs() > 0) throw this.backedOff();
   }
 
   /**
@@ -135,7 +143,7 @@ export class HostGate {
     return throttle;
   }
 
-  /** Leaves the host alone for the throttle's wait (a longer backoff under way is kept). */
+  /** Leaves the host alone for the throttle's wait (a longer backoff under way is kept); refuses whoever waits. */
   backoff(throttle: Throttle): void {
     const now = this.clock.now();
     const started = this.backoffUntil <= now;
@@ -145,10 +153,22 @@ export class HostGate {
       this.backoffReason = describeThrottle(throttle);
     }
     this.observer?.throttled(this.host, throttle, { started });
+    for (const queue of Object.values(this.queues))
+      for (let waiter = queue.shift(); waiter; waiter = queue.shift()) waiter.refuse(this.backedOff());
     this.pump();
   }
 
-  status(): HostStatus {
+  /** The refusal of work asked for during a backoff; it carries the time left, not a new throttle. */
+  private backedOff(): GitMirrorError {
+    const remaining = this.backoffRemainingMs();
+    return new GitMirrorError(
+      'UPSTREAM_THROTTLED',
+      `${this.host} asked us to wait (${this.backoffReason}); ${Math.ceil(remaining / 1000)} s left`,
+      { retryAfterMs: remaining },
+    );
+  }
+
+  status(): UpstreamHostStatus {
     const backedOff = this.backoffRemainingMs() > 0;
     return {
       host: this.host,
@@ -265,7 +285,7 @@ export class UpstreamHosts {
     return gate;
   }
 
-  status(): HostStatus[] {
+  status(): UpstreamHostStatus[] {
     return [...this.gates.values()].map((g) => g.status());
   }
 }

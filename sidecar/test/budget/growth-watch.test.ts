@@ -51,7 +51,7 @@ describe('a clone nobody could size, on a real small filesystem', {
     await removeDir(join(fs.dir, 'mirrors'));
     await removeDir(join(fs.dir, 'tmp'));
     await mkdir(join(fs.dir, 'tmp'), { recursive: true });
-    const mirrors: (HeldMirror & { removed?: boolean })[] = [];
+    const mirrors: (HeldMirror & { dir: string; removed?: boolean })[] = [];
     for (const [name, configured] of [
       ['configured', true],
       ['on-demand', false],
@@ -64,7 +64,7 @@ describe('a clone nobody could size, on a real small filesystem', {
       await git(['commit', '--quiet', '-m', name], { cwd: src });
       const dir = join(fs.dir, 'mirrors', `${name}.git`);
       await git(['clone', '--quiet', '--mirror', '--no-local', src, dir]);
-      mirrors.push({ id: name, dir, configured, lastServedAt: 0, busy: false });
+      mirrors.push({ id: name, dir, bytes: await treeBytes(dir), configured, lastServedAt: 0, busy: false });
     }
     const holder = new MirrorBytes({
       mirrors: () => mirrors.filter((m) => !m.removed),
@@ -74,7 +74,6 @@ describe('a clone nobody could size, on a real small filesystem', {
         await removeDir(m.dir);
       },
     });
-    for (const m of mirrors) await holder.measure(m);
     const budget = new DiskBudget({ limitBytes, dataDir: fs.dir });
     budget.add(holder);
     return { budget, mirrors };

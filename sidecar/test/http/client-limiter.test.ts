@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
 import express from 'express';
 import { silentLogger } from '../../../core/log.ts';
 import { GIT_ENV } from '../../../testing/git.ts';
-import { type ClientKeyMode, ClientLimiter } from '../../src/http/client-limiter.ts';
+import type { ClientKeyMode } from '../../src/config/sidecar-config.ts';
+import { ClientLimiter } from '../../src/http/client-limiter.ts';
 import { errorHandler } from '../../src/server/error-handler.ts';
 
 const exec = promisify(execFile);

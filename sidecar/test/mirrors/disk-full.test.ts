@@ -68,7 +68,11 @@ describe('a full disk', {
 
     await assert.rejects(sidecar.mirrors.fetch(mirror, { lowSpeedAbort: false }));
     t.diagnostic(`fetch error: ${mirror.status().lastFetchError}`);
-    assert.match(mirror.status().lastFetchError ?? '', /no space left|ENOSPC/i);
+    // Whichever comes first: the kernel's ENOSPC, or the growth watch seeing the volume fill up.
+    assert.match(
+      mirror.status().lastFetchError ?? '',
+      /no space left|ENOSPC|^INSUFFICIENT_STORAGE: fetch of .* needs [\d.]+ MiB: the data volume has/i,
+    );
     assert.equal(await refsOf(mirror.dir), before, 'the mirror still has its old refs');
     await git(['fsck', '--connectivity-only'], { cwd: mirror.dir });
     const clone = join(root, 'clone-while-full');
@@ -84,7 +88,7 @@ describe('a full disk', {
     assert.deepEqual(await readdir(join(dataDir, 'tmp')), []);
   });
 
-  it('fails a restore with a clear error and no leftovers, then restores once space returns', async (t) => {
+  it('refuses a restore that cannot fit before writing, with the sizes, then restores once space returns', async (t) => {
     const mirror = sidecar.mirrors.get(id)!;
     await sidecar.mirrors.snapshot(mirror);
     // Another replica whose data dir is too small for the mirror.
@@ -100,7 +104,13 @@ describe('a full disk', {
       const restored = replica.mirrors.get(id)!;
       await waitFor('warm-up failed', () => restored.state === 'failed', { timeoutMs: 60_000 });
       t.diagnostic(`restore error: ${restored.restore.error}`);
-      assert.match(restored.restore.error ?? '', /no space left|ENOSPC/i);
+      // Refused before the download started: the manifest says how much the archive extracts to.
+      assert.match(
+        restored.restore.error ?? '',
+        /^INSUFFICIENT_STORAGE: restore of .*\/org\/fat needs [\d.]+ MiB: the data volume has [\d.]+ MiB free, .*; [\d.]+ MiB missing$/,
+      );
+      assert.equal(restored.restore.bytesDone, 0, 'not a byte downloaded');
+      assert.ok((restored.status().disk?.shortfall?.missingBytes ?? 0) > 40 * 1024 * 1024);
       assert.deepEqual(await readdir(join(smallDir, 'tmp')), [], 'temp dirs removed');
       await exec('mount', ['-o', 'remount,size=256m', smallDir]);
       await replica.mirrors.warm(restored);
