@@ -1,6 +1,6 @@
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ByteHolder, EvictionTier } from './byte-holder.ts';
-import { formatBytes } from './byte-size.ts';
+import { formatBytes } from '../../../core/byte-size.ts';
 import { type HeldCandidate, planEviction } from './eviction-plan.ts';
 import { filesystemFreeBytes } from './tree-usage.ts';
 
@@ -29,6 +29,8 @@ export interface SpaceRequest {
 interface Admission extends SpaceRequest {
   /** What the write needs in all, when `bytes` is the growth of a reservation. */
   totalBytes?: number;
+  /** False: fit in what is free now or refuse, evicting nothing. */
+  evict?: boolean;
 }
 
 /** Why a write was refused, with every number a person needs to fix it. */
@@ -105,10 +107,18 @@ export class Reservation {
     this.#written = bytes;
   }
 
-  /** Grows the reservation to `bytes`; throws INSUFFICIENT_STORAGE (naming the numbers) when it cannot. */
-  async grow(bytes: number): Promise<void> {
+  /**
+   * Grows the reservation to `bytes`, evicting if that makes it fit (unless `evict` is false);
+   * throws INSUFFICIENT_STORAGE (naming the numbers) when it cannot.
+   */
+  async grow(bytes: number, options: { evict?: boolean } = {}): Promise<void> {
     if (this.#released || bytes <= this.#bytes) return;
-    const request = { bytes: bytes - this.#bytes, totalBytes: bytes, purpose: this.purpose };
+    const request = {
+      bytes: bytes - this.#bytes,
+      totalBytes: bytes,
+      purpose: this.purpose,
+      evict: options.evict,
+    };
     const outcome = await this.#budget.admit(request, () => {
       this.#bytes = Math.max(this.#bytes, bytes);
     });
@@ -208,7 +218,7 @@ export class DiskBudget {
         commit?.();
         return undefined;
       }
-      const plan = planEviction(this.candidates(), need.bytes);
+      const plan = planEviction(request.evict === false ? [] : this.candidates(), need.bytes);
       if (!plan.enough) return this.refuse(request, need, plan.evictableBytes);
       await this.evict(plan.evictions, request.purpose);
     }
@@ -278,8 +288,11 @@ export class DiskBudget {
       filesystemFreeBytes: need.filesystemFreeBytes,
       holders: usage.holders,
     };
-    this.refusals++;
-    this.options.observer?.refused(shortfall);
+    // A try without eviction is a question, not a refusal anyone must hear about.
+    if (request.evict !== false) {
+      this.refusals++;
+      this.options.observer?.refused(shortfall);
+    }
     return shortfall;
   }
 }

@@ -44,7 +44,8 @@ export function watchGrowth(options: GrowthWatchOptions): GrowthWatch {
     const ahead = Math.max(minAhead, Math.ceil(written / 4));
     if (stopped || exhausted || written + ahead / 2 <= reservation.bytes) return;
     try {
-      await reservation.grow(written + ahead).catch((err: unknown) => {
+      // A full step ahead only from free space; near the end a small step, evicting if need be.
+      await reservation.grow(written + ahead, { evict: false }).catch((err: unknown) => {
         if (!isGitMirrorError(err, 'INSUFFICIENT_STORAGE')) throw err;
         return reservation.grow(written + Math.ceil(minAhead / 4));
       });
