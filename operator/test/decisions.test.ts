@@ -67,6 +67,21 @@ describe('decideGate', () => {
     assert.deepEqual([d.status, d.reason], ['True', 'WarmupTimeout']);
   });
 
+  test('a warm-up refused for lack of space waits as InsufficientStorage, then follows onTimeout', () => {
+    const short = m({
+      phase: 'failed',
+      error: 'INSUFFICIENT_STORAGE: ... 4 MiB missing',
+      insufficientStorage: true,
+    });
+    const waiting = decideGate({ ...base, nowMs: 1_000, mirrors: [short] });
+    assert.deepEqual([waiting.status, waiting.reason], ['False', 'InsufficientStorage']);
+    assert.match(waiting.message, /h\/r \(failed: INSUFFICIENT_STORAGE: \.\.\. 4 MiB missing\)/);
+    const open = decideGate({ ...base, nowMs: 600_000, mirrors: [short] });
+    assert.deepEqual([open.status, open.reason], ['True', 'WarmupTimeout']);
+    const closed = decideGate({ ...base, nowMs: 600_000, mirrors: [{ ...short, onTimeout: 'Closed' }] });
+    assert.deepEqual([closed.status, closed.reason], ['False', 'WarmupTimeout']);
+  });
+
   test('one mirror still within its timeout keeps the gate waiting', () => {
     const d = decideGate({ ...base, nowMs: 600_000, mirrors: [m({}), m({ id: 'h/s', timeoutMs: 900_000 })] });
     assert.deepEqual([d.status, d.reason, d.requeueAfterMs], ['False', 'WarmingUp', 5_000]);

@@ -221,6 +221,40 @@ describe('GitMirror reconcile: handing out the mirror', () => {
     assert.equal(restores(), 2);
   });
 
+  test('a fleet whose data volume cannot hold the mirror shows InsufficientStorage, naming the fleet and what is missing', async () => {
+    const h = setup(['p1', 'p2']);
+    await h.gm('repo');
+    const MiB = 1024 * 1024;
+    const shortfall = (missingBytes: number) => ({
+      neededBytes: 12 * MiB,
+      missingBytes,
+      limitBytes: 8 * MiB,
+      message: `restore of ${REPO_ID} needs 12 MiB: the data budget is 8 MiB, ...; ${missingBytes / MiB} MiB missing`,
+    });
+    h.sidecars.of('ns/p1').refuseForStorage(REPO_ID, shortfall(4 * MiB));
+    h.sidecars.of('ns/p2').refuseForStorage(REPO_ID, shortfall(5 * MiB));
+    await h.gm('repo');
+    assert.equal(ready(h)?.status, 'False');
+    assert.equal(ready(h)?.reason, 'InsufficientStorage');
+    assert.match(
+      ready(h)?.message ?? '',
+      /^0\/2 replicas warm; fleet default: the data volume of 2\/2 replicas cannot hold this mirror, 5 MiB missing of the 12 MiB it needs \(data budget 8 MiB\); raise the fleet's data volume size \(chart: fleet.dataVolume.size\); pod p2: restore of .* 5 MiB missing$/,
+    );
+    // One replica with room serves: Ready, and Reconciling says why the other does not.
+    h.sidecars.of('ns/p1').finish(REPO_ID);
+    h.sidecars
+      .of('ns/p1')
+      .mirrors.set(REPO_ID, { ...h.sidecars.of('ns/p1').mirrors.get(REPO_ID)!, disk: {} });
+    await h.gm('repo');
+    assert.equal(ready(h)?.reason, 'Warm');
+    const reconciling = status(h).conditions?.find((c) => c.type === 'Reconciling');
+    assert.equal(reconciling?.reason, 'InsufficientStorage');
+    assert.match(
+      reconciling?.message ?? '',
+      /^1\/2 replicas warm; fleet default: the data volume of 1\/2 replicas/,
+    );
+  });
+
   test('a sidecar that does not answer is retried while the others are synced', async () => {
     const h = setup(['p1', 'p2']);
     h.sidecars.of('ns/p2').down = true;

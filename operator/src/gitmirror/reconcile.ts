@@ -116,7 +116,7 @@ export class GitMirrorReconciler {
       error: o.error,
     }));
     const summary = summarize(memberObservations, gm.status?.latestSnapshot);
-    outcome.fleet = { members: memberObservations, summary, writer: applied.writer };
+    outcome.fleet = { cache: gm.spec.cache, members: memberObservations, summary, writer: applied.writer };
     if (applied.failure) throw applied.failure;
     // Until the first snapshot shows up, look as often as while warming: the writer publishes
     // soon after it is chosen, and nothing else would tell us.

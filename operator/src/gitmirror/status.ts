@@ -1,4 +1,5 @@
-import type { MirrorStatus } from '../../../core/admin-api.ts';
+import type { MirrorStatus, StorageShortfall } from '../../../core/admin-api.ts';
+import { formatBytes } from '../../../core/byte-size.ts';
 import { rfc3339 } from '../../../core/clock.ts';
 import type { GitMirrorStatus, SnapshotRef } from '../api/gitmirror.ts';
 import { describeError, OperatorError } from '../errors/operator-error.ts';
@@ -68,9 +69,15 @@ function conditionAt(generation: number) {
 /**
  * Ready means the fleet serves the mirror from local data on at least one replica; Reconciling
  * stays True while some members are still warming, so `kubectl wait --for=condition=Ready`
- * returns as soon as clones are served from the cache.
+ * returns as soon as clones are served from the cache. A member whose data volume cannot hold
+ * the mirror makes the reason InsufficientStorage: waiting will not help, a bigger volume will.
  */
-export function readiness(members: MemberObservation[], summary: Summary, generation: number): Readiness {
+export function readiness(
+  members: MemberObservation[],
+  summary: Summary,
+  generation: number,
+  fleet: string,
+): Readiness {
   const of = `${summary.warm}/${summary.total} replicas warm`;
   const c = conditionAt(generation);
   if (summary.total === 0) {
@@ -80,20 +87,44 @@ export function readiness(members: MemberObservation[], summary: Summary, genera
       reconciling: c('Reconciling', 'False', 'NoReplicas', msg),
     };
   }
-  const problems = describeProblems(members);
+  const storage = describeShortfall(members, fleet);
+  const problems = storage ?? describeProblems(members);
   const message = problems ? `${of}; ${problems}` : of;
   const done = summary.warm === summary.total;
   const reconciling = done
     ? c('Reconciling', 'False', 'Reconciled', message)
-    : c('Reconciling', 'True', 'WarmingUp', message);
+    : c('Reconciling', 'True', storage ? INSUFFICIENT_STORAGE : 'WarmingUp', message);
   if (summary.warm > 0) return { ready: c('Ready', 'True', 'Warm', message), reconciling };
   return { ready: c('Ready', 'False', notReadyReason(members), message), reconciling };
 }
 
+const INSUFFICIENT_STORAGE = 'InsufficientStorage';
+
 function notReadyReason(members: MemberObservation[]): string {
+  if (members.some((m) => m.status?.disk?.shortfall)) return INSUFFICIENT_STORAGE;
   if (members.some((m) => m.status?.state === 'failed')) return 'MirrorFailed';
   if (members.every((m) => m.error)) return 'SidecarUnavailable';
   return 'WarmingUp';
+}
+
+/**
+ * Which fleet cannot hold the mirror and how much it lacks (the largest shortfall among its
+ * members: what the volume must grow by), with the sidecar's own numbers for one pod.
+ */
+function describeShortfall(members: MemberObservation[], fleet: string): string | undefined {
+  const short = members.filter((m) => m.status?.disk?.shortfall);
+  if (short.length === 0) return undefined;
+  const worst = short.reduce((a, b) =>
+    b.status!.disk!.shortfall!.missingBytes > a.status!.disk!.shortfall!.missingBytes ? b : a,
+  );
+  const s: StorageShortfall = worst.status!.disk!.shortfall!;
+  const budget = s.limitBytes === undefined ? '' : ` (data budget ${formatBytes(s.limitBytes)})`;
+  return (
+    `fleet ${fleet}: the data volume of ${short.length}/${members.length} replicas cannot hold this ` +
+    `mirror, ${formatBytes(s.missingBytes)} missing of the ${formatBytes(s.neededBytes)} it needs${budget}; ` +
+    `raise the fleet's data volume size (chart: fleet.dataVolume.size); ` +
+    `pod ${worst.pod}: ${s.message.slice(0, 300)}`
+  );
 }
 
 function describeProblems(members: MemberObservation[]): string {
@@ -145,7 +176,7 @@ export interface ReconcileOutcome {
   /** The credentials, once read: `none` when the spec names no Secret. */
   credentials?: ResolvedCredentials | 'none';
   /** What the fleet's sidecars said, once they were asked, and the writer after the hand-over. */
-  fleet?: { members: MemberObservation[]; summary: Summary; writer: string | undefined };
+  fleet?: { cache: string; members: MemberObservation[]; summary: Summary; writer: string | undefined };
   /** What stopped the reconcile, if anything. */
   error?: unknown;
 }
@@ -221,7 +252,7 @@ function conditionsAfter(
   const c = conditionAt(generation);
   if (outcome.fleet) {
     const { members, summary } = outcome.fleet;
-    const { ready, reconciling } = readiness(members, summary, generation);
+    const { ready, reconciling } = readiness(members, summary, generation, outcome.fleet.cache);
     const fresh = freshness(members, generation);
     return [ready, reconciling, c('Stalled', 'False', 'NoError', ''), ...(fresh ? [fresh] : [])];
   }

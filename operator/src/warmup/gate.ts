@@ -9,6 +9,8 @@ export interface MirrorProgress {
   /** Restore phase or state, for the condition message. */
   phase?: string;
   error?: string;
+  /** Its warm-up was refused for lack of space on the data volume (INSUFFICIENT_STORAGE). */
+  insufficientStorage?: boolean;
   timeoutMs: number;
   onTimeout: 'Open' | 'Closed';
 }
@@ -48,7 +50,10 @@ export function decideGate(input: GateInput): GateDecision {
   const progress = `${mirrors.length - pending.length}/${mirrors.length} mirrors ready; waiting for ${describe(pending)}`;
   if (waiting.length > 0) {
     const untilTimeout = Math.min(...waiting.map((m) => m.timeoutMs - elapsed));
-    const reason = input.sidecarError ? 'SidecarUnavailable' : 'WarmingUp';
+    // A refused warm-up waits out its timeout too: the pod then follows onTimeout, where
+    // writing on regardless would have had it evicted for overrunning its volume.
+    const short = pending.some((m) => m.insufficientStorage);
+    const reason = input.sidecarError ? 'SidecarUnavailable' : short ? 'InsufficientStorage' : 'WarmingUp';
     const message = input.sidecarError ? `sidecar not answering: ${input.sidecarError}` : progress;
     return { status: 'False', reason, message, requeueAfterMs: Math.max(1, Math.min(pollMs, untilTimeout)) };
   }

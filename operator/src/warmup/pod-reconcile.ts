@@ -187,6 +187,7 @@ function progressOf(
     ready: status?.ready === true,
     phase: status ? (status.restore.phase !== 'idle' ? status.restore.phase : status.state) : undefined,
     error: error ?? (status?.state === 'failed' ? status.restore.error : undefined),
+    insufficientStorage: status?.disk?.shortfall !== undefined,
     timeoutMs: a.timeoutMs,
     onTimeout: a.gm.spec.warmup.onTimeout,
   };

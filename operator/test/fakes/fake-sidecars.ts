@@ -1,4 +1,4 @@
-import type { MirrorSpec, MirrorStatus, RestoreRequest } from '../../../core/admin-api.ts';
+import type { MirrorSpec, MirrorStatus, RestoreRequest, StorageShortfall } from '../../../core/admin-api.ts';
 import { isContractError, type WireErrorCode } from '../../../core/errors.ts';
 import { repoIdFromUrl } from '../../../core/repo-id.ts';
 import { mirrorSpecDigest } from '../../../core/spec-digest.ts';
@@ -63,6 +63,13 @@ export class FakeSidecar {
       state: 'failed',
       restore: { ...m.restore, phase: 'failed', error, finishedAt: at },
     });
+  }
+
+  /** The warm-up was refused before writing: the data volume cannot hold the mirror. */
+  refuseForStorage(id: string, shortfall: StorageShortfall, at = '2026-01-01T00:05:00Z'): void {
+    this.fail(id, `INSUFFICIENT_STORAGE: ${shortfall.message}`, at);
+    const m = this.mirrors.get(id)!;
+    this.mirrors.set(id, { ...m, disk: { shortfall } });
   }
 
   /** The sidecar process restarted: it holds nothing. */

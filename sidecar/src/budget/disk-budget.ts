@@ -1,6 +1,6 @@
+import { formatBytes } from '../../../core/byte-size.ts';
 import { GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { ByteHolder, EvictionTier } from './byte-holder.ts';
-import { formatBytes } from '../../../core/byte-size.ts';
 import { type HeldCandidate, planEviction } from './eviction-plan.ts';
 import { filesystemFreeBytes } from './tree-usage.ts';
 

@@ -1,8 +1,8 @@
 import { resolve, sep } from 'node:path';
 import type { StorageStatus } from '../../../core/admin-api.ts';
+import { formatBytes } from '../../../core/byte-size.ts';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
-import { formatBytes } from '../budget/byte-size.ts';
 import { DiskBudget, describeShortfall } from '../budget/disk-budget.ts';
 import { MeasuredTree } from '../budget/measured-tree.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatBytes, parseByteSize } from '../../src/budget/byte-size.ts';
+import { formatBytes } from '../../../core/byte-size.ts';
+import { parseByteSize } from '../../src/budget/byte-size.ts';
 import { isGitMirrorError } from '../../src/errors/gitmirror-error.ts';
 
 describe('GITMIRROR_DATA_BUDGET sizes', () => {
