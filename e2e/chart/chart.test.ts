@@ -426,6 +426,24 @@ describe('other configurations', () => {
     assert.match(unknownUnit.stderr, /set fleet.packCache.maxBytes/);
   });
 
+  test('the data budget: the volume size less 10% headroom, or as given', async () => {
+    const budgetFor = async (dataVolume: Obj) => {
+      const manifests = await renderChart({ values: { fleet: { dataVolume } } });
+      return env(container(one(manifests, 'Deployment', 'gitmirror-cache'), 'gitmirror')).get(
+        'GITMIRROR_DATA_BUDGET',
+      )?.value;
+    };
+    assert.equal(await budgetFor({}), String(Math.floor(20 * 1024 ** 3 * 0.9)), 'the default 20Gi');
+    assert.equal(await budgetFor({ size: '1.5Gi' }), String(Math.floor(1.5 * 1024 ** 3 * 0.9)));
+    assert.equal(await budgetFor({ size: '500M', headroomPercent: 20 }), '400000000');
+    assert.equal(await budgetFor({ size: 2 * 1024 ** 3 }), String(Math.floor(2 * 1024 ** 3 * 0.9)));
+    assert.equal(await budgetFor({ type: 'ephemeral', size: '100Gi' }), String(90 * 1024 ** 3));
+    assert.equal(await budgetFor({ budget: '3GiB' }), '3GiB');
+    const odd = await templateChart({ set: ['fleet.dataVolume.size=1e9'] });
+    assert.notEqual(odd.code, 0);
+    assert.match(odd.stderr, /fleet.dataVolume.size "1e9": .* set fleet.dataVolume.budget/);
+  });
+
   test('ServiceMonitors only where monitoring.coreos.com/v1 is served, and only when enabled', async () => {
     const withApi = await renderChart({ namespace: NS, apiVersions: ['monitoring.coreos.com/v1'] });
     const monitors = withApi.filter((m) => m.kind === 'ServiceMonitor') as Obj[];
@@ -588,6 +606,8 @@ describe('values schema', () => {
       'fleet.maxSurge=0',
       'operator.webhooks.service.type=ExternalName',
       'operator.webhooks.ingress.host=Hooks_Example',
+      'fleet.dataVolume.budget=lots',
+      'fleet.dataVolume.headroomPercent=95',
     ]) {
       const result = await templateChart({ set: [set] });
       assert.notEqual(result.code, 0, `${set} was accepted`);

@@ -154,3 +154,31 @@ the share out from the size it asks for. Sizes are Kubernetes quantities: 20Gi, 
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+GITMIRROR_DATA_BUDGET in bytes: fleet.dataVolume.budget when set, else the volume's size less
+headroomPercent, for what the sidecar cannot account to the byte (directory blocks, git's lock
+and temp files between two looks of its growth watch). The kubelet evicts a pod whose emptyDir
+passes its size limit; the sidecar refuses a write before that.
+*/}}
+{{- define "gitmirror.fleet.dataBudget" -}}
+{{- $volume := .Values.fleet.dataVolume -}}
+{{- if $volume.budget -}}
+{{- $volume.budget -}}
+{{- else -}}
+{{- $size := $volume.size -}}
+{{- $bytes := 0.0 -}}
+{{- if kindIs "string" $size -}}
+{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $size -}}
+{{- $suffix := trimPrefix $number $size -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- if or (not $number) (not (hasKey $units $suffix)) -}}
+{{- fail (printf "fleet.dataVolume.size %q: the data budget is derived from sizes such as 20Gi, 500M or 21474836480; set fleet.dataVolume.budget (e.g. 18GiB) for this one" $size) -}}
+{{- end -}}
+{{- $bytes = mulf (float64 $number) (get $units $suffix) -}}
+{{- else -}}
+{{- $bytes = float64 $size -}}
+{{- end -}}
+{{- printf "%d" (int64 (floor (divf (mulf $bytes (sub 100 (int $volume.headroomPercent))) 100))) -}}
+{{- end -}}
+{{- end }}
