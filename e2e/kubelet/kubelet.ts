@@ -25,6 +25,7 @@ export interface KubeletOptions {
   log?: (message: string) => void;
 }
 
+/** Volume refresh and the local-storage eviction check: the kubelet housekeeps every 10 s too. */
 const REFRESH_INTERVAL_MS = 10_000;
 
 export class TestKubelet {
@@ -61,7 +62,10 @@ export class TestKubelet {
       signal,
     );
     this.refreshTimer = setInterval(() => {
-      for (const worker of this.workers.values()) void worker.refreshVolumes();
+      for (const worker of this.workers.values()) {
+        void worker.refreshVolumes();
+        void worker.enforceStorageLimits();
+      }
     }, REFRESH_INTERVAL_MS);
   }
 

@@ -180,6 +180,9 @@ export interface ContainerStatus {
 
 export interface PodStatus {
   phase?: 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+  /** Set by the kubelet when it ends a pod on its own, e.g. `Evicted`. */
+  reason?: string;
+  message?: string;
   conditions?: PodCondition[];
   hostIP?: string;
   hostIPs?: { ip: string }[];

@@ -51,6 +51,8 @@ export class PodWorker {
   private patchQueued = false;
   /** The last status write error logged, so an API server outage is one line, not one a second. */
   private statusError = '';
+  /** Set once the pod was evicted (its emptyDir passed its sizeLimit): the status message. */
+  private evicted: string | undefined;
   readonly dir: string;
   private readonly sources: PodSources;
 
@@ -248,6 +250,21 @@ export class PodWorker {
     await this.terminate({ graceSeconds: 0, preStop: false });
   }
 
+  /**
+   * The kubelet's eviction for local storage: an emptyDir past its sizeLimit gets the pod
+   * killed, its containers not restarted, and the pod Failed with reason Evicted (its
+   * controller then makes a new one). Called on the kubelet's housekeeping interval.
+   */
+  async enforceStorageLimits(): Promise<void> {
+    if (this.evicted || this.terminating || !this.volumes) return;
+    const over = await this.volumes.overLimit().catch(() => undefined);
+    if (!over || this.evicted) return;
+    this.evicted = `Usage of EmptyDir volume "${over.volume}" exceeds the limit "${over.limit}". `;
+    this.env.log(`pod ${this.name}: evicted (${over.usedBytes} bytes): ${this.evicted}`);
+    for (const c of [...this.regular, ...this.init]) c.crash();
+    this.changed();
+  }
+
   /** SIGKILL every container now and do not restart them: a crash, for fail-over tests. */
   crash(): void {
     for (const c of [...this.regular, ...this.init]) c.crash();
@@ -300,11 +317,12 @@ export class PodWorker {
       regular: this.regular.map((c) => c.status()),
     };
     const started = statuses.regular.length > 0 && statuses.regular.some((s) => s.state.running);
-    const phase = started ? 'Running' : 'Pending';
+    const phase = this.evicted ? 'Failed' : started ? 'Running' : 'Pending';
     const now = new Date().toISOString();
     const hostIp = this.env.network.hostIp;
     return {
       phase,
+      ...(this.evicted ? { reason: 'Evicted', message: this.evicted } : {}),
       hostIP: hostIp,
       hostIPs: [{ ip: hostIp }],
       ...(this.sandbox ? { podIP: this.sandbox.ip, podIPs: [{ ip: this.sandbox.ip }] } : {}),

@@ -1,5 +1,7 @@
+import { execFile } from 'node:child_process';
 import { chmod, chown, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { type Ownership, type VolumeFile, writeAtomically } from './atomic-writer.ts';
 import { fieldValue, MissingReferenceError, resourceValue } from './env.ts';
 import type { DownwardApiFile, KeyToPath, Pod, ProjectionSource, Volume } from './pod-types.ts';
@@ -24,6 +26,30 @@ export interface VolumeSources {
 }
 
 export class UnsupportedVolumeError extends Error {}
+
+const exec = promisify(execFile);
+
+const QUANTITY = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$/;
+const SUFFIXES: Record<string, number> = {
+  '': 1,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+};
+
+/** Bytes of a resource quantity such as `3Mi` or `500M` (the forms sizeLimit takes here). */
+export function quantityBytes(quantity: string): number {
+  const match = QUANTITY.exec(quantity);
+  if (!match) throw new UnsupportedVolumeError(`sizeLimit ${quantity}: not a quantity this kubelet reads`);
+  return Math.ceil(Number(match[1]) * SUFFIXES[match[2] ?? '']!);
+}
 
 interface TokenCache {
   token: string;
@@ -58,6 +84,21 @@ export class PodVolumes {
       if (volume.emptyDir) await this.emptyDir(volume.name);
       else await this.sync(volume);
     }
+  }
+
+  /**
+   * The first emptyDir whose usage passes its sizeLimit, measured as the kubelet's eviction
+   * manager measures it (du of the directory), or undefined when every one is within its limit.
+   */
+  async overLimit(): Promise<{ volume: string; limit: string; usedBytes: number } | undefined> {
+    for (const volume of this.pod.spec.volumes ?? []) {
+      const limit = volume.emptyDir?.sizeLimit;
+      if (!limit) continue;
+      const { stdout } = await exec('du', ['-s', '-B1', this.hostPath(volume.name)]);
+      const usedBytes = Number(stdout.split('\t')[0]);
+      if (usedBytes > quantityBytes(limit)) return { volume: volume.name, limit, usedBytes };
+    }
+    return undefined;
   }
 
   /** Re-reads secrets, config maps and due tokens, swapping the files atomically. */
