@@ -3,11 +3,11 @@ import { readdir } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { pino } from 'pino';
+import type { Logger } from 'pino';
 import type { MirrorList } from '../../../core/admin-api.ts';
+import { capturingLogger } from '../../../testing/capturing-logger.ts';
 import { git } from '../../../testing/git.ts';
 import { createUpstreamRepo, refsOf } from '../../../testing/git-repos.ts';
 import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
@@ -69,18 +69,6 @@ function rawRequest(
     req.on('error', reject);
     req.end(body);
   });
-}
-
-/** Log lines at warn and above, parsed. */
-function capturingLogger(): { logger: pino.Logger; lines: { msg: string; mirror?: string }[] } {
-  const lines: { msg: string; mirror?: string }[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      lines.push(JSON.parse(chunk.toString()));
-      done();
-    },
-  });
-  return { logger: pino({ level: 'warn' }, stream), lines };
 }
 
 describe('mirrors created on demand', () => {
@@ -280,7 +268,7 @@ describe('GITMIRROR_MAX_ON_DEMAND_MIRRORS', () => {
   let upstream: GitUpstream;
   const bares: Record<string, string> = {};
   const started: RunningSidecar[] = [];
-  const start = async (env: Record<string, string>, logger?: pino.Logger) => {
+  const start = async (env: Record<string, string>, logger?: Logger) => {
     const sidecar = await startTestSidecar(
       {
         GITMIRROR_HTTP_HOSTS: upstream.host,
@@ -311,7 +299,7 @@ describe('GITMIRROR_MAX_ON_DEMAND_MIRRORS', () => {
   });
 
   it('=1: a second repository is served correctly through upstream, uncached, and logged once', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturingLogger('warn');
     const sidecar = await start(
       { GITMIRROR_DATA_DIR: join(root, 'limit-1'), GITMIRROR_MAX_ON_DEMAND_MIRRORS: '1' },
       logger,
@@ -358,7 +346,7 @@ describe('GITMIRROR_MAX_ON_DEMAND_MIRRORS', () => {
     const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
     assert.match(metrics, /gitmirror_on_demand_refused_total\{reason="limit"\} 2\b/);
     assert.match(metrics, /gitmirror_on_demand_mirrors 1\b/);
-    const logged = lines.filter((l) => l.msg.startsWith('on-demand mirror limit reached'));
+    const logged = lines.filter((l) => String(l.msg).startsWith('on-demand mirror limit reached'));
     assert.deepEqual(
       logged.map((l) => l.mirror),
       [`${upstream.host}/org/two`],

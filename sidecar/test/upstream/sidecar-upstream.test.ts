@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-import { pino } from 'pino';
 import type { MirrorList } from '../../../core/admin-api.ts';
+import { capturingLogger } from '../../../testing/capturing-logger.ts';
 import { git } from '../../../testing/git.ts';
 import { addCommit, createUpstreamRepo } from '../../../testing/git-repos.ts';
 import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
@@ -12,18 +11,6 @@ import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
-
-/** A logger whose JSON lines the test reads. */
-function capturingLogger() {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line) lines.push(JSON.parse(line));
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 describe('upstream protection in a running sidecar', () => {
   let root: string;
