@@ -3,8 +3,8 @@ import { isLfsPrefetch, LFS_PREFETCH_SCOPES, type LfsPrefetch } from '../../../c
 import { parseDuration } from '../../../core/duration.ts';
 import { isContractError } from '../../../core/errors.ts';
 import { snapshotRetain } from '../../../core/snapshot.ts';
-import { parseByteSize } from './byte-size.ts';
 import { fromContractError, GitMirrorError } from '../errors/gitmirror-error.ts';
+import { parseByteSize } from './byte-size.ts';
 
 /** Everything the sidecar reads from its environment, parsed and checked once at start. */
 export interface SidecarConfig {
