@@ -140,8 +140,7 @@ class ArchiveRun {
     if (reply.type === 'listed') {
       this.unpacked = { unpackedBytes: reply.unpackedBytes, entries: reply.entries };
       this.plan(reply.stored);
-    }
-    else if (reply.type === 'content') this.contentDone(reply);
+    } else if (reply.type === 'content') this.contentDone(reply);
     else this.entriesDone(reply.pieces);
     this.idle.push(worker);
     this.dispatch();

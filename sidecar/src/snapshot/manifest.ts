@@ -92,13 +92,7 @@ function validateRecord(
   if (typeof sha256 !== 'string' || !SHA256.test(sha256))
     corrupt(repo, `${where}.sha256 is not a sha256 hex digest`);
   const record: SnapshotRecord = { key, commit: parts.commit, createdAt, sizeBytes, sha256, format };
-  for (const field of ['unpackedBytes', 'entries'] as const) {
-    const n = value[field];
-    if (n === undefined) continue;
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
-      corrupt(repo, `${where}.${field} is not a non-negative integer`);
-    record[field] = n;
-  }
+  Object.assign(record, unpackedSize(value, repo, where));
   if (format === SNAPSHOT_FORMAT_V1) {
     if (indexBytes !== undefined) corrupt(repo, `${where}.indexBytes is not part of format 1`);
     return record;
@@ -108,6 +102,23 @@ function validateRecord(
   if (indexBytes > MAX_INDEX_BYTES || indexBytes >= sizeBytes)
     corrupt(repo, `${where}.indexBytes does not fit the archive`);
   return { ...record, indexBytes };
+}
+
+/** `unpackedBytes` and `entries`, each optional (manifests of earlier versions lack them). */
+function unpackedSize(
+  value: Record<string, unknown>,
+  repo: RepoId,
+  where: string,
+): Pick<SnapshotRecord, 'unpackedBytes' | 'entries'> {
+  const counts: Pick<SnapshotRecord, 'unpackedBytes' | 'entries'> = {};
+  for (const field of ['unpackedBytes', 'entries'] as const) {
+    const n = value[field];
+    if (n === undefined) continue;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0)
+      corrupt(repo, `${where}.${field} is not a non-negative integer`);
+    counts[field] = n;
+  }
+  return counts;
 }
 
 /** Checks shape and that every key lies under this repo's prefix; returns a clean copy. */
