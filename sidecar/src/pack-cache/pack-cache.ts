@@ -161,6 +161,27 @@ export class PackCache {
     return before - this.bytesHeld;
   }
 
+  /**
+   * Completed entries nobody reads, for the data budget: whether each is past its TTL, when it
+   * was last served and its bytes. Entries being generated or read are never offered.
+   */
+  idleEntries(): { key: string; bytes: number; lastUsedAt: number; expired: boolean }[] {
+    const expired = new Set(expiredKeys(this.candidates(), this.now(), this.options.ttlMs));
+    return this.candidates()
+      .filter((e) => e.completedAt !== undefined && e.readers === 0)
+      .map(({ key, bytes, lastUsedAt }) => ({ key, bytes, lastUsedAt, expired: expired.has(key) }));
+  }
+
+  /** Evicts these entries (keys from `idleEntries`) for the data budget; returns the bytes freed. */
+  evictKeys(keys: readonly string[]): number {
+    const before = this.bytesHeld;
+    for (const key of keys) {
+      const entry = this.index.get(key);
+      if (entry && entry.readers === 0 && entry.state === 'complete') this.retire(entry, 'budget');
+    }
+    return before - this.bytesHeld;
+  }
+
   /** A mirror was removed: none of its entries is served again, its generations stop. */
   dropRepository(repoId: string): void {
     for (const entry of [...this.index.values()]) {
