@@ -46,13 +46,10 @@ export interface SyncTarget {
 
 /** PUTs the desired spec unless the sidecar already runs it; returns the mirror's status after. */
 export async function ensureMirrorSpec(
-  sidecars: SidecarClient,
-  applied: AppliedSpecs,
-  { target, podUid }: SyncTarget,
-  id: string,
-  desired: MirrorSpec,
-  current: MirrorStatus | undefined,
+  { sidecars, applied }: { sidecars: SidecarClient; applied: AppliedSpecs },
+  mirror: SyncTarget & { id: string; desired: MirrorSpec; current: MirrorStatus | undefined },
 ): Promise<MirrorStatus> {
+  const { target, podUid, id, desired, current } = mirror;
   if (
     current &&
     specApplied(desired, current) &&
@@ -83,12 +80,10 @@ export function needsRestore(status: MirrorStatus, nowMs: number, retryAfterMs: 
  */
 export async function ensureRestoring(
   sidecars: SidecarClient,
-  target: SidecarTarget,
-  id: string,
-  status: MirrorStatus,
-  nowMs: number,
-  retryAfterMs: number,
+  mirror: { target: SidecarTarget; id: string; status: MirrorStatus },
+  policy: { nowMs: number; retryAfterMs: number },
 ): Promise<MirrorStatus> {
-  if (!needsRestore(status, nowMs, retryAfterMs)) return status;
+  const { target, id, status } = mirror;
+  if (!needsRestore(status, policy.nowMs, policy.retryAfterMs)) return status;
   return sidecars.restore(target, id, {});
 }

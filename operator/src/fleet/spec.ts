@@ -40,7 +40,7 @@ export function effectiveAccess(spec: GitMirrorSpec): 'Private' | 'Public' {
 export function mirrorSpecFor(
   gm: GitMirror,
   credentials: Credentials | undefined,
-  writer: boolean,
+  { writer }: { writer: boolean },
 ): MirrorSpec {
   const { spec } = gm;
   return {

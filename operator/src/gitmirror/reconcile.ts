@@ -199,18 +199,18 @@ export class GitMirrorReconciler {
   /** Brings one pod's mirror to the desired spec and starts its restore; returns the error, if any. */
   async #syncPod(plan: Plan, o: Observation, writer: boolean): Promise<Error | undefined> {
     const { sidecars, applied, clock, settings } = this.#d;
-    const desired = mirrorSpecFor(plan.gm, plan.credentials?.credentials, writer);
+    const desired = mirrorSpecFor(plan.gm, plan.credentials?.credentials, { writer });
     const sync = { target: o.target, podUid: o.pod.metadata.uid ?? '' };
     try {
-      o.status = await ensureMirrorSpec(sidecars, applied, sync, plan.id, desired, o.status);
+      o.status = await ensureMirrorSpec(
+        { sidecars, applied },
+        { ...sync, id: plan.id, desired, current: o.status },
+      );
       if (o.member) {
         o.status = await ensureRestoring(
           sidecars,
-          o.target,
-          plan.id,
-          o.status,
-          clock.now(),
-          settings.restoreRetryMs,
+          { target: o.target, id: plan.id, status: o.status },
+          { nowMs: clock.now(), retryAfterMs: settings.restoreRetryMs },
         );
       }
       o.error = undefined;

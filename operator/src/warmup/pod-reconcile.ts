@@ -120,15 +120,20 @@ export class PodReconciler {
         const credentials = (await readCredentials(this.#d, a.gm))?.credentials;
         const sync = { target, podUid: pod.metadata.uid ?? '' };
         status = await ensureMirrorSpec(
-          sidecars,
-          applied,
-          sync,
-          a.id,
-          mirrorSpecFor(a.gm, credentials, false),
-          undefined,
+          { sidecars, applied },
+          {
+            ...sync,
+            id: a.id,
+            desired: mirrorSpecFor(a.gm, credentials, { writer: false }),
+            current: undefined,
+          },
         );
       }
-      status = await ensureRestoring(sidecars, target, a.id, status, clock.now(), settings.restoreRetryMs);
+      status = await ensureRestoring(
+        sidecars,
+        { target, id: a.id, status },
+        { nowMs: clock.now(), retryAfterMs: settings.restoreRetryMs },
+      );
       return progressOf(a, status, undefined);
     } catch (err) {
       // Only a person can fix it: the GitMirror reports it as Stalled and holds no pod back.

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { MirrorList } from '../../../core/admin-api.ts';
 import { GIT_ENV, git } from '../../../testing/git.ts';
 import { createUpstreamRepo, makeIncompressibleRepo } from '../../../testing/git-repos.ts';
-import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { configureMirror, startTestSidecar } from '../../../testing/in-process-sidecar.ts';
 import { commitLfsFiles, lfsEnvironment } from '../../../testing/lfs-client.ts';
 import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
@@ -68,15 +68,7 @@ describe('Git LFS objects in the data budget', () => {
 
   it('are evicted, as cache entries, to make room for a configured mirror that the budget could not hold beside them', async () => {
     const id = `${upstream.host}/org/big`;
-    const put = await fetch(`${sidecar.adminUrl}/v1/mirrors/${id}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ url: upstream.url('org/big.git') }),
-    });
-    assert.equal(put.status, 201);
-    await fetch(`${sidecar.adminUrl}/v1/mirrors/${id}/restore`, { method: 'POST', body: '{}' });
-    const big = sidecar.mirrors.get(id)!;
-    await waitFor('big warmed up', () => ['ready', 'failed'].includes(big.state), { timeoutMs: 60_000 });
+    const big = await configureMirror(sidecar, { id, url: upstream.url('org/big.git') });
     assert.equal(big.state, 'ready', big.restore.error);
     const { storage, mirrors } = await list();
     const lfsEvicted = storage?.evicted.find((e) => e.holder === 'lfs');

@@ -5,7 +5,7 @@ import type { MirrorList } from '../../../core/admin-api.ts';
 import { git } from '../../../testing/git.ts';
 import { makeIncompressibleRepo } from '../../../testing/git-repos.ts';
 import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
-import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { configureMirror, startTestSidecar } from '../../../testing/in-process-sidecar.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { waitFor } from '../../../testing/wait.ts';
 import type { RunningSidecar } from '../../src/server/sidecar.ts';
@@ -59,15 +59,7 @@ describe('the pack cache in the data budget', () => {
 
   it('gives up its idle packs, as cache entries, for a configured mirror the budget could not hold beside them (a clone with no snapshot to size it is reckoned at 16 MiB)', async () => {
     const id = `${upstream.host}/org/big`;
-    const put = await fetch(`${sidecar.adminUrl}/v1/mirrors/${id}`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ url: upstream.url('org/big.git') }),
-    });
-    assert.equal(put.status, 201);
-    await fetch(`${sidecar.adminUrl}/v1/mirrors/${id}/restore`, { method: 'POST', body: '{}' });
-    const big = sidecar.mirrors.get(id)!;
-    await waitFor('big warmed up', () => ['ready', 'failed'].includes(big.state), { timeoutMs: 60_000 });
+    const big = await configureMirror(sidecar, { id, url: upstream.url('org/big.git') });
     assert.equal(big.state, 'ready', big.restore.error);
     const { storage } = await list();
     const evicted = storage?.evicted.find((e) => e.holder === 'pack-cache');

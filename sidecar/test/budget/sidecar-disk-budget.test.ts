@@ -6,7 +6,7 @@ import type { MirrorList } from '../../../core/admin-api.ts';
 import { git } from '../../../testing/git.ts';
 import { makeIncompressibleRepo } from '../../../testing/git-repos.ts';
 import { type GitUpstream, startGitUpstream } from '../../../testing/git-upstream.ts';
-import { startTestSidecar } from '../../../testing/in-process-sidecar.ts';
+import { configureMirror, startTestSidecar } from '../../../testing/in-process-sidecar.ts';
 import {
   mountSmallFilesystem,
   type SmallFilesystem,
@@ -124,20 +124,8 @@ describe('GITMIRROR_DATA_BUDGET, a sidecar on a real small filesystem', {
     const held = () => list(sidecar).then((l) => l.mirrors.map((m) => m.id.split('/').at(-1)).sort());
     assert.deepEqual(await held(), ['a', 'b', 'c']);
 
-    const configure = async (name: string) => {
-      const res = await fetch(`${sidecar.adminUrl}/v1/mirrors/${idOf(name)}`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ url: upstream.url(`org/${name}.git`) }),
-      });
-      assert.equal(res.status, 201);
-      await fetch(`${sidecar.adminUrl}/v1/mirrors/${idOf(name)}/restore`, { method: 'POST', body: '{}' });
-      const mirror = sidecar.mirrors.get(idOf(name))!;
-      await waitFor(`${name} warm-up over`, () => ['ready', 'failed'].includes(mirror.state), {
-        timeoutMs: 60_000,
-      });
-      return mirror;
-    };
+    const configure = (name: string) =>
+      configureMirror(sidecar, { id: idOf(name), url: upstream.url(`org/${name}.git`) });
 
     // 12 MiB configured: b goes, the one served longest ago; a and c stay.
     assert.equal((await configure('d')).state, 'ready');
