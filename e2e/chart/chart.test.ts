@@ -423,7 +423,7 @@ describe('other configurations', () => {
       values: { fleet: { dataVolume: { type: 'emptyDir', size: '2e9' } } },
     });
     assert.notEqual(unknownUnit.code, 0);
-    assert.match(unknownUnit.stderr, /set fleet.packCache.maxBytes/);
+    assert.match(unknownUnit.stderr, /fleet.dataVolume.size "2e9": .* fleet.packCache.maxBytes/);
   });
 
   test('the data budget: the volume size less 10% headroom, or as given', async () => {

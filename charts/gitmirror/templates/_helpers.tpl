@@ -130,28 +130,35 @@ release; rendered by every template that depends on them, so `helm template` fai
 {{- end -}}
 
 {{/*
-GITMIRROR_PACK_CACHE_MAX_BYTES: fleet.packCache.maxBytes as given, or a tenth of
-fleet.dataVolume.size in whole bytes. The sidecar's own default (a tenth of what statfs
-reports) would see the node's disk behind an emptyDir, not its sizeLimit, so the chart works
-the share out from the size it asks for. Sizes are Kubernetes quantities: 20Gi, 1.5Ti, 500G.
+fleet.dataVolume.size in bytes, for the shares the chart works out of it: the data budget and
+the pack cache's. The sidecar's own defaults would read statfs, which behind an emptyDir sees
+the node's disk, not the sizeLimit. Sizes are Kubernetes quantities (20Gi, 1.5Ti, 500G) or bytes.
 */}}
-{{- define "gitmirror.packCacheMaxBytes" -}}
-{{- $set := toString .Values.fleet.packCache.maxBytes -}}
-{{- if ne $set "" -}}
-{{- $set -}}
-{{- else -}}
+{{- define "gitmirror.dataVolumeBytes" -}}
 {{- $size := .Values.fleet.dataVolume.size -}}
 {{- if kindIs "string" $size -}}
 {{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $size -}}
 {{- $unit := trimPrefix $number $size -}}
 {{- $factor := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 -}}
 {{- if or (eq $number "") (not (hasKey $factor $unit)) -}}
-{{- fail (printf "fleet.dataVolume.size %q: a tenth of it cannot be worked out; set fleet.packCache.maxBytes" $size) -}}
+{{- fail (printf "fleet.dataVolume.size %q: the data budget and the pack cache's share are worked out of sizes such as 20Gi, 500M or 21474836480; for this one set fleet.dataVolume.budget (e.g. 18GiB) and fleet.packCache.maxBytes" $size) -}}
 {{- end -}}
-{{- printf "%.0f" (floor (divf (mulf (float64 $number) (get $factor $unit)) 10)) -}}
+{{- printf "%f" (mulf (float64 $number) (get $factor $unit)) -}}
 {{- else -}}
-{{- printf "%.0f" (floor (divf (float64 $size) 10)) -}}
+{{- printf "%f" (float64 $size) -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+GITMIRROR_PACK_CACHE_MAX_BYTES: fleet.packCache.maxBytes as given, or a tenth of
+fleet.dataVolume.size in whole bytes.
+*/}}
+{{- define "gitmirror.packCacheMaxBytes" -}}
+{{- $set := toString .Values.fleet.packCache.maxBytes -}}
+{{- if ne $set "" -}}
+{{- $set -}}
+{{- else -}}
+{{- printf "%.0f" (floor (divf (float64 (include "gitmirror.dataVolumeBytes" .)) 10)) -}}
 {{- end -}}
 {{- end -}}
 
@@ -166,19 +173,7 @@ passes its size limit; the sidecar refuses a write before that.
 {{- if $volume.budget -}}
 {{- $volume.budget -}}
 {{- else -}}
-{{- $size := $volume.size -}}
-{{- $bytes := 0.0 -}}
-{{- if kindIs "string" $size -}}
-{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $size -}}
-{{- $suffix := trimPrefix $number $size -}}
-{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
-{{- if or (not $number) (not (hasKey $units $suffix)) -}}
-{{- fail (printf "fleet.dataVolume.size %q: the data budget is derived from sizes such as 20Gi, 500M or 21474836480; set fleet.dataVolume.budget (e.g. 18GiB) for this one" $size) -}}
-{{- end -}}
-{{- $bytes = mulf (float64 $number) (get $units $suffix) -}}
-{{- else -}}
-{{- $bytes = float64 $size -}}
-{{- end -}}
+{{- $bytes := float64 (include "gitmirror.dataVolumeBytes" .) -}}
 {{- printf "%d" (int64 (floor (divf (mulf $bytes (sub 100 (int $volume.headroomPercent))) 100))) -}}
 {{- end -}}
 {{- end }}
