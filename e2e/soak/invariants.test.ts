@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { prng } from '../../sidecar/demo/synthetic-repo.ts';
 import { classifyFailure, judgeBudget, judgeGrowth, judgeLag, judgeOps } from './invariants.ts';
-import type { OpRecord, ResourceSample, SoakRecord } from './record.ts';
+import { newRecord, type OpRecord, type ResourceSample, type SoakRecord } from './record.ts';
 import { RefHistory } from './ref-history.ts';
 import { planChaos } from './schedule.ts';
 import { fetchUpperBoundMs } from './stats.ts';
@@ -17,35 +17,27 @@ const MIN = 60_000;
 
 function record(overrides: Partial<SoakRecord> = {}): SoakRecord {
   return {
-    meta: {
-      minutes: 10,
-      short: true,
-      seed: 1,
-      rate: 12,
-      loadStart: START,
-      loadEnd: START + 10 * MIN,
-      startedAt: START - MIN,
-      phases: {},
-      machine: { cpus: 2, cpuModel: 'test', memGiB: 1, kernel: 'x', node: 'v24', git: '2.39' },
-      loadAverage: { start: [0, 0, 0] },
-      repos: [],
-      lagBoundMs: 10_000,
-      refCheckIntervalMs: 5000,
-      fetchBoundMs: 5000,
-      dataBudgetBytes: 1024,
-      sabotage: [],
-    },
-    plan: planChaos({ seed: 1, runMs: 10 * MIN }),
-    faults: [],
-    kills: [],
-    ops: [],
-    skippedTicks: [],
-    histories: [],
-    resources: [],
-    disk: [],
-    live: [],
-    leaders: [],
-    samples: { fleet: 0, fleetErrors: 0 },
+    ...newRecord(
+      {
+        minutes: 10,
+        short: true,
+        seed: 1,
+        rate: 12,
+        loadStart: START,
+        loadEnd: START + 10 * MIN,
+        startedAt: START - MIN,
+        phases: {},
+        machine: { cpus: 2, cpuModel: 'test', memGiB: 1, kernel: 'x', node: 'v24', git: '2.39' },
+        loadAverage: { start: [0, 0, 0] },
+        repos: [],
+        lagBoundMs: 10_000,
+        refCheckIntervalMs: 5000,
+        fetchBoundMs: 5000,
+        dataBudgetBytes: 1024,
+        sabotage: [],
+      },
+      planChaos({ seed: 1, runMs: 10 * MIN }),
+    ),
     ...overrides,
   };
 }

@@ -138,3 +138,21 @@ export interface SoakRecord {
   samples: { fleet: number; fleetErrors: number };
   final?: FinalChecks;
 }
+
+/** A record with nothing observed yet. */
+export function newRecord(meta: SoakMeta, plan: ChaosPlan): SoakRecord {
+  return {
+    meta,
+    plan,
+    faults: [],
+    kills: [],
+    ops: [],
+    skippedTicks: [],
+    histories: [],
+    resources: [],
+    disk: [],
+    live: [],
+    leaders: [],
+    samples: { fleet: 0, fleetErrors: 0 },
+  };
+}

@@ -21,7 +21,7 @@ import { FleetWatch, fleetWhole } from './fleet-watch.ts';
 import { LoadGenerator } from './load.ts';
 import { dataDir, ResourceSampler } from './processes.ts';
 import { Pusher } from './pusher.ts';
-import type { RepoInfo, SoakRecord } from './record.ts';
+import { newRecord, type RepoInfo, type SoakRecord } from './record.ts';
 import { parseRefs } from './ref-history.ts';
 import { buildReport, type SoakReport } from './report.ts';
 import { copySoakRepos, ensureSoakRepos } from './repos.ts';
@@ -331,8 +331,8 @@ function repoInfo(cached: RunContext['cached']): RepoInfo[] {
 }
 
 function emptyRecord(options: SoakOptions, ctx: RunContext, repos: RepoInfo[]): SoakRecord {
-  return {
-    meta: {
+  return newRecord(
+    {
       minutes: options.minutes,
       short: options.minutes < 60,
       seed: options.seed,
@@ -360,18 +360,8 @@ function emptyRecord(options: SoakOptions, ctx: RunContext, repos: RepoInfo[]): 
       dataBudgetBytes: (options.dataBudgetMiB ?? DATA_BUDGET_MIB) * 2 ** 20,
       sabotage: options.sabotage,
     },
-    plan: ctx.plan,
-    faults: [],
-    kills: [],
-    ops: [],
-    skippedTicks: [],
-    histories: [],
-    resources: [],
-    disk: [],
-    live: [],
-    leaders: [],
-    samples: { fleet: 0, fleetErrors: 0 },
-  };
+    ctx.plan,
+  );
 }
 
 async function write(record: SoakRecord, outDir: string): Promise<SoakResult> {
