@@ -96,9 +96,12 @@ export class ProcessGitRunner implements GitRunner {
     const { upstreamHost } = invocation;
     if (!upstreamHost) return runProcess(this.gitBinary, invocation.args, this.options(invocation));
     const trace = new CurlTraceReader({ onFirstRequest: invocation.onRequestSent });
+    // Only here is fd 3 read: a spawned command (or one with the hook's channel on fd 3) never traces.
+    const options = this.options(invocation);
     try {
       return await runProcess(this.gitBinary, invocation.args, {
-        ...this.options(invocation),
+        ...options,
+        env: { ...options.env, ...HTTP_TRACE_ENV },
         onFd3: (chunk) => trace.feed(chunk),
       });
     } catch (err) {
@@ -125,13 +128,12 @@ export class ProcessGitRunner implements GitRunner {
   }
 
   private options(invocation: GitInvocation) {
-    const trace = invocation.upstreamHost ? HTTP_TRACE_ENV : undefined;
     return {
       // Git looks for a repository from its working directory even for `config --file` or
       // `ls-remote`; the sidecar's own (an image's WORKDIR, a checkout, a worktree whose .git
       // points elsewhere) must never be it.
       cwd: invocation.cwd ?? '/',
-      env: { ...gitEnvironment(invocation), ...trace },
+      env: gitEnvironment(invocation),
       timeoutMs: invocation.timeoutMs,
       signal: invocation.signal,
       stdin: invocation.stdin,

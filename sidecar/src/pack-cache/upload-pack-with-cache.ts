@@ -69,6 +69,8 @@ export async function uploadPackWithCache(options: CachedUploadPack): Promise<Ca
   let handed: { lease: PackLease; progress: boolean } | undefined;
   try {
     const held = relayHoldingFlush(proc.stdout, options.out);
+    // Awaited only after proc.done: if that rejects first, held's own failure must not go unhandled.
+    held.catch(() => {});
     await proc.done;
     const tail = await held;
     const answer = await answered;

@@ -53,9 +53,12 @@ export async function createBudgets(
     },
   });
   const store = await measuredStore(config);
-  if (store) disk.add(store);
-  const timer = setInterval(() => void store?.refresh().catch(() => {}), STORE_MEASURE_MS);
-  timer.unref();
+  let timer: NodeJS.Timeout | undefined;
+  if (store) {
+    disk.add(store);
+    timer = setInterval(() => void store.refresh().catch(() => {}), STORE_MEASURE_MS);
+    timer.unref();
+  }
   const upstream = new UpstreamHosts(config.upstream, {
     clock: parts.clock,
     observer: {

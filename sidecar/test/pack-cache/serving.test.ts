@@ -119,6 +119,7 @@ describe('clones and fetches through a sidecar with the pack cache', () => {
       assert.equal(await lookups(), before + 1, 'the pack went through the cache');
       const hits = await cache.metric('requests_total', { result: 'hit' });
       const generations = await packObjectsStarted(trace);
+      assert.ok(generations > 0, 'the trace counts pack-objects runs');
       await git([...args, cache.url, second]);
       assert.equal(await cache.metric('requests_total', { result: 'hit' }), hits + 1, 'served from disk');
       assert.equal(await packObjectsStarted(trace), generations, 'no pack-objects ran for it');
