@@ -97,16 +97,17 @@ async function restoreFromSnapshot(
     deps.metrics.snapshotBytes.inc({ direction: 'download' }, manifest.sizeBytes);
     try {
       mirror.checkingSnapshot(manifest.key);
-      const tempCtx = { git: deps.git, dir: downloaded.dir, upstream: mirror.upstream };
+      const tempCtx = { ...mirror.gitContext(deps.git), dir: downloaded.dir };
       await sanityCheck(tempCtx, manifest.commit);
       await applyMirrorConfig(deps.git, downloaded.dir, mirror.upstream);
+      // Caught up before it replaces anything: a failed catch-up leaves the served mirror as it was.
+      const fetched = await catchUp(deps, mirror, tempCtx, { signal, upstreamNow: upstreamNow() });
       await install(deps, mirror, downloaded.dir, write);
+      mirror.sawSnapshot(manifest);
+      mirror.readyFrom({ source: 'snapshot', head: await headCommit(mirror.gitContext(deps.git)), fetched });
     } finally {
       await downloaded.cleanup();
     }
-    mirror.sawSnapshot(manifest);
-    await catchUp(deps, mirror, signal, upstreamNow());
-    await deps.storage?.measure(mirror);
     return true;
   } catch (err) {
     await write?.finish();
@@ -142,44 +143,42 @@ function askUpstreamMeanwhile(deps: WarmupDeps, mirror: Mirror): () => Map<strin
 }
 
 /**
- * The restored mirror is installed; bring it up to date. If the fetch fails while upstream
- * answers ls-remote, the restored data is suspect and is thrown away (then cloned). If
- * upstream is unreachable, a verified snapshot is the best data there is: serve it, stale,
- * with the error visible, and let the periodic fetch catch up when upstream returns.
+ * Brings the restored (not yet installed) mirror up to date. If the fetch fails while
+ * upstream answers ls-remote, the restored data is suspect: RESTORE_FAILED, and the warm-up
+ * clones instead. If upstream is unreachable, a verified snapshot is the best data there is:
+ * it is served, stale, with the error visible, and the periodic fetch catches up later.
  */
 async function catchUp(
   deps: WarmupDeps,
   mirror: Mirror,
-  signal: AbortSignal,
-  upstreamNow: Map<string, string> | undefined,
-): Promise<void> {
+  ctx: MirrorGitContext,
+  options: { signal: AbortSignal; upstreamNow: Map<string, string> | undefined },
+): Promise<{ ok: true } | { ok: false; error: string }> {
+  const { signal, upstreamNow } = options;
   mirror.catchingUp();
-  const ctx = mirror.gitContext(deps.git);
   try {
     if (!upstreamNow || !sameRefs(upstreamNow, await localRefs(ctx)))
       await fetchMirror(ctx, { timeoutMs: deps.cloneTimeoutMs, signal, lowSpeedAbort: false });
-    mirror.readyFrom({ source: 'snapshot', head: await headCommit(ctx), fetched: { ok: true } });
     deps.metrics.restores.inc({ outcome: 'snapshot' });
+    return { ok: true };
   } catch (err) {
     if (signal.aborted) throw err;
     const reachable = await upstreamRefs(ctx, LS_REMOTE_TIMEOUT_MS).then(
       () => true,
       () => false,
     );
-    if (reachable) {
-      await rm(mirror.dir, { recursive: true, force: true });
+    if (reachable)
       throw new GitMirrorError(
         'RESTORE_FAILED',
         `catch-up fetch failed on the restored mirror: ${describeError(err)}`,
       );
-    }
     const error = describeError(err);
-    mirror.readyFrom({ source: 'snapshot', head: await headCommit(ctx), fetched: { ok: false, error } });
     deps.metrics.restores.inc({ outcome: 'snapshot_stale' });
     deps.logger.warn(
       { mirror: mirror.id, err: error },
       'upstream unreachable; serving the restored snapshot',
     );
+    return { ok: false, error };
   }
 }
 
