@@ -24,6 +24,33 @@ export interface MirrorSpec {
   credentials?: Credentials;
   /** Git LFS: which refs' objects this replica prefetches after each fetch, when it is the writer. */
   lfs?: { prefetch?: LfsPrefetch };
+  /**
+   * The other replicas of this mirror, by their admin API's base URL (`http://10.0.0.7:9090`),
+   * so that upstream sees one replica's traffic, not the fleet's (docs/admin-api.md, "Fleet").
+   * On the snapshot writer: `followers`, told after each fetch that moved refs. On the others:
+   * `writer`, which they fetch from instead of upstream (and fall back to upstream when it cannot
+   * serve). Absent: this replica fetches from upstream on its own.
+   */
+  fleet?: FleetPeers;
+}
+
+export interface FleetPeers {
+  writer?: string;
+  followers?: string[];
+}
+
+/** A mirror's place in its fleet, as this replica sees it: `MirrorStatus.fleet`. */
+export interface MirrorFleetStatus {
+  /** `writer` with followers, `follower` with a writer to fetch from, else `alone`. */
+  role: 'writer' | 'follower' | 'alone';
+  /** The writer's admin URL (followers only). */
+  writer?: string;
+  /** How many followers this writer tells (writer only). */
+  followers?: number;
+  /** Where the last successful fetch came from. */
+  lastFetchSource?: 'writer' | 'upstream';
+  /** Why the last fetch from the writer failed (the fetch then went to upstream); cleared by the next success. */
+  writerError?: string;
 }
 
 /** Which refs' LFS objects a prefetch downloads: HEAD's tree, every ref's tip, or none. */
@@ -114,6 +141,8 @@ export interface MirrorStatus {
   lfs?: { prefetch: LfsPrefetch; lastPrefetch?: LfsPrefetchStatus };
   /** Its place on the data volume. Optional: sidecars before it omit it. */
   disk?: MirrorDiskStatus;
+  /** Where it fetches from in its fleet. Optional: sidecars before it omit it. */
+  fleet?: MirrorFleetStatus;
 }
 
 /** What a mirror takes on the data volume and, while it cannot be held, why. */

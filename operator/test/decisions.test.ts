@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sidecarTarget } from '../src/fleet/members.ts';
+import { fleetPeers } from '../src/fleet/spec.ts';
 import { setCondition } from '../src/gitmirror/conditions.ts';
 import { chooseWriter } from '../src/gitmirror/writer-selection.ts';
 import { decideGate, type MirrorProgress } from '../src/warmup/gate.ts';
@@ -28,6 +29,22 @@ describe('chooseWriter', () => {
 
   test('a recorded writer that is not warm loses the role to the oldest warm pod', () => {
     assert.equal(chooseWriter('x', [pod('x', 0, false), pod('c', 3, true), pod('b', 2, true)]), 'b');
+  });
+});
+
+describe('fleetPeers', () => {
+  const fleet = { writer: 'http://a:9090', members: ['http://c:9090', 'http://a:9090', 'http://b:9090'] };
+  test('the writer gets its followers, each follower the writer', () => {
+    assert.deepEqual(fleetPeers('http://a:9090', fleet), { followers: ['http://b:9090', 'http://c:9090'] });
+    assert.deepEqual(fleetPeers('http://b:9090', fleet), { writer: 'http://a:9090' });
+  });
+  test('nobody gets peers without a writer, alone, or outside the members', () => {
+    assert.equal(fleetPeers('http://b:9090', { ...fleet, writer: undefined }), undefined);
+    assert.equal(
+      fleetPeers('http://a:9090', { writer: 'http://a:9090', members: ['http://a:9090'] }),
+      undefined,
+    );
+    assert.equal(fleetPeers('http://gone:9090', fleet), undefined);
   });
 });
 

@@ -9,8 +9,9 @@ import { harness, REPO_ID, REPO_URL, TOKEN_SECRET } from './fakes/harness.ts';
 
 /**
  * Push webhooks as an operator replica receives them: deliveries are matched to GitMirrors by
- * repository, verified against each one's webhook Secret, and a verified one makes every member
- * of the fleet fetch and is recorded in status; anything else changes nothing.
+ * repository, verified against each one's webhook Secret, and a verified one makes the fleet's
+ * snapshot writer fetch (it tells the other members, which fetch from it) or, without a writer
+ * that answers, every member; it is recorded in status. Anything else changes nothing.
  */
 
 const SECRET = 'hook-s3cret';
@@ -71,17 +72,17 @@ const fetches = (h: H) => h.sidecars.calls.filter((c) => c.method === 'fetch');
 const webhookStatus = (h: H, name = 'repo') => h.cluster.gitMirrors.get('ns', name)?.status?.webhook;
 
 describe('push webhooks in the operator', () => {
-  test('a signed push makes every fleet member fetch and is recorded in status', async () => {
+  test('a signed push makes the snapshot writer fetch, which tells the others, and is recorded in status', async () => {
     const { h, receiver } = setup();
     await warm(h);
+    assert.equal(h.cluster.gitMirrors.get('ns', 'repo')?.status?.writer, 'p1');
     const answer = await push(receiver);
     assert.equal(answer.status, 202, JSON.stringify(answer.body));
     assert.deepEqual(answer.targets, ['ns/repo']);
     assert.deepEqual(
-      fetches(h)
-        .map((c) => c.pod)
-        .sort(),
-      ['ns/p1', 'ns/p2'],
+      fetches(h).map((c) => c.pod),
+      ['ns/p1'],
+      'only the writer asks upstream; its followers fetch from it',
     );
     assert.equal(h.sidecars.of('ns/p1').fetches, 1);
     assert.deepEqual(webhookStatus(h), {
@@ -89,7 +90,26 @@ describe('push webhooks in the operator', () => {
       lastDeliveryID: 'delivery-1',
       lastEvent: 'push',
     });
-    assert.deepEqual(answer.body.targets, [{ gitmirror: 'ns/repo', members: 2, fetching: 2, failed: [] }]);
+    assert.deepEqual(answer.body.targets, [
+      { gitmirror: 'ns/repo', members: 2, fetching: 1, via: 'writer', failed: [] },
+    ]);
+  });
+
+  test('the specs tell the writer its followers and each follower its writer; a lone replica gets neither', async () => {
+    const { h } = setup();
+    await warm(h);
+    const spec = (pod: string) => h.sidecars.of(`ns/${pod}`).specs.get(REPO_ID);
+    const url = (pod: string) => h.sidecars.of(`ns/${pod}`).baseUrl;
+    assert.deepEqual(spec('p1')?.fleet, { followers: [url('p2')] });
+    assert.deepEqual(spec('p2')?.fleet, { writer: url('p1') });
+    const alone = setup({ pods: ['solo'] });
+    await warm(alone.h, ['solo']);
+    assert.equal(alone.h.sidecars.of('ns/solo').specs.get(REPO_ID)?.fleet, undefined);
+    await push(alone.receiver);
+    assert.deepEqual(
+      fetches(alone.h).map((c) => c.pod),
+      ['ns/solo'],
+    );
   });
 
   test('create and delete of refs fetch too; other events are acknowledged and change nothing', async () => {
@@ -99,7 +119,7 @@ describe('push webhooks in the operator', () => {
     assert.equal((await push(receiver, { event: 'delete', id: 'd' })).outcome, 'delivered');
     assert.equal((await push(receiver, { event: 'issues', id: 'i' })).outcome, 'ignored');
     assert.equal((await push(receiver, { event: 'ping', id: 'p' })).status, 200);
-    assert.equal(fetches(h).length, 4);
+    assert.equal(fetches(h).length, 2, "one fetch per delivery: the writer's");
     assert.equal(webhookStatus(h)?.lastDeliveryID, 'd');
   });
 
@@ -137,10 +157,8 @@ describe('push webhooks in the operator', () => {
     const answer = await push(receiver);
     assert.deepEqual(answer.targets, ['ns/repo']);
     assert.deepEqual(
-      fetches(h)
-        .map((c) => c.pod)
-        .sort(),
-      ['ns/p1', 'ns/p2'],
+      fetches(h).map((c) => c.pod),
+      ['ns/p1'],
     );
   });
 
@@ -152,17 +170,27 @@ describe('push webhooks in the operator', () => {
     const again = await push(other);
     assert.equal(again.status, 200);
     assert.equal(again.outcome, 'duplicate');
-    assert.equal(fetches(h).length, 2, 'no second round of fetches');
+    assert.equal(fetches(h).length, 1, 'no second round of fetches');
     assert.equal((await push(other, { id: 'delivery-2' })).outcome, 'delivered');
   });
 
-  test('members that do not hold the mirror yet are skipped; if none can be asked the delivery fails and may be sent again', async () => {
+  test('a writer that cannot be asked: every other member fetches, those without the mirror yet skipped; if none can be asked the delivery fails and may be sent again', async () => {
     const { h, receiver } = setup({ pods: ['p1', 'p2', 'new'] });
     await warm(h);
     h.sidecars.of('ns/new').restart();
+    h.sidecars.of('ns/p1').down = true;
     const partly = await push(receiver);
     assert.equal(partly.status, 202);
-    assert.deepEqual(partly.body.targets, [{ gitmirror: 'ns/repo', members: 3, fetching: 2, failed: [] }]);
+    const [target] = partly.body.targets as { fetching: number; via: string; failed: string[] }[];
+    assert.equal(target?.fetching, 1);
+    assert.equal(target?.via, 'every member');
+    assert.match(target?.failed.join() ?? '', /^pod p1: SIDECAR_UNREACHABLE/);
+    // The writer was asked first; then every other member.
+    assert.deepEqual(
+      fetches(h).map((c) => c.pod),
+      ['ns/p1', 'ns/p2', 'ns/new'],
+    );
+    assert.equal(h.sidecars.of('ns/p2').fetches, 1);
 
     for (const pod of ['p1', 'p2', 'new']) h.sidecars.of(`ns/${pod}`).down = true;
     const failed = await push(receiver, { id: 'delivery-2' });

@@ -1,4 +1,4 @@
-import type { MirrorSpec, MirrorStatus } from '../../../core/admin-api.ts';
+import type { FleetPeers, MirrorSpec, MirrorStatus } from '../../../core/admin-api.ts';
 import type { Credentials } from '../../../core/credentials.ts';
 import { parseDuration } from '../../../core/duration.ts';
 import { isContractError } from '../../../core/errors.ts';
@@ -36,11 +36,14 @@ export function effectiveAccess(spec: GitMirrorSpec): 'Private' | 'Public' {
   return spec.access ?? (spec.credentialsSecretRef ? 'Private' : 'Public');
 }
 
-/** The PUT body for one sidecar: the GitMirror's config plus whether that pod is the writer. */
+/**
+ * The PUT body for one sidecar: the GitMirror's config, whether that pod is the writer and,
+ * in a fleet of more than one, its peers (the writer's followers, or a follower's writer).
+ */
 export function mirrorSpecFor(
   gm: GitMirror,
   credentials: Credentials | undefined,
-  { writer }: { writer: boolean },
+  { writer, fleet }: { writer: boolean; fleet?: FleetPeers },
 ): MirrorSpec {
   const { spec } = gm;
   return {
@@ -55,7 +58,25 @@ export function mirrorSpecFor(
     ...(credentials ? { credentials } : {}),
     // Sent only when on, so mirrors without prefetch keep the spec digest they had before it.
     ...(spec.lfs.prefetch !== 'None' ? { lfs: { prefetch: spec.lfs.prefetch } } : {}),
+    // Likewise only in a fleet of more than one: a lone replica's spec digest stays as it was.
+    ...(fleet ? { fleet } : {}),
   };
+}
+
+/**
+ * Who fetches from whom among a mirror's replicas (admin base URLs): the writer tells its
+ * followers that refs moved, the followers fetch from the writer instead of upstream. Without
+ * a writer, or alone, nobody gets peers and every replica asks upstream itself.
+ */
+export function fleetPeers(
+  self: string,
+  fleet: { writer: string | undefined; members: string[] },
+): FleetPeers | undefined {
+  const { writer, members } = fleet;
+  if (writer === undefined || !members.includes(self)) return undefined;
+  if (self !== writer) return { writer };
+  const followers = members.filter((m) => m !== writer).sort();
+  return followers.length > 0 ? { followers } : undefined;
 }
 
 /**

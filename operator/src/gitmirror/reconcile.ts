@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { MirrorStatus } from '../../../core/admin-api.ts';
+import type { FleetPeers, MirrorStatus } from '../../../core/admin-api.ts';
 import { rfc3339 } from '../../../core/clock.ts';
 import { type GitMirror, type GitMirrorStatus, KIND, splitKey } from '../api/gitmirror.ts';
 import type { ObjectRef, Pod } from '../api/kubernetes.ts';
@@ -8,7 +8,7 @@ import type { FleetContext } from '../fleet/context.ts';
 import { type ResolvedCredentials, readCredentials } from '../fleet/credentials.ts';
 import { fleetPods, isFleetMember, isReachable, sidecarTarget } from '../fleet/members.ts';
 import { ensureMirrorSpec, ensureRestoring } from '../fleet/mirror-sync.ts';
-import { mirrorSpecFor, repositoryOf, specDuration } from '../fleet/spec.ts';
+import { fleetPeers, mirrorSpecFor, repositoryOf, specDuration } from '../fleet/spec.ts';
 import type { ReconcileResult } from '../runtime/controller.ts';
 import type { SidecarTarget } from '../sidecar/admin-client.ts';
 import { findCondition } from './conditions.ts';
@@ -179,11 +179,20 @@ export class GitMirrorReconciler {
     const others = observations.filter(
       (o) => o.pod.metadata.name !== writer && (o.member || suspects.has(o)),
     );
-    const results = await Promise.all(others.map((o) => this.#syncPod(plan, o, false)));
+    const chosen = observations.find((o) => o.pod.metadata.name === writer);
+    // Followers fetch from the chosen writer; until it is promoted it refuses them, and they ask upstream.
+    const peers = {
+      writer: chosen?.target.baseUrl,
+      members: observations.filter((o) => o.member).map((o) => o.target.baseUrl),
+    };
+    const fleetOf = (o: Observation) => fleetPeers(o.target.baseUrl, peers);
+    const results = await Promise.all(
+      others.map((o) => this.#syncPod(plan, o, { writer: false, fleet: fleetOf(o) })),
+    );
     let failure = results.find((r) => r !== undefined);
     const blocked = others.some((o, i) => results[i] !== undefined && suspects.has(o));
-    const chosen = observations.find((o) => o.pod.metadata.name === writer);
-    if (chosen && !blocked) failure = (await this.#syncPod(plan, chosen, true)) ?? failure;
+    if (chosen && !blocked)
+      failure = (await this.#syncPod(plan, chosen, { writer: true, fleet: fleetOf(chosen) })) ?? failure;
     if (blocked) {
       const message = `snapshot writer hand-over to ${writer} waits until the previous writer is demoted`;
       failure = new OperatorError('WRITER_HANDOVER_BLOCKED', message, {
@@ -197,9 +206,13 @@ export class GitMirrorReconciler {
   }
 
   /** Brings one pod's mirror to the desired spec and starts its restore; returns the error, if any. */
-  async #syncPod(plan: Plan, o: Observation, writer: boolean): Promise<Error | undefined> {
+  async #syncPod(
+    plan: Plan,
+    o: Observation,
+    role: { writer: boolean; fleet: FleetPeers | undefined },
+  ): Promise<Error | undefined> {
     const { sidecars, applied, clock, settings } = this.#d;
-    const desired = mirrorSpecFor(plan.gm, plan.credentials?.credentials, { writer });
+    const desired = mirrorSpecFor(plan.gm, plan.credentials?.credentials, role);
     const sync = { target: o.target, podUid: o.pod.metadata.uid ?? '' };
     try {
       o.status = await ensureMirrorSpec(

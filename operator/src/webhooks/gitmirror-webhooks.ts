@@ -2,6 +2,7 @@ import { rfc3339 } from '../../../core/clock.ts';
 import { type Delivery, repositoryKey } from '../../../github/src/webhook.ts';
 import type { WebhookBackend, WebhookTarget } from '../../../github/src/webhook-receiver.ts';
 import type { GitMirror } from '../api/gitmirror.ts';
+import type { Pod } from '../api/kubernetes.ts';
 import { describeError, isOperatorError } from '../errors/operator-error.ts';
 import type { FleetContext } from '../fleet/context.ts';
 import { fleetPods, isFleetMember, sidecarTarget } from '../fleet/members.ts';
@@ -18,6 +19,8 @@ export interface FanOut {
   gitmirror: string;
   members: number;
   fetching: number;
+  /** `writer`: only the snapshot writer was asked, and it tells the others once it has fetched. */
+  via: 'writer' | 'every member';
   /** Members that could not be asked (unreachable, refused), with the reason. */
   failed: string[];
 }
@@ -86,6 +89,8 @@ export class GitMirrorWebhooks implements WebhookBackend<GitMirrorTarget> {
       const line = { ...result, event: delivery.event, delivery: delivery.id, provider: delivery.provider };
       if (result.failed.length > 0)
         this.#d.logger.warn(line, 'webhook: some replicas could not be asked to fetch');
+      else if (result.via === 'writer')
+        this.#d.logger.info(line, 'webhook: the writer fetches, and tells the other replicas if refs moved');
       else this.#d.logger.info(line, 'webhook: every replica fetches');
     }
     if (reached.length === 0) {
@@ -95,28 +100,54 @@ export class GitMirrorWebhooks implements WebhookBackend<GitMirrorTarget> {
     return results;
   }
 
+  /**
+   * The snapshot writer alone fetches from upstream and then tells its followers (their specs
+   * name it), so a push costs upstream one fetch however large the fleet. Without a writer, or
+   * when it cannot be asked, every member is asked, as before there were writers' followers.
+   */
   async #fanOut(target: GitMirrorTarget): Promise<FanOut> {
     const { gm } = target;
     const namespace = gm.metadata.namespace ?? '';
     const members = fleetPods(this.#d.stores.pods, namespace, gm.spec.cache).filter(isFleetMember);
-    const result: FanOut = { gitmirror: target.name, members: members.length, fetching: 0, failed: [] };
+    const result: FanOut = {
+      gitmirror: target.name,
+      members: members.length,
+      fetching: 0,
+      via: 'every member',
+      failed: [],
+    };
     if (members.length === 0) return result;
     const id = repositoryOf(gm);
     const token = await this.#d.tokens.ensure(namespace);
-    await Promise.all(
-      members.map(async (pod) => {
-        try {
-          await this.#d.sidecars.fetchMirror(sidecarTarget(pod, this.#d.adminPort, token), id);
-          result.fetching++;
-        } catch (err) {
-          // A member that does not hold the mirror yet gets it, and fetches, in its warm-up.
-          if (isOperatorError(err, 'SIDECAR_NOT_FOUND')) return;
-          if (isOperatorError(err, 'SIDECAR_UNAUTHORIZED')) this.#d.tokens.invalidate(namespace);
-          result.failed.push(`pod ${pod.metadata.name}: ${describeError(err)}`);
-        }
-      }),
-    );
+    // Alone, the writer is simply every member.
+    const writer =
+      members.length > 1 ? members.find((pod) => pod.metadata.name === gm.status?.writer) : undefined;
+    if (writer && (await this.#fetchOn(writer, { id, token, namespace }, result))) {
+      result.via = 'writer';
+      return result;
+    }
+    const others = members.filter((pod) => pod !== writer);
+    await Promise.all(others.map((pod) => this.#fetchOn(pod, { id, token, namespace }, result)));
     return result;
+  }
+
+  /** Asks one member to fetch; counts the outcome in `result` and says whether it took the fetch. */
+  async #fetchOn(
+    pod: Pod,
+    mirror: { id: string; token: string; namespace: string },
+    result: FanOut,
+  ): Promise<boolean> {
+    try {
+      await this.#d.sidecars.fetchMirror(sidecarTarget(pod, this.#d.adminPort, mirror.token), mirror.id);
+      result.fetching++;
+      return true;
+    } catch (err) {
+      // A member that does not hold the mirror yet gets it, and fetches, in its warm-up.
+      if (isOperatorError(err, 'SIDECAR_NOT_FOUND')) return false;
+      if (isOperatorError(err, 'SIDECAR_UNAUTHORIZED')) this.#d.tokens.invalidate(mirror.namespace);
+      result.failed.push(`pod ${pod.metadata.name}: ${describeError(err)}`);
+      return false;
+    }
   }
 
   async #record(gm: GitMirror, delivery: Delivery, receivedAt: number): Promise<void> {

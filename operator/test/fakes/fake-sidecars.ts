@@ -32,6 +32,8 @@ export class FakeSidecar {
   readonly failures = new Map<Method, OperatorError[]>();
   /** Fetches run on ready mirrors. */
   fetches = 0;
+  /** The admin URL the operator last reached it at. */
+  baseUrl?: string;
   /** A started restore turns ready by itself after this many status reads; Infinity: only finish(). */
   readyAfterReads = Number.POSITIVE_INFINITY;
   readonly #reads = new Map<string, number>();
@@ -113,6 +115,8 @@ export class FakeSidecar {
       snapshot: { ...spec.snapshot, writer: spec.snapshot?.writer ?? false, running: false },
       latestSnapshot: existing?.latestSnapshot,
       lfs: { prefetch: spec.lfs?.prefetch ?? 'None' },
+      // A PUT changes the config, not what the mirror is on disk (a real sidecar keeps it too).
+      disk: existing?.disk,
     };
     this.mirrors.set(id, status);
     return status;
@@ -167,6 +171,7 @@ export class FakeSidecars implements SidecarClient {
   #enter(target: SidecarTarget, method: Method, id?: string, spec?: MirrorSpec): FakeSidecar {
     this.calls.push({ pod: target.pod, method, id, spec });
     const sidecar = this.of(target.pod);
+    sidecar.baseUrl = target.baseUrl;
     if (sidecar.down)
       throw new OperatorError('SIDECAR_UNREACHABLE', `${method} on pod ${target.pod}: ECONNREFUSED`);
     const injected = sidecar.failures.get(method)?.shift();

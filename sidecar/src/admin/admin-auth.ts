@@ -15,17 +15,29 @@ const RELOAD_EVERY_MS = 5_000;
  */
 export async function adminAuth(tokenFile: string | undefined, clock: Clock) {
   if (!tokenFile) return loopbackOnly;
-  let expected = await loadToken(tokenFile);
-  let loadedAt = clock.now();
+  const current = await adminTokenReader(tokenFile, clock);
   return async (req: Request, _res: Response, next: NextFunction) => {
-    if (clock.now() - loadedAt > RELOAD_EVERY_MS) {
-      loadedAt = clock.now();
-      // A missing or empty file mid-rotation keeps the previous token rather than opening up.
-      expected = await loadToken(tokenFile).catch(() => expected);
-    }
+    const expected = digest(await current());
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
     if (match && timingSafeEqual(digest(match[1]!), expected)) return next();
     next(new GitMirrorError('UNAUTHORIZED', 'missing or wrong bearer token'));
+  };
+}
+
+/**
+ * The admin token as last read: the guard checks against it and the fleet's replicas send it
+ * to each other. Re-read at most every few seconds; a missing or empty file mid-rotation keeps
+ * the previous token rather than opening up. The first read must succeed.
+ */
+export async function adminTokenReader(tokenFile: string, clock: Clock): Promise<() => Promise<string>> {
+  let token = await loadToken(tokenFile);
+  let loadedAt = clock.now();
+  return async () => {
+    if (clock.now() - loadedAt > RELOAD_EVERY_MS) {
+      loadedAt = clock.now();
+      token = await loadToken(tokenFile).catch(() => token);
+    }
+    return token;
   };
 }
 
@@ -40,10 +52,10 @@ function loopbackOnly(req: Request, _res: Response, next: NextFunction) {
   );
 }
 
-async function loadToken(tokenFile: string): Promise<Buffer> {
+async function loadToken(tokenFile: string): Promise<string> {
   const token = (await readFile(tokenFile, 'utf8')).trim();
   if (!token) throw new GitMirrorError('CONFIG_INVALID', `admin token file ${tokenFile} is empty`);
-  return digest(token);
+  return token;
 }
 
 function digest(token: string): Buffer {

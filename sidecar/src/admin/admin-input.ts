@@ -1,4 +1,5 @@
 import {
+  type FleetPeers,
   isLfsPrefetch,
   LFS_PREFETCH_SCOPES,
   type MirrorSpec,
@@ -26,7 +27,7 @@ function isObject(value: unknown): value is Record<string, unknown> {
 /** Validates a `PUT /v1/mirrors/{id}` body field by field; unknown fields are refused so typos surface. */
 export function parseMirrorSpec(body: unknown): MirrorSpec {
   if (!isObject(body)) bad('body must be a JSON object');
-  const known = new Set(['url', 'fetchIntervalSeconds', 'snapshot', 'access', 'credentials', 'lfs']);
+  const known = new Set(['url', 'fetchIntervalSeconds', 'snapshot', 'access', 'credentials', 'lfs', 'fleet']);
   for (const key of Object.keys(body)) if (!known.has(key)) bad(`unknown field "${key.slice(0, 40)}"`);
   if (typeof body.url !== 'string' || body.url.length > 2048) bad('url must be a string');
   const spec: MirrorSpec = { url: body.url };
@@ -43,7 +44,42 @@ export function parseMirrorSpec(body: unknown): MirrorSpec {
   if (body.snapshot !== undefined) spec.snapshot = parseSnapshot(body.snapshot);
   if (body.credentials !== undefined) spec.credentials = parseCredentials(body.credentials);
   if (body.lfs !== undefined) spec.lfs = parseLfs(body.lfs);
+  if (body.fleet !== undefined) spec.fleet = parseFleet(body.fleet);
   return spec;
+}
+
+/** More followers than this is not a fleet the operator runs; a typo or a loop, refused. */
+const MAX_FOLLOWERS = 256;
+
+function parseFleet(value: unknown): FleetPeers {
+  if (!isObject(value) || Object.keys(value).some((k) => k !== 'writer' && k !== 'followers'))
+    bad('fleet must be {writer?, followers?}');
+  const fleet: FleetPeers = {};
+  if (value.writer !== undefined) fleet.writer = parseBaseUrl(value.writer, 'fleet.writer');
+  if (value.followers !== undefined) {
+    if (!Array.isArray(value.followers) || value.followers.length > MAX_FOLLOWERS)
+      bad(`fleet.followers must be a list of at most ${MAX_FOLLOWERS} URLs`);
+    fleet.followers = value.followers.map((f, i) => parseBaseUrl(f, `fleet.followers[${i}]`));
+  }
+  if (fleet.writer !== undefined && fleet.followers?.length)
+    bad('fleet has a writer or followers, not both: the writer is the one replica with followers');
+  return fleet;
+}
+
+/** An admin API's base URL: http(s), a host, nothing after it (no credentials, path or query). */
+function parseBaseUrl(value: unknown, name: string): string {
+  const url = typeof value === 'string' && value.length <= 512 ? URL.parse(value) : null;
+  if (
+    !url ||
+    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+    url.username ||
+    url.password ||
+    url.pathname !== '/' ||
+    url.search ||
+    url.hash
+  )
+    bad(`${name} must be an admin API base URL such as http://10.0.0.7:9090`);
+  return url.origin;
 }
 
 function parseLfs(value: unknown): NonNullable<MirrorSpec['lfs']> {

@@ -69,7 +69,7 @@ async function runAction(
     return;
   }
   if (action === 'fetch') {
-    const fetching = mirrors.fetch(mirror, { lowSpeedAbort: true });
+    const fetching = mirrors.fetch(mirror, { checkUpstream: true });
     if (wait) await fetching;
     else fetching.catch(() => {});
     res.status(wait ? 200 : 202).json(mirror.status());

@@ -18,6 +18,11 @@ export interface GitInvocation {
   signal?: AbortSignal;
   /** Upstream credentials for this one process; handed over through its environment. */
   credentials?: Credentials;
+  /**
+   * HTTP headers git sends with every request (`http.extraHeader`), through this process's
+   * environment like credentials: a fleet peer's bearer token never reaches argv.
+   */
+  httpHeaders?: string[];
   /** Extra variables, e.g. GIT_PROTOCOL for upload-pack. */
   env?: Record<string, string>;
   stdin?: string | Buffer | Readable;
@@ -55,7 +60,9 @@ const CREDENTIAL_HELPER =
  * Builds a minimal environment: no user or system git config (a host's own `insteadOf`
  * rules pointing at this cache would make the mirror fetch from itself), no prompts.
  */
-export function gitEnvironment(invocation: Pick<GitInvocation, 'credentials' | 'env'>): NodeJS.ProcessEnv {
+export function gitEnvironment(
+  invocation: Pick<GitInvocation, 'credentials' | 'env' | 'httpHeaders'>,
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOME: process.env.HOME ?? '/tmp',
@@ -81,6 +88,13 @@ export function gitEnvironment(invocation: Pick<GitInvocation, 'credentials' | '
     env.GITMIRROR_GIT_USERNAME = invocation.credentials.username;
     env.GITMIRROR_GIT_PASSWORD = invocation.credentials.password;
   }
+  let count = Number(env.GIT_CONFIG_COUNT);
+  for (const header of invocation.httpHeaders ?? []) {
+    env[`GIT_CONFIG_KEY_${count}`] = 'http.extraHeader';
+    env[`GIT_CONFIG_VALUE_${count}`] = header;
+    count++;
+  }
+  env.GIT_CONFIG_COUNT = String(count);
   return env;
 }
 

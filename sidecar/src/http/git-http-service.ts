@@ -9,6 +9,7 @@ import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
+import { CHECK_UPSTREAM_HEADER, PEER_PATH } from '../mirrors/fleet-links.ts';
 import type { Freshness } from '../mirrors/freshness.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
@@ -124,6 +125,18 @@ export class GitHttpService {
    * fetch that causes, upstream answers rather than the client failing.
    */
   private async serveUploadPack(mirror: Mirror, req: Request, res: Response, ctx: RequestContext) {
+    const { parsed, replay } = await this.readUploadPackHead(req);
+    const missing = await this.deps.freshness.missingWants(mirror, parsed.wants);
+    if (missing.length > 0) {
+      ctx.source = 'upstream';
+      const upstream = mirror.upstream;
+      return this.proxy(req, res, { ctx, upstream, suffix: '/git-upload-pack', body: replay, decoded: true });
+    }
+    ctx.source = 'local';
+    return serveLocalUploadPack(this.localDeps(), { mirror, req, res, ctx }, { body: replay, head: parsed });
+  }
+
+  private async readUploadPackHead(req: Request) {
     const { head, replay } = await peekHead(
       decodeBody(req),
       (buf) => parseUploadPackHead(buf).complete,
@@ -132,14 +145,35 @@ export class GitHttpService {
       if (err instanceof GitMirrorError) throw err;
       throw new GitMirrorError('BAD_REQUEST', `unreadable request body: ${(err as Error).message}`);
     });
-    const parsed = parseUploadPackHead(head);
-    const missing = await this.deps.freshness.missingWants(mirror, parsed.wants);
-    if (missing.length > 0) {
-      ctx.source = 'upstream';
-      const upstream = mirror.upstream;
-      return this.proxy(req, res, { ctx, upstream, suffix: '/git-upload-pack', body: replay, decoded: true });
-    }
+    return { parsed: parseUploadPackHead(head), replay };
+  }
+
+  /**
+   * `{admin}/v1/peer/{host}/{path}.git/...`: the fleet's followers fetch the writer's mirror here
+   * instead of from upstream (behind the admin API's token). Served from local data only: no
+   * access check (a follower is the fleet itself, holding the same mirror), no proxying (nothing
+   * a follower sends may reach upstream, its token least of all), and only while this replica
+   * is the writer and fresh enough to stand in for upstream; otherwise 503, and the follower asks
+   * upstream itself. A ref check a client caused (CHECK_UPSTREAM_HEADER) first brings the writer
+   * up to date, as a client's own request would.
+   */
+  async servePeer(req: Request, res: Response, ctx: RequestContext): Promise<void> {
+    const { repo, action } = parseGitPath(req.path.slice(PEER_PATH.length));
+    ctx.route = action;
+    ctx.repo = repo;
+    const info = action === 'info-refs' && req.query.service === 'git-upload-pack';
+    if (!info && (action !== 'upload-pack' || req.method !== 'POST'))
+      throw new GitMirrorError('NOT_FOUND', 'the fleet fetches with upload-pack only');
+    const mirror = this.deps.mirrors.get(repo.id);
+    if (!mirror) throw new GitMirrorError('NOT_FOUND', `no mirror ${repo.id}`);
+    const serves = mirror.servesFleet();
+    if (!serves.ok) throw new GitMirrorError('MIRROR_NOT_READY', `not serving the fleet: ${serves.reason}`);
     ctx.source = 'local';
+    if (info) {
+      if (req.get(CHECK_UPSTREAM_HEADER) === '1') await this.deps.freshness.beforeRefs(mirror);
+      return serveLocalInfoRefs(this.localDeps(), { mirror, req, res, ctx });
+    }
+    const { parsed, replay } = await this.readUploadPackHead(req);
     return serveLocalUploadPack(this.localDeps(), { mirror, req, res, ctx }, { body: replay, head: parsed });
   }
 
@@ -223,7 +257,7 @@ export class GitHttpService {
     await this.proxy(req, res, { ctx, upstream, suffix });
     // The mirror learns about the push now instead of at the next periodic fetch.
     if (action === 'receive-pack' && mirror?.ready && res.statusCode < 300)
-      void this.deps.mirrors.fetch(mirror).catch(() => {});
+      void this.deps.mirrors.fetch(mirror, { checkUpstream: true }).catch(() => {});
   }
 
   /** Relays the request to upstream's `suffix` and the answer back, counting the body's bytes. */

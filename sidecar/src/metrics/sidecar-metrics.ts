@@ -35,6 +35,8 @@ export class SidecarMetrics {
   readonly packCacheBytes: Gauge;
   readonly packCacheBudget: Gauge;
   readonly packCacheEntries: Gauge;
+  readonly fleetWriterRequests: Counter<'kind' | 'outcome'>;
+  readonly fleetNotifications: Counter<'outcome'>;
   readonly budget: BudgetMetrics;
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
 
@@ -183,6 +185,21 @@ export class SidecarMetrics {
       help: 'Completed packs the pack cache can serve',
       registers: r,
     });
+    this.fleetWriterRequests = new Counter({
+      name: 'gitmirror_fleet_writer_requests_total',
+      help: "A follower's fetches and ref checks asked of its fleet's snapshot writer instead of upstream, by kind (fetch, ref_check) and outcome: ok, or failed (then upstream was asked)",
+      labelNames: ['kind', 'outcome'],
+      registers: r,
+    });
+    this.fleetNotifications = new Counter({
+      name: 'gitmirror_fleet_notifications_total',
+      help: "The snapshot writer's word to its followers that refs moved (a fetch for each), by outcome: sent, failed",
+      labelNames: ['outcome'],
+      registers: r,
+    });
+    for (const kind of ['fetch', 'ref_check'])
+      for (const outcome of ['ok', 'failed']) this.fleetWriterRequests.inc({ kind, outcome }, 0);
+    for (const outcome of ['sent', 'failed']) this.fleetNotifications.inc({ outcome }, 0);
     for (const result of ['hit', 'miss', 'joined', 'bypass']) this.packCacheRequests.inc({ result }, 0);
     for (const reason of ['budget', 'unsupported', 'unavailable', 'no_sideband'])
       this.packCacheBypasses.inc({ reason }, 0);

@@ -1,7 +1,14 @@
 import type { Logger } from '../../../core/log.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import { localRefs, missingObjects, sameRefs, upstreamRefs } from './git-mirror-ops.ts';
+import type { FleetLinks } from './fleet-links.ts';
+import {
+  localRefs,
+  type MirrorGitContext,
+  missingObjects,
+  sameRefs,
+  upstreamRefs,
+} from './git-mirror-ops.ts';
 import type { Mirror } from './mirror.ts';
 
 /** A ref listing, not a transfer; a client waits on it, so it gets half the warm-up's minute. */
@@ -14,8 +21,10 @@ export interface FreshnessDeps {
   refCheckIntervalMs: number;
   /** GITMIRROR_FRESHNESS_WAIT: how long a client waits for a fetch it caused before it gets what we have. */
   waitMs: number;
-  /** The manager's single-flight fetch. */
+  /** The manager's single-flight fetch, asked for upstream's latest. */
   fetch(mirror: Mirror): Promise<void>;
+  /** A follower asks its fleet's writer instead of upstream (see FleetLinks). */
+  fleet?: FleetLinks;
 }
 
 /**
@@ -40,7 +49,9 @@ export class Freshness {
     if (!check) {
       if (!mirror.upstreamCheckDue(this.deps.refCheckIntervalMs)) return;
       // Upstream asked us to wait: serve what the mirror has, and ask again once the wait is over.
-      if (mirror.gitContext(this.deps.git).gate?.backoffRemainingMs()) return;
+      // A follower asks its writer, which keeps its own count of upstream's waits.
+      const follower = this.deps.fleet !== undefined && mirror.settings.fleet.writer !== undefined;
+      if (!follower && mirror.gitContext(this.deps.git).gate?.backoffRemainingMs()) return;
       check = this.compareWithUpstream(mirror).finally(() => this.checks.delete(mirror));
       this.checks.set(mirror, check);
     }
@@ -61,11 +72,23 @@ export class Freshness {
     return missingObjects(ctx, wants);
   }
 
+  /**
+   * A follower compares with its fleet's writer, which compares with upstream first (at most
+   * once per interval for the whole fleet), so a fleet under client demand asks upstream no more
+   * often than one replica would; when the writer cannot answer, the follower asks upstream.
+   */
   private async compareWithUpstream(mirror: Mirror): Promise<void> {
     mirror.upstreamChecked();
     const ctx = mirror.gitContext(this.deps.git);
+    const refsOf = (source: MirrorGitContext) => upstreamRefs(source, REF_CHECK_TIMEOUT_MS);
     try {
-      const [upstream, local] = await Promise.all([upstreamRefs(ctx, REF_CHECK_TIMEOUT_MS), localRefs(ctx)]);
+      const viaWriter = await this.deps.fleet?.viaWriter(
+        mirror,
+        'ref_check',
+        { checkUpstream: true },
+        refsOf,
+      );
+      const [upstream, local] = await Promise.all([viaWriter?.value ?? refsOf(ctx), localRefs(ctx)]);
       if (sameRefs(upstream, local)) return;
       await this.fetchWithinWait(mirror);
     } catch (err) {

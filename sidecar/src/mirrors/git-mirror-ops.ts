@@ -18,6 +18,11 @@ export interface MirrorGitContext {
   /** The upstream host's gate: clone, fetch and ls-remote take a turn there (by `mirrorId`). */
   gate?: HostGate;
   mirrorId?: string;
+  /**
+   * Set when `upstream` is the fleet's snapshot writer (its peer endpoint) rather than the
+   * upstream host: nothing is gated or traced, and git sends these headers (the fleet's token).
+   */
+  peer?: { httpHeaders: string[] };
 }
 
 /**
@@ -31,8 +36,8 @@ function atUpstream<T>(
   run: (http: { upstreamHost?: string; onRequestSent?: () => void }) => Promise<T>,
 ): Promise<T> {
   const upstreamHost = httpHost(ctx.upstream);
-  // A local path (tests) has no host to gate or trace.
-  if (upstreamHost === undefined) return run({});
+  // A local path (tests) has no host to gate or trace; nor has the fleet's writer.
+  if (upstreamHost === undefined || ctx.peer) return run({});
   if (!ctx.gate) return run({ upstreamHost });
   return ctx.gate.run({ work, key: ctx.mirrorId ?? ctx.upstream, signal }, (turn) =>
     run({ upstreamHost, onRequestSent: () => turn.requestSent() }),
@@ -102,15 +107,20 @@ export interface FetchOptions {
   lowSpeedAbort: boolean;
 }
 
+const PRUNE_ORIGIN = ['--prune', '--prune-tags', '--quiet', 'origin'];
+
 export async function fetchMirror(ctx: MirrorGitContext, options: FetchOptions): Promise<void> {
   const speed = options.lowSpeedAbort ? ['-c', 'http.lowSpeedLimit=1000', '-c', 'http.lowSpeedTime=120'] : [];
+  // From the writer: every ref as it has them, pruned like origin's mirror refspec prunes.
+  const from = ctx.peer ? ['--prune', '--quiet', ctx.upstream, '+refs/*:refs/*'] : PRUNE_ORIGIN;
   await atUpstream(ctx, 'transfer', options.signal, async (http) =>
     ctx.git.run({
-      args: [...speed, 'fetch', '--prune', '--prune-tags', '--quiet', 'origin'],
+      args: [...speed, 'fetch', ...from],
       cwd: ctx.dir,
       timeoutMs: options.timeoutMs,
       signal: options.signal,
       credentials: await ctx.credentials?.forCommand(options.timeoutMs),
+      httpHeaders: ctx.peer?.httpHeaders,
       ...http,
     }),
   );
@@ -139,6 +149,7 @@ export async function upstreamRefs(
       timeoutMs,
       signal,
       credentials: await ctx.credentials?.forCommand(timeoutMs),
+      httpHeaders: ctx.peer?.httpHeaders,
       ...http,
     }),
   );

@@ -22,8 +22,9 @@ import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
 import type { UpstreamHosts } from '../upstream/host-gate.ts';
 import type { DataLayout } from './data-layout.ts';
-import { fetchMirror, headCommit, repackMirror } from './git-mirror-ops.ts';
-import { Mirror, type MirrorOrigin, type MirrorSettings } from './mirror.ts';
+import type { FleetLinks } from './fleet-links.ts';
+import { fetchMirror, headCommit, refsDigest, repackMirror } from './git-mirror-ops.ts';
+import { type FetchSource, Mirror, type MirrorOrigin, type MirrorSettings } from './mirror.ts';
 import { publishMirrorSnapshot } from './mirror-snapshot.ts';
 import { MirrorStorage } from './mirror-storage.ts';
 import { restoreOrClone, type WarmupDeps } from './mirror-warmup.ts';
@@ -48,6 +49,19 @@ export interface MirrorManagerDeps {
   budget?: DiskBudget;
   /** The upstream hosts' gates; without them git asks upstream whenever it needs to. */
   upstream?: UpstreamHosts;
+  /** Fetching from the fleet's writer, and telling its followers; without it every fetch asks upstream. */
+  fleet?: FleetLinks;
+}
+
+/** How a fetch runs; the scheduler joins a fetch already queued, whatever it was asked with. */
+export interface FetchRequest {
+  /** Abort a transfer that crawls (off for the catch-up of a mirror found on disk). */
+  lowSpeedAbort?: boolean;
+  /**
+   * Someone wants upstream's latest (a client, the admin API, the writer's word): a follower
+   * asks the writer to compare with upstream first. The periodic fetch does not.
+   */
+  checkUpstream?: boolean;
 }
 
 /**
@@ -258,22 +272,41 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
   }
 
   /** Single-flight through the scheduler: a fetch already queued for this mirror is joined. */
-  fetch(mirror: Mirror, options: { lowSpeedAbort?: boolean } = {}): Promise<void> {
+  fetch(mirror: Mirror, request: FetchRequest = {}): Promise<void> {
     return this.deps.scheduler.submit({
       mirrorId: mirror.id,
       kind: 'fetch',
-      run: (signal) => this.runFetch(mirror, signal, options.lowSpeedAbort ?? true),
+      run: (signal) => this.runFetch(mirror, signal, request),
     });
   }
 
-  private async runFetch(mirror: Mirror, signal: AbortSignal, lowSpeedAbort: boolean): Promise<void> {
+  /**
+   * A follower fetches from its fleet's writer, and from upstream only when the writer cannot
+   * serve; the writer (and a lone replica) from upstream. A writer whose fetch moved refs tells
+   * its followers.
+   */
+  private async runFetch(mirror: Mirror, signal: AbortSignal, request: FetchRequest): Promise<void> {
     if (!mirror.ready) throw new GitMirrorError('MIRROR_NOT_READY', `${mirror.id} is not ready to fetch`);
     const ctx = mirror.gitContext(this.deps.git);
+    const { fleet } = this.deps;
+    const tells = fleet !== undefined && (mirror.settings.fleet.followers?.length ?? 0) > 0;
+    const before = tells ? await refsDigest(ctx).catch(() => undefined) : undefined;
     try {
-      await this.withinBudget(mirror, 'fetch', signal, (s) =>
-        fetchMirror(ctx, { timeoutMs: this.deps.config.fetchTimeoutMs, signal: s, lowSpeedAbort }),
-      );
-      mirror.recordFetch({ ok: true, head: await headCommit(ctx) });
+      let source: FetchSource = 'upstream';
+      await this.withinBudget(mirror, 'fetch', signal, async (s) => {
+        const options = {
+          timeoutMs: this.deps.config.fetchTimeoutMs,
+          signal: s,
+          lowSpeedAbort: request.lowSpeedAbort ?? true,
+        };
+        const checkUpstream = request.checkUpstream ?? false;
+        const viaWriter = await fleet?.viaWriter(mirror, 'fetch', { checkUpstream, signal: s }, (writer) =>
+          fetchMirror(writer, options),
+        );
+        if (viaWriter) source = 'writer';
+        else await fetchMirror(ctx, options);
+      });
+      mirror.recordFetch({ ok: true, head: await headCommit(ctx), source });
     } catch (err) {
       const error = describeError(err);
       mirror.recordFetch({ ok: false, error });
@@ -283,6 +316,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
       throw err;
     }
     this.emit('fetched', mirror);
+    if (tells && (await refsDigest(ctx).catch(() => undefined)) !== before) fleet?.notifyFollowers(mirror);
   }
 
   repack(mirror: Mirror): Promise<void> {
@@ -327,7 +361,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
       kind: 'snapshot',
       run: (signal) =>
         publishMirrorSnapshot({ ...this.deps, snapshots }, mirror, signal, (s) =>
-          this.runFetch(mirror, s, true),
+          this.runFetch(mirror, s, {}),
         ),
     });
   }
@@ -387,6 +421,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
       access: credentials ? 'Private' : 'Public',
       credentials,
       lfs: { prefetch: config.lfsPrefetch },
+      fleet: {},
     };
   }
 
@@ -426,6 +461,7 @@ export class MirrorManager extends EventEmitter<{ ready: [Mirror]; fetched: [Mir
       access,
       credentials,
       lfs: { prefetch: spec.lfs?.prefetch ?? 'None' },
+      fleet: spec.fleet ?? {},
     };
   }
 

@@ -1,7 +1,9 @@
 import type {
   Access,
+  FleetPeers,
   LfsPrefetch,
   LfsPrefetchStatus,
+  MirrorFleetStatus,
   MirrorState,
   MirrorStatus,
   RestorePhase,
@@ -30,6 +32,8 @@ export interface MirrorSettings {
   access: Access;
   credentials?: CredentialSource;
   lfs: { prefetch: LfsPrefetch };
+  /** The other replicas of the mirror (the operator's; `{}` alone): who to fetch from, or tell. */
+  fleet: FleetPeers;
 }
 
 /** The steps of a warm-up, in order; `cloning` is also where a failed restore falls back to. */
@@ -47,8 +51,16 @@ export type Lifecycle =
   | { kind: 'failed'; serving: boolean }
   | { kind: 'removed' };
 
-/** What a fetch came to; a successful one reports the mirror's HEAD after it. */
-export type FetchResult = { ok: true; head: string | undefined } | { ok: false; error: string };
+/**
+ * What a fetch came to; a successful one reports the mirror's HEAD after it and where it came
+ * from (upstream unless said otherwise).
+ */
+export type FetchResult =
+  | { ok: true; head: string | undefined; source?: FetchSource }
+  | { ok: false; error: string };
+
+/** Upstream itself, or the fleet's snapshot writer, which fetched from upstream. */
+export type FetchSource = 'upstream' | 'writer';
 
 /**
  * How a warm-up ended in a servable mirror: installed from a snapshot or a clone (then with
@@ -108,6 +120,8 @@ export class Mirror {
   #lfsPrefetch?: LfsPrefetchStatus & { covered: string };
   /** Its place on the data volume: measured size, last local serve, and why it cannot be held. */
   #disk: { bytes?: number; lastServedAt?: number; shortfall?: StorageShortfall } = {};
+  /** Where the last fetch came from, and why the writer could not serve the last one it was asked. */
+  #fleet: { lastFetchSource?: FetchSource; writerError?: string } = {};
 
   constructor(init: MirrorInit) {
     this.repo = init.repo;
@@ -290,11 +304,47 @@ export class Mirror {
     this.#lastUpstreamCheckAt = this.#lastFetchAt;
     this.#lastFetchError = undefined;
     this.#head = result.head;
+    this.#fleet.lastFetchSource = result.source ?? 'upstream';
+    if (result.source === 'writer') delete this.#fleet.writerError;
   }
 
   /** Upstream's refs are being compared with ours now: the next check is due an interval from now. */
   upstreamChecked(): void {
     this.#lastUpstreamCheckAt = this.#clock.now();
+  }
+
+  // --- fleet -------------------------------------------------------------------------------
+
+  /** The fleet's writer could not serve a fetch (it goes to upstream instead); true when that is news. */
+  writerFailed(error: string): boolean {
+    const news = this.#fleet.writerError === undefined;
+    this.#fleet.writerError = error;
+    return news;
+  }
+
+  /**
+   * Whether this replica may serve the rest of the fleet in upstream's place: it is the writer,
+   * it serves, and it is not failing to fetch for longer than two of its intervals (then its
+   * followers go to upstream themselves, so freshness never stops on one replica's trouble).
+   */
+  servesFleet(): { ok: true } | { ok: false; reason: string } {
+    if (!this.#settings.snapshot.writer)
+      return { ok: false, reason: `this replica is not ${this.id}'s writer` };
+    if (!this.ready) return { ok: false, reason: `${this.id} is not ready` };
+    const staleness = this.stalenessSeconds() ?? 0;
+    if (this.#lastFetchError && staleness * 1000 > 2 * this.#settings.fetchIntervalMs)
+      return {
+        ok: false,
+        reason: `${this.id} has not fetched from upstream for ${Math.round(staleness)} s: ${this.#lastFetchError}`,
+      };
+    return { ok: true };
+  }
+
+  fleetStatus(): MirrorFleetStatus {
+    const { writer, followers = [] } = this.#settings.fleet;
+    if (writer) return { role: 'follower', writer, ...this.#fleet };
+    if (followers.length > 0) return { role: 'writer', followers: followers.length, ...this.#fleet };
+    return { role: 'alone', ...this.#fleet };
   }
 
   // --- snapshots ---------------------------------------------------------------------------
@@ -411,6 +461,7 @@ export class Mirror {
         lastServedTime: this.#disk.lastServedAt ? new Date(this.#disk.lastServedAt).toISOString() : undefined,
         shortfall: this.#disk.shortfall,
       },
+      fleet: this.fleetStatus(),
     };
   }
 

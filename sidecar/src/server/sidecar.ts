@@ -8,7 +8,7 @@ import { createLogger, type Logger } from '../../../core/log.ts';
 import { loadGitHubAppFile } from '../../../github/src/app-file.ts';
 import { isGitHubError } from '../../../github/src/errors.ts';
 import { InstallationTokens } from '../../../github/src/token-cache.ts';
-import { adminAuth } from '../admin/admin-auth.ts';
+import { adminAuth, adminTokenReader } from '../admin/admin-auth.ts';
 import { adminRouter } from '../admin/admin-router.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { describeError, GitMirrorError } from '../errors/gitmirror-error.ts';
@@ -24,6 +24,7 @@ import { parseLfsPath } from '../lfs/lfs-path.ts';
 import type { LfsService } from '../lfs/lfs-service.ts';
 import { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
 import { DataLayout } from '../mirrors/data-layout.ts';
+import { FleetLinks, PEER_PATH } from '../mirrors/fleet-links.ts';
 import { Freshness } from '../mirrors/freshness.ts';
 import { MirrorManager } from '../mirrors/mirror-manager.ts';
 import type { PackCache } from '../pack-cache/pack-cache.ts';
@@ -94,6 +95,8 @@ export async function startSidecar(
     ? await standaloneGitHubApp(config, { clock, logger, metrics })
     : undefined;
   const budgets = await createBudgets(config, { logger, metrics, clock });
+  const adminToken = config.adminTokenFile ? await adminTokenReader(config.adminTokenFile, clock) : undefined;
+  const fleet = new FleetLinks({ git, logger, metrics, token: async () => adminToken?.() });
   const mirrors = new MirrorManager({
     config,
     git,
@@ -107,6 +110,7 @@ export async function startSidecar(
     clock,
     budget: budgets.disk,
     upstream: budgets.upstream,
+    fleet,
   });
   const shared = new SharedUpstreamResponses({ dir: layout.spoolDir, logger, clock });
   budgets.disk.add(shared);
@@ -135,7 +139,8 @@ export async function startSidecar(
       logger,
       refCheckIntervalMs: config.refCheckIntervalMs,
       waitMs: config.freshnessWaitMs,
-      fetch: (mirror) => mirrors.fetch(mirror),
+      fetch: (mirror) => mirrors.fetch(mirror, { checkUpstream: true }),
+      fleet,
     }),
     shared,
     access: new UpstreamAccessCheck(logger, clock, budgets.upstream),
@@ -162,7 +167,17 @@ export async function startSidecar(
     { isReady, logger, metrics, clients: budgets.clients },
   );
   const auth = await adminAuth(config.adminTokenFile, clock);
-  const adminApp = buildAdminApp({ mirrors, metrics, scheduler, packCache, auth, logger, budgets, clock });
+  const adminApp = buildAdminApp({
+    mirrors,
+    metrics,
+    scheduler,
+    packCache,
+    auth,
+    logger,
+    budgets,
+    clock,
+    service,
+  });
   const gitServer = await listen(gitApp, config.listen);
   const adminServer = await listen(adminApp, config.adminListen);
   logger.info(
@@ -286,8 +301,9 @@ function buildAdminApp(parts: {
   logger: Logger;
   budgets: Budgets;
   clock: Clock;
+  service: GitHttpService;
 }): Express {
-  const { mirrors, metrics, scheduler, packCache, auth, logger, budgets } = parts;
+  const { mirrors, metrics, scheduler, packCache, auth, logger, budgets, service } = parts;
   const app = express();
   app.disable('x-powered-by');
   app.get('/metrics', async (_req, res) => {
@@ -316,6 +332,9 @@ function buildAdminApp(parts: {
     res.set('Content-Type', metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.use('/v1', auth);
+  // The fleet's followers fetch this replica's mirrors here, behind the same token.
+  const logged = requestLog(logger, metrics);
+  app.all(`${PEER_PATH}/*path`, (req, res) => logged(req, res, (ctx) => service.servePeer(req, res, ctx)));
   app.use(
     adminRouter(mirrors, { storage: budgets.storageStatus, upstreams: () => budgets.upstream.status() }),
   );

@@ -27,6 +27,34 @@ describe('admin input validation', () => {
       assert.throws(() => parseMirrorSpec({ url, lfs }), { code: 'BAD_REQUEST', message: /lfs/ });
   });
 
+  it("takes the fleet's peers as admin base URLs, a writer or followers, and nothing else", () => {
+    const url = 'https://github.com/a/b.git';
+    assert.deepEqual(parseMirrorSpec({ url, fleet: { writer: 'http://10.0.0.7:9090' } }).fleet, {
+      writer: 'http://10.0.0.7:9090',
+    });
+    assert.deepEqual(
+      parseMirrorSpec({ url, fleet: { followers: ['http://10.0.0.8:9090', 'http://[fd00::9]:9090/'] } })
+        .fleet,
+      { followers: ['http://10.0.0.8:9090', 'http://[fd00::9]:9090'] },
+    );
+    for (const fleet of [
+      { writer: 'ftp://10.0.0.7' },
+      { writer: 'http://user:pw@10.0.0.7:9090' },
+      { writer: 'http://10.0.0.7:9090/v1' },
+      { writer: 'http://10.0.0.7:9090?x=1' },
+      { writer: 'not a url' },
+      { followers: 'http://10.0.0.8:9090' },
+      { followers: Array.from({ length: 257 }, (_, i) => `http://10.0.${i >> 8}.${i & 255}:9090`) },
+      { writer: 'http://10.0.0.7:9090', followers: ['http://10.0.0.8:9090'] },
+      { peers: [] },
+    ])
+      assert.throws(
+        () => parseMirrorSpec({ url, fleet }),
+        { code: 'BAD_REQUEST', message: /fleet/ },
+        JSON.stringify(fleet),
+      );
+  });
+
   it("keeps a token's expiry, and refuses one that is not an RFC 3339 time or an unknown credentials field", () => {
     const url = 'https://github.com/a/b.git';
     const at = '2026-01-01T12:30:00Z';

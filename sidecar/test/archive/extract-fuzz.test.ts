@@ -1034,6 +1034,7 @@ describe('extraction under property-based fuzzing', () => {
               snapshot: { writer: false, retain: 3 },
               access: 'Public',
               lfs: { prefetch: 'None' },
+              fleet: {},
             },
           });
           mirror.readyFrom({ source: 'disk', head: undefined });

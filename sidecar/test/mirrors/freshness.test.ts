@@ -54,6 +54,7 @@ describe('freshness on client demand', () => {
       snapshot: { writer: false, retain: 3 },
       access: 'Public' as const,
       lfs: { prefetch: 'None' as const },
+      fleet: {},
     };
     const mirror = new Mirror({ repo: parseRepoId('h/o/repo'), upstream: upstreamUrl, dir, settings, clock });
     mirror.readyFrom({ source: 'disk', head: undefined });
@@ -131,6 +132,7 @@ describe('freshness on client demand', () => {
       snapshot: { writer: false, retain: 3 },
       access: 'Public' as const,
       lfs: { prefetch: 'None' as const },
+      fleet: {},
     };
     const cold = new Mirror({ repo: parseRepoId('h/o/cold'), upstream, dir, settings });
     await freshness.beforeRefs(cold);

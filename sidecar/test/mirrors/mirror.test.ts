@@ -22,6 +22,7 @@ function settings(writer = false): MirrorSettings {
     snapshot: { writer, retain: 3 },
     access: 'Public',
     lfs: { prefetch: 'None' },
+    fleet: {},
   };
 }
 
@@ -276,6 +277,55 @@ describe('a mirror', () => {
       m.readyFrom({ source: 'snapshot', head: NEWER, fetched: { ok: true } });
       assert.equal(m.status().lastFetchError, undefined, 'Fresh would otherwise stay False');
       assert.equal(m.head, NEWER);
+    });
+  });
+
+  describe('in a fleet', () => {
+    const fleet = { followers: ['http://f:9090'] };
+    it('servesFleet: only the writer, once ready, and not after failing to fetch for two intervals', () => {
+      const { m, clock } = mirror();
+      m.applySpec({ ...settings(true), fleet }, 'd');
+      assert.equal(m.servesFleet().ok, false, 'not ready yet');
+      m.beginWarmup();
+      m.readyFrom({ source: 'clone', head: HEAD, fetched: { ok: true } });
+      assert.deepEqual(m.servesFleet(), { ok: true });
+      clock.advance(9 * 60_000);
+      m.recordFetch({ ok: false, error: 'upstream down' });
+      assert.deepEqual(m.servesFleet(), { ok: true }, 'stale by less than two intervals');
+      clock.advance(2 * 60_000);
+      const refused = m.servesFleet();
+      assert.equal(refused.ok, false);
+      assert.match(
+        !refused.ok ? refused.reason : '',
+        /has not fetched from upstream for 660 s: upstream down/,
+      );
+      m.recordFetch({ ok: true, head: NEWER });
+      assert.deepEqual(m.servesFleet(), { ok: true });
+      m.applySpec(settings(false), 'd2');
+      assert.match(JSON.stringify(m.servesFleet()), /not h\/o\/r's writer/);
+    });
+
+    it('fleetStatus: the role, where the last fetch came from, and the writer error until a fetch from it succeeds', () => {
+      const { m } = readyMirror();
+      assert.deepEqual(m.status().fleet, { role: 'alone', lastFetchSource: 'upstream' });
+      m.applySpec({ ...settings(true), fleet }, 'd');
+      assert.equal(m.status().fleet?.followers, 1);
+      m.applySpec({ ...settings(), fleet: { writer: 'http://w:9090' } }, 'd');
+      assert.equal(m.writerFailed('HTTP 503'), true, 'news the first time');
+      assert.equal(m.writerFailed('HTTP 503'), false);
+      m.recordFetch({ ok: true, head: NEWER });
+      assert.deepEqual(m.status().fleet, {
+        role: 'follower',
+        writer: 'http://w:9090',
+        lastFetchSource: 'upstream',
+        writerError: 'HTTP 503',
+      });
+      m.recordFetch({ ok: true, head: NEWER, source: 'writer' });
+      assert.deepEqual(m.status().fleet, {
+        role: 'follower',
+        writer: 'http://w:9090',
+        lastFetchSource: 'writer',
+      });
     });
   });
 
