@@ -4,7 +4,7 @@ import type { Logger } from '../../../core/log.ts';
 import { describeError, GitMirrorError, isGitMirrorError } from '../errors/gitmirror-error.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { UpstreamHosts } from '../upstream/host-gate.ts';
-import { throttleOf } from '../upstream/throttle.ts';
+import { throttledError, throttleOf } from '../upstream/throttle.ts';
 import { requestUpstream } from './upstream-proxy.ts';
 
 const ALLOW_TTL_MS = 60_000;
@@ -98,14 +98,9 @@ export class UpstreamAccessCheck {
       const status = res.statusCode ?? 0;
       if (status >= 200 && status < 300) return 'allowed';
       // A throttle (GitHub sends its rate limit as a 403 too) says nothing about these credentials.
-      if (throttleOf({ status, headers: res.headers }, this.clock.now()))
-        throw new GitMirrorError(
-          'UPSTREAM_THROTTLED',
-          `upstream answered ${status} to the access check: it asks us to wait`,
-          {
-            retryAfterMs: this.upstream?.gate(mirror.upstream).backoffRemainingMs(),
-          },
-        );
+      // The host's gate has already backed off for it (requestUpstream observed the answer).
+      const throttle = throttleOf({ status, headers: res.headers }, this.clock.now());
+      if (throttle) throw throttledError('the access check', new URL(mirror.upstream).host, throttle);
       if (status === 401 || status === 403 || status === 404) return 'denied';
       throw new GitMirrorError('UPSTREAM_FAILED', `upstream answered ${status} to the access check`);
     } catch (err) {

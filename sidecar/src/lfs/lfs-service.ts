@@ -413,12 +413,14 @@ export class LfsService {
       const value = req.get(name);
       if (value !== undefined) headers[name] = value;
     }
+    const url = `${lfsUrlOf(repository)}${subpath}${query}`;
     const upstream = await requestUpstream({
       method: req.method === 'POST' ? 'POST' : 'GET',
-      url: `${lfsUrlOf(repository)}${subpath}${query}`,
+      url,
       headers,
       body,
       idleTimeoutMs: PASSTHROUGH_TIMEOUT_MS,
+      gate: this.deps.upstream.gateFor(url),
     });
     const status = upstream.statusCode ?? 502;
     if (status >= 300 && status < 400) {
@@ -446,6 +448,9 @@ export class LfsService {
       res.destroy();
       return;
     }
+    // A backed-off upstream's wait reaches the client, as on the git routes.
+    if (known?.retryAfterMs !== undefined)
+      res.set('Retry-After', String(Math.ceil(known.retryAfterMs / 1000)));
     res
       .status(known?.status ?? 500)
       .type(LFS_MEDIA_TYPE)

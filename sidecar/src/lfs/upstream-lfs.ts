@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { GitMirrorError, redactUrl } from '../errors/gitmirror-error.ts';
 import type { CredentialSource, Credentials } from '../git/credentials.ts';
 import { requestUpstream } from '../http/upstream-proxy.ts';
+import type { HostGate, UpstreamHosts } from '../upstream/host-gate.ts';
 import {
   downloadAnswers,
   LFS_MEDIA_TYPE,
@@ -42,13 +43,22 @@ export interface ApiAnswer {
 /**
  * Talks to upstream's LFS server: its batch API (JSON, with the caller's Authorization) and
  * the object downloads its actions point at. Nothing follows a redirect or an href to a host
- * that is not https, or plain http on a host in GITMIRROR_HTTP_HOSTS.
+ * that is not https, or plain http on a host in GITMIRROR_HTTP_HOSTS. Every request passes its
+ * host's gate, as git's do: nothing is sent to a host backed off after a 429/503 with
+ * Retry-After (UPSTREAM_THROTTLED, with the wait), and such an answer backs the host off.
  */
 export class UpstreamLfs {
   private readonly httpHosts: ReadonlySet<string>;
+  private readonly hosts?: UpstreamHosts;
 
-  constructor(options: { httpHosts: ReadonlySet<string> }) {
+  constructor(options: { httpHosts: ReadonlySet<string>; hosts?: UpstreamHosts }) {
     this.httpHosts = options.httpHosts;
+    this.hosts = options.hosts;
+  }
+
+  /** The gate of the host `url` names (undefined without upstream protection, as in some tests). */
+  gateFor(url: string): HostGate | undefined {
+    return this.hosts?.gate(url);
   }
 
   /** POSTs a JSON body to `{lfsUrl}{suffix}` and reads the whole (bounded) answer. */
@@ -72,6 +82,7 @@ export class UpstreamLfs {
       headers,
       body: options.body,
       idleTimeoutMs: API_TIMEOUT_MS,
+      gate: this.gateFor(url),
     });
     const body = await readBounded(res, url);
     return { status: res.statusCode ?? 502, headers: res.headers, body };
@@ -116,6 +127,7 @@ export class UpstreamLfs {
         url: url.toString(),
         headers: { ...header, 'user-agent': USER_AGENT, 'accept-encoding': 'identity', via: '1.1 gitmirror' },
         idleTimeoutMs: OBJECT_IDLE_TIMEOUT_MS,
+        gate: this.gateFor(url.toString()),
       });
       const status = res.statusCode ?? 0;
       const location = res.headers.location;

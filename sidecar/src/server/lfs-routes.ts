@@ -18,6 +18,7 @@ import { refsDigest } from '../mirrors/git-mirror-ops.ts';
 import type { Mirror } from '../mirrors/mirror.ts';
 import type { MirrorManager } from '../mirrors/mirror-manager.ts';
 import type { SnapshotStore } from '../store/store.ts';
+import type { UpstreamHosts } from '../upstream/host-gate.ts';
 
 /**
  * What the LFS service needs to know of a repository, from the mirrors: its upstream, and for
@@ -70,6 +71,8 @@ export interface LfsDeps {
   metrics: SidecarMetrics;
   logger: Logger;
   clock: Clock;
+  /** The upstream hosts' gates: LFS requests wait out a host's backoff as git's do. */
+  upstream?: UpstreamHosts;
 }
 
 /**
@@ -97,7 +100,7 @@ export async function startLfs(deps: LfsDeps): Promise<LfsParts> {
   const keyring = config.adminTokenFile
     ? await LfsKeyring.fromSecretFile(config.adminTokenFile, { clock })
     : LfsKeyring.random();
-  const upstream = new UpstreamLfs({ httpHosts: config.httpHosts });
+  const upstream = new UpstreamLfs({ httpHosts: config.httpHosts, hosts: deps.upstream });
   const service = new LfsService({
     describe: (repo) => lfsRepository(repo, deps),
     objects,

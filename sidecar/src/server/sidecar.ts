@@ -161,6 +161,7 @@ export async function startSidecar(
     metrics,
     logger,
     clock,
+    upstream: budgets.upstream,
   });
   const gitApp = buildGitApp(
     { service, lfs: lfs.service },

@@ -159,6 +159,47 @@ describe('a sidecar serves git and Git LFS of a mirror at one URL', () => {
       await writer.shutdown();
     }
   });
+
+  it("LFS requests wait out the host's backoff after a 429 with Retry-After, as git's do, and go out again after it", async () => {
+    const object = upstream.add('org/repo', randomContent(5_000));
+    const batch = () =>
+      fetch(`${sidecar.gitUrl}/git/${upstream.host}/org/repo.git/info/lfs/objects/batch`, {
+        method: 'POST',
+        headers: {
+          accept: 'application/vnd.git-lfs+json',
+          'content-type': 'application/vnd.git-lfs+json',
+          authorization: `Basic ${Buffer.from('user:pass').toString('base64')}`,
+        },
+        body: JSON.stringify({ operation: 'download', transfers: ['basic'], objects: [object] }),
+      });
+    upstream.git.failWith(429, { 'Retry-After': '5' });
+    const throttled = await batch();
+    await throttled.arrayBuffer();
+    const throttledAt = Date.now();
+    upstream.git.failWith(undefined);
+    assert.equal(throttled.status, 429, "upstream's answer is relayed");
+    const reached = upstream.git.requests.length;
+    const batches = upstream.batches.length;
+
+    // Within the 5 s the cache does not ask: the client is told to come back when the wait is over.
+    const during = await batch();
+    assert.equal(during.status, 503);
+    const retryAfter = Number(during.headers.get('retry-after'));
+    assert.ok(retryAfter >= 1 && retryAfter <= 5, `Retry-After ${retryAfter}`);
+    assert.match(await during.text(), /UPSTREAM_THROTTLED/);
+    assert.equal(upstream.batches.length, batches, 'no batch request reached upstream during the wait');
+    assert.equal(upstream.git.requests.length, reached);
+    const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+    assert.match(
+      metrics,
+      new RegExp(`gitmirror_upstream_throttled_total\\{host="${upstream.host}",status="429"\\} 1`),
+    );
+
+    await new Promise((r) => setTimeout(r, Math.max(0, throttledAt + 5_200 - Date.now())));
+    const after = (await (await batch()).json()) as { objects: { oid: string; actions?: unknown }[] };
+    assert.ok(after.objects[0]?.actions, 'after the wait upstream is asked, and offers the object');
+    assert.equal(upstream.batches.length, batches + 1);
+  });
 });
 
 function pick(run: { objects: number; held: number; fetched: number; failed: number }) {
