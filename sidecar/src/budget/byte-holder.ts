@@ -35,8 +35,15 @@ export interface ByteHolder {
    */
   evictionCandidates(): readonly EvictionCandidate[];
   /**
-   * Deletes these entries (keys from its latest candidates) and resolves with the bytes freed.
-   * A key that stopped being a candidate meanwhile (a client started reading it) is skipped.
+   * Deletes these entries (keys from its latest candidates) and resolves with the ones it
+   * removed and what each freed. A key that stopped being a candidate meanwhile (a client
+   * started reading it) is skipped and not among them: the budget counts only what went.
    */
-  evict(keys: readonly string[]): Promise<number>;
+  evict(keys: readonly string[]): Promise<EvictedEntry[]>;
+}
+
+/** An entry a holder deleted, and the bytes that freed. */
+export interface EvictedEntry {
+  key: string;
+  bytes: number;
 }

@@ -178,6 +178,24 @@ export class DiskBudget {
     };
   }
 
+  /**
+   * A holder with a bound of its own (GITMIRROR_LFS_MAX_BYTES) that holds more: its entries go
+   * in the budget's order (expired, then least recently used) until it fits or nothing more may
+   * go, through the same eviction as a write's, so they are counted alike. In the budget's turn.
+   */
+  keepWithin(holder: ByteHolder, maxBytes: number): Promise<void> {
+    const run = this.turn.then(async () => {
+      const excess = holder.bytesHeld() - maxBytes;
+      if (excess <= 0) return;
+      const candidates = holder.evictionCandidates().map((c) => ({ ...c, holder: holder.name }));
+      const evictable = candidates.reduce((sum, c) => sum + c.bytes, 0);
+      const plan = planEviction(candidates, Math.min(excess, evictable));
+      await this.evict(plan.evictions, `${holder.name} over its own bound of ${formatBytes(maxBytes)}`);
+    });
+    this.turn = run.catch(() => {});
+    return run;
+  }
+
   /** Sets space aside for a write, evicting if that makes it fit; or says why it cannot be. */
   async tryReserve(request: SpaceRequest): Promise<Reservation | SpaceShortfall> {
     const bytes = Math.max(0, Math.ceil(request.bytes));
@@ -251,12 +269,15 @@ export class DiskBudget {
     );
   }
 
+  /** Has each holder delete its part of `evictions`; counts what the holders say they removed. */
   private async evict(evictions: readonly HeldCandidate[], purpose: string): Promise<void> {
     for (const holder of this.holders) {
-      const mine = evictions.filter((e) => e.holder === holder.name);
-      if (mine.length === 0) continue;
-      await holder.evict(mine.map((e) => e.key));
-      for (const e of mine) {
+      const mine = new Map(evictions.filter((e) => e.holder === holder.name).map((e) => [e.key, e]));
+      if (mine.size === 0) continue;
+      for (const removed of await holder.evict([...mine.keys()])) {
+        const planned = mine.get(removed.key);
+        if (!planned) continue;
+        const e = { ...planned, bytes: removed.bytes };
         const tally = this.evicted.get(`${e.holder}/${e.tier}`) ?? {
           holder: e.holder,
           tier: e.tier,

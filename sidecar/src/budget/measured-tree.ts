@@ -1,4 +1,4 @@
-import type { ByteHolder, EvictionCandidate } from './byte-holder.ts';
+import type { ByteHolder, EvictedEntry, EvictionCandidate } from './byte-holder.ts';
 import { treeBytes } from './tree-usage.ts';
 
 /**
@@ -27,7 +27,7 @@ export class MeasuredTree implements ByteHolder {
     return [];
   }
 
-  async evict(): Promise<number> {
-    return 0;
+  async evict(): Promise<EvictedEntry[]> {
+    return [];
   }
 }

@@ -1,4 +1,4 @@
-import type { ByteHolder, EvictionCandidate } from './byte-holder.ts';
+import type { ByteHolder, EvictedEntry, EvictionCandidate } from './byte-holder.ts';
 
 /** What the mirror holder needs to know of one mirror; the mirror manager provides it. */
 export interface HeldMirror {
@@ -49,15 +49,15 @@ export class MirrorBytes implements ByteHolder {
     return candidates;
   }
 
-  async evict(keys: readonly string[]): Promise<number> {
+  async evict(keys: readonly string[]): Promise<EvictedEntry[]> {
     const current = new Map(this.evictionCandidates().map((c) => [c.key, c]));
-    let freed = 0;
+    const removed: EvictedEntry[] = [];
     for (const key of keys) {
       const candidate = current.get(key);
       if (!candidate) continue;
       await this.options.remove(key);
-      freed += candidate.bytes;
+      removed.push({ key, bytes: candidate.bytes });
     }
-    return freed;
+    return removed;
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { Response } from 'express';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
-import type { ByteHolder, EvictionCandidate } from '../budget/byte-holder.ts';
+import type { ByteHolder, EvictedEntry, EvictionCandidate } from '../budget/byte-holder.ts';
 import { describeError } from '../errors/gitmirror-error.ts';
 
 interface ResponseHead {
@@ -118,15 +118,15 @@ export class SharedUpstreamResponses implements ByteHolder {
       }));
   }
 
-  async evict(keys: readonly string[]): Promise<number> {
-    let freed = 0;
+  async evict(keys: readonly string[]): Promise<EvictedEntry[]> {
+    const removed: EvictedEntry[] = [];
     for (const key of keys) {
       const download = this.downloads.get(key);
       if (!download || download.completedAt === undefined || download.readers > 0) continue;
-      freed += download.written;
+      removed.push({ key, bytes: download.written });
       this.drop(download);
     }
-    return freed;
+    return removed;
   }
 
   private begin(mirrorId: string, key: string, start: () => Promise<IncomingMessage>): SharedDownload {

@@ -149,20 +149,20 @@ export class LocalLfsObjects {
   }
 
   /**
-   * Deletes these objects, skipping any pinned or gone meanwhile; resolves with the bytes
-   * freed. Readers that already opened a deleted file finish reading it.
+   * Deletes these objects, skipping any pinned or gone meanwhile; resolves with those deleted
+   * and their sizes. Readers that already opened a deleted file finish reading it.
    */
-  async evict(oids: Iterable<string>): Promise<number> {
-    let freed = 0;
+  async evict(oids: Iterable<string>): Promise<{ key: string; bytes: number }[]> {
+    const removed: { key: string; bytes: number }[] = [];
     for (const oid of oids) {
       const entry = this.index.get(oid);
       if (!entry || this.pins.has(oid)) continue;
       this.index.delete(oid);
       this.bytes -= entry.size;
-      freed += entry.size;
+      removed.push({ key: oid, bytes: entry.size });
       await unlink(this.pathOf(oid)).catch(() => {});
     }
-    return freed;
+    return removed;
   }
 
   private pathOf(oid: string): string {

@@ -56,6 +56,8 @@ interface Download {
  */
 export interface LfsSpace {
   reserve(request: { bytes: number; purpose: string }): Promise<{ release(): void }>;
+  /** GITMIRROR_LFS_MAX_BYTES: evicts the cache's least recently used objects beyond `maxBytes`. */
+  keepWithin(holder: LfsObjectCache, maxBytes: number): Promise<void>;
 }
 
 export interface LfsObjectCacheOptions {
@@ -64,9 +66,9 @@ export interface LfsObjectCacheOptions {
   store?: SnapshotStore;
   metrics: LfsMetrics;
   logger: Logger;
-  /** Local bytes kept at most: least-recently-used objects beyond it are evicted. */
+  /** Local bytes kept at most: least-recently-used objects beyond it are evicted (by `space`). */
   maxLocalBytes?: number;
-  /** The data budget downloads reserve their object's size from; absent, only `maxLocalBytes` bounds. */
+  /** The data budget downloads reserve their object's size from, and that keeps `maxLocalBytes`. */
   space?: LfsSpace;
 }
 
@@ -133,11 +135,11 @@ export class LfsObjectCache {
       .map(({ oid, size, lastUsedAt }) => ({ key: oid, bytes: size, tier: 'cache', lastUsedAt }));
   }
 
-  /** Deletes these objects from the local disk (the store keeps them); resolves with the bytes freed. */
-  async evict(keys: readonly string[]): Promise<number> {
-    const freed = await this.local.evict(keys);
-    this.metrics.evictedBytes.inc(freed);
-    return freed;
+  /** Deletes these objects from the local disk (the store keeps them); resolves with those deleted. */
+  async evict(keys: readonly string[]): Promise<{ key: string; bytes: number }[]> {
+    const removed = await this.local.evict(keys);
+    this.metrics.evictedBytes.inc(removed.reduce((sum, r) => sum + r.bytes, 0));
+    return removed;
   }
 
   /** Where the object can be had without upstream, or undefined. Asks the store with a HEAD. */
@@ -333,17 +335,13 @@ export class LfsObjectCache {
     }
   }
 
-  /** GITMIRROR_LFS_MAX_BYTES: least recently used objects go until the rest fit. */
+  /**
+   * GITMIRROR_LFS_MAX_BYTES: least recently used objects go until the rest fit, evicted by the
+   * data budget as for any write (one eviction order, one count).
+   */
   private async keepWithinBound(): Promise<void> {
     const bound = this.maxLocalBytes;
     if (bound === undefined || this.local.bytesHeld <= bound) return;
-    let excess = this.local.bytesHeld - bound;
-    const victims: string[] = [];
-    for (const candidate of this.evictionCandidates()) {
-      if (excess <= 0) break;
-      victims.push(candidate.key);
-      excess -= candidate.bytes;
-    }
-    await this.evict(victims);
+    await this.space?.keepWithin(this, bound);
   }
 }

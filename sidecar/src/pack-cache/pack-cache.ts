@@ -172,14 +172,17 @@ export class PackCache {
       .map(({ key, bytes, lastUsedAt }) => ({ key, bytes, lastUsedAt, expired: expired.has(key) }));
   }
 
-  /** Evicts these entries (keys from `idleEntries`) for the data budget; returns the bytes freed. */
-  evictKeys(keys: readonly string[]): number {
-    const before = this.bytesHeld;
+  /** Evicts these entries (keys from `idleEntries`) for the data budget; returns those it retired. */
+  evictKeys(keys: readonly string[]): { key: string; bytes: number }[] {
+    const removed: { key: string; bytes: number }[] = [];
     for (const key of keys) {
       const entry = this.index.get(key);
-      if (entry && entry.readers === 0 && entry.state === 'complete') this.retire(entry, 'budget');
+      if (!entry || entry.readers > 0 || entry.state !== 'complete') continue;
+      const before = this.bytesHeld;
+      this.retire(entry, 'budget');
+      removed.push({ key, bytes: before - this.bytesHeld });
     }
-    return before - this.bytesHeld;
+    return removed;
   }
 
   /** A mirror was removed: none of its entries is served again, its generations stop. */

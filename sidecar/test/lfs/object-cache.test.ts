@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type LfsUpstream, startLfsUpstream } from '../../../testing/lfs-upstream.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
+import { DiskBudget } from '../../src/budget/disk-budget.ts';
 import type { LfsObjectCache } from '../../src/lfs/object-cache.ts';
 import { FileSnapshotStore } from '../../src/store/fs-store.ts';
 import { lfsObjectKey } from '../../src/store/lfs-objects.ts';
@@ -165,14 +166,19 @@ describe('the LFS object cache', () => {
       [objects[1]!.oid, objects[2]!.oid, objects[0]!.oid],
     );
     assert.ok(candidates.every((c) => c.bytes === 256 * 1024 && c.tier === 'cache'));
-    assert.equal(await first.cache.evict([candidates[0]!.key]), 256 * 1024);
+    assert.deepEqual(await first.cache.evict([candidates[0]!.key]), [
+      { key: candidates[0]!.key, bytes: 256 * 1024 },
+    ]);
     assert.equal(first.cache.bytesHeld(), 2 * 256 * 1024);
     assert.deepEqual(
       objects.map((o) => first.local.has(o.oid)),
       [true, false, true],
     );
 
-    const restarted = await replicaCache(dir, { maxLocalBytes: 300 * 1024 });
+    // GITMIRROR_LFS_MAX_BYTES is kept by the data budget (here one without a limit), as any eviction.
+    const budget = new DiskBudget({ dataDir: dir, freeBytes: async () => 2 ** 40 });
+    const restarted = await replicaCache(dir, { maxLocalBytes: 300 * 1024, space: budget });
+    budget.add(restarted.cache);
     assert.equal(restarted.local.objectCount, 2);
     assert.equal(restarted.local.bytesHeld, 2 * 256 * 1024);
     await readAll(await restarted.cache.open(objects[1]!, { upstream: opener(objects[1]!) }));
@@ -180,6 +186,9 @@ describe('the LFS object cache', () => {
     assert.equal(restarted.local.bytesHeld, 256 * 1024);
     assert.equal(restarted.local.has(objects[1]!.oid), true);
     assert.equal(await metricValue(restarted.registry, 'gitmirror_lfs_evicted_bytes_total'), 2 * 256 * 1024);
+    assert.deepEqual(budget.usage().evicted, [
+      { holder: 'lfs', tier: 'cache', count: 2, bytes: 2 * 256 * 1024 },
+    ]);
   });
 
   it('within a data budget: a download reserves its size first, evicting the least recently used; refused, upstream is not asked', async () => {
@@ -250,6 +259,10 @@ class FakeBudget {
 
   add(holder: LfsObjectCache): void {
     this.holders.push(holder);
+  }
+
+  async keepWithin(): Promise<void> {
+    throw new Error('this test sets no GITMIRROR_LFS_MAX_BYTES');
   }
 
   async reserve(request: { bytes: number; purpose: string }): Promise<{ release(): void }> {
