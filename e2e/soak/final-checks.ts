@@ -3,7 +3,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GetObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { git } from '../../testing/git.ts';
 import type { TestKubelet } from '../kubelet/kubelet.ts';
 import { BUCKET, type Environment, STORE_PREFIX } from '../scenarios/support/environment.ts';
@@ -27,9 +27,11 @@ export interface FinalCheckOptions {
   kubelet: TestKubelet;
   fleet: FleetWatch;
   histories: Map<string, RefHistory>;
-  /** Host path on the pods' data volumes of a mirror, relative to the data dir. */
-  mirrorPath: (repo: string) => string;
+  /** The mirror id (`host/path`) of a repository: its path in the data dir and the store. */
+  mirrorId: (repo: string) => string;
   gitUrl: (ip: string, repo: string) => string;
+  /** The LFS objects upstream holds, oid → size. */
+  lfsHeld: ReadonlyMap<string, number>;
   log: (line: string) => void;
 }
 
@@ -88,7 +90,7 @@ async function checkMirrors(options: FinalCheckOptions): Promise<string[]> {
   for (const { pod, repo } of pairs) {
     const worker = options.kubelet.pods().find((w) => w.name.endsWith(`/${pod.name}`));
     if (!worker) continue;
-    const dir = join(dataDir(worker), options.mirrorPath(repo));
+    const dir = join(dataDir(worker), 'mirrors', `${options.mirrorId(repo)}.git`);
     const safe = ['-c', 'safe.directory=*'];
     const onDisk = await git([...safe, 'for-each-ref', '--format=%(objectname) %(refname)'], { cwd: dir })
       .then((out) => (digest(parseRefs(out)) === want.get(repo) ? undefined : 'refs differ from upstream'))
@@ -112,35 +114,60 @@ interface Manifest {
   sha256: string;
 }
 
-/** Each mirror's latest.json, read from MinIO itself, names an archive of its size and sha256. */
+/**
+ * Each mirror's latest.json, read from MinIO itself, names an archive of its size and sha256;
+ * every LFS object in the store is one upstream holds, of its size, and hashes to its key.
+ */
 async function checkSnapshots(options: FinalCheckOptions): Promise<string[]> {
-  const { s3 } = options.env;
   const problems: string[] = [];
   for (const repo of options.histories.keys()) {
-    const prefix = `${STORE_PREFIX}/${options.env.mirrorId(repo)}/`;
+    const prefix = `${STORE_PREFIX}/${options.mirrorId(repo)}/`;
     try {
       const manifest = JSON.parse(
         await readObject(options.env, `${prefix}latest.json`).then(String),
       ) as Manifest;
-      const body = await s3.client.send(
-        new GetObjectCommand({ Bucket: BUCKET, Key: `${STORE_PREFIX}/${manifest.key}` }),
-      );
-      const hash = createHash('sha256');
-      let size = 0;
-      for await (const chunk of body.Body as Readable) {
-        hash.update(chunk as Buffer);
-        size += (chunk as Buffer).length;
-      }
-      const sha = hash.digest('hex');
-      if (size !== manifest.sizeBytes || sha !== manifest.sha256)
+      const { size, sha256 } = await hashObject(options.env, `${STORE_PREFIX}/${manifest.key}`);
+      if (size !== manifest.sizeBytes || sha256 !== manifest.sha256)
         problems.push(
-          `${repo}: ${manifest.key} is ${size} bytes, sha256 ${sha}; latest.json says ${manifest.sizeBytes}, ${manifest.sha256}`,
+          `${repo}: ${manifest.key} is ${size} bytes, sha256 ${sha256}; latest.json says ${manifest.sizeBytes}, ${manifest.sha256}`,
         );
     } catch (err) {
       problems.push(`${repo}: ${(err as Error).message}`);
     }
   }
+  return [...problems, ...(await checkLfsStore(options))];
+}
+
+async function checkLfsStore(options: FinalCheckOptions): Promise<string[]> {
+  const problems: string[] = [];
+  const prefix = `${STORE_PREFIX}/lfs/`;
+  let token: string | undefined;
+  do {
+    const page = await options.env.s3.client.send(
+      new ListObjectsV2Command({ Bucket: BUCKET, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const { Key: key } of page.Contents ?? []) {
+      const oid = key!.split('/').pop()!;
+      const { size, sha256 } = await hashObject(options.env, key!);
+      if (sha256 !== oid || options.lfsHeld.get(oid) !== size)
+        problems.push(
+          `LFS ${key} is ${size} bytes, sha256 ${sha256}; upstream holds ${options.lfsHeld.get(oid) ?? 'no such object'}`,
+        );
+    }
+    token = page.NextContinuationToken;
+  } while (token);
   return problems;
+}
+
+async function hashObject(env: Environment, key: string): Promise<{ size: number; sha256: string }> {
+  const body = await env.s3.client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of body.Body as Readable) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { size, sha256: hash.digest('hex') };
 }
 
 async function readObject(env: Environment, key: string): Promise<Buffer> {

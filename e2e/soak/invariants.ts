@@ -130,10 +130,14 @@ export function failureCause(error: string): string {
   return 'other';
 }
 
-/** Every finished clone is fsck clean, and every set of refs served is one upstream had. */
+/**
+ * Every finished clone is fsck clean, every set of refs served is one upstream had, and every
+ * LFS file checked out is the object its pointer names, one upstream holds.
+ */
 export function judgeClones(record: SoakRecord): InvariantResult {
   const violations: string[] = [];
   let checked = 0;
+  let lfsFiles = 0;
   for (const op of record.ops) {
     if (!op.ok) continue;
     const at = `${op.kind} ${op.repo} via ${op.pod} at ${t(record, op.start)}`;
@@ -143,8 +147,14 @@ export function judgeClones(record: SoakRecord): InvariantResult {
     }
     if (op.state === null) violations.push(`${at}: refs that upstream never had`);
     if (op.refKnown === false) violations.push(`${at}: a commit upstream's branch never pointed at`);
+    if (op.lfs) lfsFiles += op.lfs.objects;
+    if (op.lfs?.problem) violations.push(`${at}: LFS: ${op.lfs.problem}`);
   }
-  return result('clones-intact', `${checked} repositories fsck'd, every ref set looked up`, violations);
+  return result(
+    'clones-intact',
+    `${checked} repositories fsck'd, ${lfsFiles} LFS files checked, every ref set looked up`,
+    violations,
+  );
 }
 
 const LIVE_SUMMARY: Record<string, string> = {

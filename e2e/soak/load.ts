@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { git } from '../../testing/git.ts';
 import type { Endpoint, ReadyEndpoints } from './endpoints.ts';
+import { LFS_REPO, verifyLfsCheckout } from './lfs.ts';
 import { pickWeighted } from './pusher.ts';
 import type { OpKind, OpRecord } from './record.ts';
 import { cloneRefs, parseRefs, type RefHistory, type Refs } from './ref-history.ts';
@@ -16,6 +17,9 @@ import { cloneRefs, parseRefs, type RefHistory, type Refs } from './ref-history.
  *   partial   `git clone --filter=blob:none` (blobs of the checkout fetched lazily)
  *   fetch     `git fetch --prune --prune-tags` in a clone an earlier operation left, as a
  *             runner with a persistent workspace does
+ *   lfs       `git clone` of the LFS repository with git-lfs smudging every LFS file through
+ *             the cache (its batch API and object URLs), each file then checked against the
+ *             object upstream holds (lfs.ts `verifyLfsCheckout`)
  *
  * Every repository an operation leaves is `fsck --strict` checked and its refs looked up in
  * upstream's history. Besides, a prober runs `git ls-remote` through the next endpoint every
@@ -36,6 +40,7 @@ const MIX: [{ kind: Exclude<OpKind, 'ls-remote'>; repo: string }, number][] = [
   [{ kind: 'checkout', repo: 'large' }, 1.5],
   [{ kind: 'partial', repo: 'large' }, 0.4],
   [{ kind: 'fetch', repo: 'large' }, 1],
+  [{ kind: 'lfs', repo: LFS_REPO }, 1.5],
 ];
 /** Clones kept per repository for `fetch` to work in. */
 const KEEP_CLONES = 2;
@@ -51,6 +56,8 @@ export interface LoadOptions {
   endpoints: ReadyEndpoints;
   url: (endpoint: Endpoint, repo: string) => string;
   histories: Map<string, RefHistory>;
+  /** The LFS repository's client environment and the objects its upstream holds. */
+  lfs: { env: NodeJS.ProcessEnv; held: ReadonlyMap<string, number> };
   workDir: string;
   ops: OpRecord[];
   skippedTicks: number[];
@@ -115,7 +122,9 @@ export class LoadGenerator {
     const work =
       kind === 'fetch'
         ? this.fetchOrClone(repo)
-        : this.operate(kind, repo, (url, dir) => this.clientOp(kind, repo, url, dir));
+        : kind === 'lfs'
+          ? this.operate(kind, repo, (url, dir) => this.lfsClone(repo, url, dir))
+          : this.operate(kind, repo, (url, dir) => this.clientOp(kind, repo, url, dir));
     const tracked = work.finally(() => this.inFlight.delete(tracked));
     this.inFlight.add(tracked);
   }
@@ -209,6 +218,16 @@ export class LoadGenerator {
       return result;
     } finally {
       if (!keep) await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async lfsClone(repo: string, url: string, dir: string): Promise<Partial<OpRecord>> {
+    try {
+      await git(['clone', '--quiet', url, dir], { env: this.options.lfs.env, timeoutMs: OP_TIMEOUT_MS });
+      const result = await this.checked(repo, dir, { refs: 'all' });
+      return { ...result, lfs: await verifyLfsCheckout(dir, this.options.lfs.held) };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
     }
   }
 

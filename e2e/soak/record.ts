@@ -7,7 +7,7 @@ import type { ChaosPlan, FaultKind } from './schedule.ts';
  * records of deliberately broken runs.
  */
 
-export type OpKind = 'clone' | 'checkout' | 'partial' | 'fetch' | 'ls-remote';
+export type OpKind = 'clone' | 'checkout' | 'partial' | 'fetch' | 'lfs' | 'ls-remote';
 
 export interface OpRecord {
   id: number;
@@ -30,6 +30,15 @@ export interface OpRecord {
   state?: number | null;
   /** checkout: whether the fetched commit is one that upstream's branch ever pointed at. */
   refKnown?: boolean;
+  /** lfs: the LFS files checked out, and what was wrong with them (lfs.ts `verifyLfsCheckout`). */
+  lfs?: LfsCheck;
+}
+
+export interface LfsCheck {
+  /** LFS files in the checkout. */
+  objects: number;
+  /** What is wrong, or absent when every file is the object its pointer names and upstream holds. */
+  problem?: string;
 }
 
 export interface KillRecord {
@@ -93,6 +102,8 @@ export interface RepoInfo {
   objects: number;
   packBytes: number;
   refs: number;
+  /** The LFS repository: the objects upstream held at the end of the run. */
+  lfs?: { objects: number; bytes: number };
 }
 
 export interface SoakMeta {

@@ -62,7 +62,11 @@ function machineLine(record: SoakRecord): string {
     .map(([name, ms]) => `${name} ${s(ms)}`)
     .join(', ');
   const repos = meta.repos
-    .map((r) => `${r.name} ${r.objects.toLocaleString('en-US')} objects (${mib(r.packBytes)})`)
+    .map(
+      (r) =>
+        `${r.name} ${r.objects.toLocaleString('en-US')} objects (${mib(r.packBytes)})` +
+        (r.lfs ? ` and ${r.lfs.objects} LFS objects (${mib(r.lfs.bytes)}) by the end` : ''),
+    )
     .join(', ');
   const pushes = record.histories.reduce((n, h) => n + h.changes.length, 0);
   const forced = record.histories.reduce(
@@ -85,7 +89,7 @@ function operationsTable(record: SoakRecord): string[] {
     const key = op.kind === 'ls-remote' ? 'ls-remote' : `${op.kind} ${op.repo}`;
     groups.set(key, [...(groups.get(key) ?? []), op]);
   }
-  const order = ['clone', 'checkout', 'partial', 'fetch', 'ls-remote'];
+  const order = ['clone', 'checkout', 'partial', 'fetch', 'lfs', 'ls-remote'];
   const keys = [...groups.keys()].sort(
     (a, b) => order.indexOf(a.split(' ')[0]!) - order.indexOf(b.split(' ')[0]!) || a.localeCompare(b),
   );

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { prng } from '../../sidecar/demo/synthetic-repo.ts';
 import { git } from '../../testing/git.ts';
+import { repoStats } from '../../testing/repo-cache.ts';
 import {
   deepMerge,
   type Environment,
@@ -18,6 +19,7 @@ import { Chaos } from './chaos.ts';
 import { ReadyEndpoints } from './endpoints.ts';
 import { finalChecks } from './final-checks.ts';
 import { FleetWatch, fleetWhole } from './fleet-watch.ts';
+import { LFS_CREDENTIALS, LFS_REPO, type LfsUpstream, startLfsUpstream } from './lfs.ts';
 import { LoadGenerator } from './load.ts';
 import { dataDir, ResourceSampler } from './processes.ts';
 import { Pusher } from './pusher.ts';
@@ -66,6 +68,7 @@ const REF_CHECK_INTERVAL_MS = 5000;
 const FRESHNESS_WAIT_MS = 30_000;
 const MAX_IN_FLIGHT = 8;
 const WARM_TIMEOUT_MS = 600_000;
+const LFS_SECRET = 'soak-lfs-upstream';
 
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const { log } = options;
@@ -89,9 +92,20 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const env = await phase('cluster', () =>
     startEnvironment([], { createRepos: (root) => copySoakRepos(root, cached), faultProxies: true }),
   );
+  let lfs: LfsUpstream | undefined;
   try {
-    return await withEnvironment(env, options, { startedAt, phases, phase, plan, cached });
+    lfs = await phase('LFS upstream', () =>
+      startLfsUpstream({
+        listenHost: env.cluster.hostAddress,
+        dir: join(env.cluster.dir, 'soak-lfs'),
+        random: prng(plan.seed ^ 0x5eed),
+        intervalMs: { min: 10_000, max: 30_000 },
+        log,
+      }),
+    );
+    return await withEnvironment(env, options, { startedAt, phases, phase, plan, cached, lfs });
   } finally {
+    await lfs?.stop();
     await env.stop();
   }
 }
@@ -102,6 +116,7 @@ interface RunContext {
   phase: <T>(name: string, work: () => Promise<T>) => Promise<T>;
   plan: ChaosPlan;
   cached: Awaited<ReturnType<typeof ensureSoakRepos>>;
+  lfs: LfsUpstream;
 }
 
 async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunContext): Promise<SoakResult> {
@@ -109,15 +124,32 @@ async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunC
   const { cluster } = env;
   if (!cluster.client || !cluster.kubelet || !env.faults)
     throw new Error('the soak runs on the suite’s own cluster (GITMIRROR_E2E_KUBECONFIG is not supported)');
+  const { lfs } = ctx;
   const repos = [...env.repos.keys()];
+  const mirrorId = (repo: string) => (repo === LFS_REPO ? `${lfs.host}/${LFS_REPO}` : env.mirrorId(repo));
+  const gitUrl = (ip: string, repo: string) => `http://${ip}:8080/git/${mirrorId(repo)}.git`;
   const snapshotsSince = await ctx.phase('install and warm-up', async () => {
-    await env.install(soakValues(options));
-    for (const repo of repos)
-      await applyGitMirror(env, repo, env.upstreamUrl(repo), {
-        fetchInterval: '1m',
-        snapshot: { interval: '5m' },
-      });
-    for (const repo of repos) {
+    const upstreamHosts = [new URL(env.upstreamUrl(repos[0]!)).host, lfs.host];
+    await env.install(
+      deepMerge(soakValues(options), { fleet: { allowedHosts: upstreamHosts, httpHosts: upstreamHosts } }),
+    );
+    await env.cluster.kubectl(['apply', '-n', NAMESPACE, '-f', '-'], {
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: LFS_SECRET },
+        stringData: LFS_CREDENTIALS,
+      }),
+    });
+    const spec = { fetchInterval: '1m', snapshot: { interval: '5m' } };
+    for (const repo of repos) await applyGitMirror(env, repo, env.upstreamUrl(repo), spec);
+    await applyGitMirror(env, LFS_REPO, `http://${lfs.host}/${LFS_REPO}.git`, {
+      ...spec,
+      credentialsSecretRef: { name: LFS_SECRET },
+      access: 'Public',
+      lfs: { prefetch: 'Head' },
+    });
+    for (const repo of [...repos, LFS_REPO]) {
       await waitFor(
         `${repo}: Ready with a published snapshot`,
         async () => {
@@ -145,12 +177,12 @@ async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunC
       }),
     ),
   );
-  const histories = new Map(pushers.map((p) => [p.history.repo, p.history]));
+  const histories = new Map([...pushers, lfs.pusher].map((p) => [p.history.repo, p.history]));
   let chaos: Chaos | undefined;
   const fleet = new FleetWatch({
     client: cluster.client,
     endpoints,
-    mirrorIds: repos.map((r) => env.mirrorId(r)),
+    mirrorIds: [...histories.keys()].map(mirrorId),
     adminToken: await adminToken(env),
     killed: () => new Set(record.kills.map((k) => k.pod)),
     s3DownBetween: (from, to) => chaos?.s3DownBetween(from, to) ?? false,
@@ -174,14 +206,15 @@ async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunC
     maxInFlight: MAX_IN_FLIGHT,
     random: prng(Math.floor(random() * 2 ** 31)),
     endpoints,
-    url: (e, repo) => gitUrl(env, e.ip, repo),
+    url: (e, repo) => gitUrl(e.ip, repo),
     histories,
+    lfs: { env: lfs.clientEnv, held: lfs.pusher.held },
     workDir: join(cluster.dir, 'soak-clients'),
     ops: record.ops,
     skippedTicks: record.skippedTicks,
   });
   record.meta.loadStart = Date.now();
-  for (const p of pushers) p.start();
+  for (const p of [...pushers, lfs.pusher]) p.start();
   await load.start();
   chaos = new Chaos({
     env,
@@ -201,7 +234,7 @@ async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunC
   });
   await ctx.phase('settle', async () => {
     await chaos.stop();
-    for (const p of pushers) await p.stop();
+    for (const p of [...pushers, lfs.pusher]) await p.stop();
     await fleet
       .until('the fleet to be whole', (s) => fleetWhole(s, 3), 600_000)
       .catch((err: Error) => log(err.message));
@@ -213,15 +246,17 @@ async function withEnvironment(env: Environment, options: SoakOptions, ctx: RunC
       kubelet: cluster.kubelet!,
       fleet,
       histories,
-      mirrorPath: (repo) => `mirrors/${env.mirrorId(repo)}.git`,
-      gitUrl: (ip, repo) => gitUrl(env, ip, repo),
+      mirrorId,
+      gitUrl,
+      lfsHeld: lfs.pusher.held,
       log,
     }),
   );
   await Promise.all([fleet.stop(), sampler.stop(), endpoints.stop(), fetchBound.stop()]);
   record.meta.fetchBoundMs = Math.min(fetchBound.maxMs(), FRESHNESS_WAIT_MS);
   record.meta.lagBoundMs = REF_CHECK_INTERVAL_MS + record.meta.fetchBoundMs;
-  record.histories = pushers.map((p) => p.history.toJSON());
+  record.histories = [...histories.values()].map((h) => h.toJSON());
+  record.meta.repos.push(await lfsRepoInfo(lfs));
   record.samples = { fleet: fleet.samples, fleetErrors: fleet.errors };
   record.leaders = fleet.leaders;
   record.meta.finishedAt = Date.now();
@@ -246,8 +281,16 @@ function soakValues(options: SoakOptions): Record<string, unknown> {
   );
 }
 
-function gitUrl(env: Environment, ip: string, repo: string): string {
-  return `http://${ip}:8080/git/${env.mirrorId(repo)}.git`;
+async function lfsRepoInfo(lfs: LfsUpstream): Promise<RepoInfo> {
+  const stats = await repoStats(join(lfs.server.reposDir, `${LFS_REPO}.git`));
+  return {
+    name: LFS_REPO,
+    size: 'small',
+    objects: stats.objects,
+    packBytes: stats.packBytes,
+    refs: stats.refs,
+    lfs: lfs.pusher.totals(),
+  };
 }
 
 /** A pod's mirror on its data volume: present, and at a state upstream had. */
