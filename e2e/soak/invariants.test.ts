@@ -1,15 +1,27 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { prng } from '../../sidecar/demo/synthetic-repo.ts';
-import { classifyFailure, judgeBudget, judgeGrowth, judgeLag, judgeOps } from './invariants.ts';
+import {
+  classifyFailure,
+  judgeBudget,
+  judgeClones,
+  judgeFaults,
+  judgeFinal,
+  judgeGrowth,
+  judgeLag,
+  judgeLoad,
+  judgeOps,
+} from './invariants.ts';
 import { newRecord, type OpRecord, type ResourceSample, type SoakRecord } from './record.ts';
 import { RefHistory } from './ref-history.ts';
 import { planChaos } from './schedule.ts';
 import { fetchUpperBoundMs } from './stats.ts';
 
 /**
- * The judges on hand-made records: where each draws its lines. That each catches a real
- * broken build is sabotage.test.ts's job.
+ * The judges on hand-made records: where each draws its lines, and for the invariants no
+ * sabotaged build breaks (load-held, faults-recovered, the LFS files of clones-intact) the
+ * proof that they can fail. That the others catch a real broken build is
+ * sabotage.soak-test.ts's job.
  */
 
 const START = 1_000_000;
@@ -177,5 +189,88 @@ describe('the soak’s judges', () => {
     ].join('\n');
     assert.equal(fetchUpperBoundMs(metrics), 5000);
     assert.equal(fetchUpperBoundMs(''), 0);
+  });
+
+  it('fail the load when a tick found too many operations in flight', () => {
+    const r = record({ ops: [op({}), op({ id: 1 })] });
+    assert.ok(judgeLoad(r).ok);
+    r.skippedTicks.push(START + 90_000);
+    const judged = judgeLoad(r);
+    assert.equal(judged.ok, false);
+    assert.match(judged.violations[0]!, /^1 ticks skipped .*\(first at 90\.0 s\)$/);
+  });
+
+  it('fail a fault that never recovered, and one planned but never injected', () => {
+    const r = record();
+    r.plan = { ...r.plan, faults: r.plan.faults.slice(0, 2) };
+    r.faults = [
+      {
+        kind: r.plan.faults[0]!.kind,
+        plannedMs: 0,
+        at: START,
+        endedAt: START + 1,
+        recoveredAt: START + 2,
+        detail: '',
+      },
+    ];
+    const judged = judgeFaults(r);
+    assert.deepEqual(judged.violations, ['1 planned faults not injected']);
+    r.faults.push({
+      kind: r.plan.faults[1]!.kind,
+      plannedMs: 0,
+      at: START + 60_000,
+      detail: 'p2',
+      error: 'the fleet whole again: not within 600 s',
+    });
+    assert.deepEqual(judgeFaults(r).violations, [
+      `${r.plan.faults[1]!.kind} at 60.0 s (p2): the fleet whole again: not within 600 s`,
+    ]);
+  });
+
+  it('fail a clone that is not fsck clean, has refs upstream never had, or LFS files not upstream’s', () => {
+    const clean = op({ fsck: 'clean', state: 3 });
+    const lfs = op({ kind: 'lfs', repo: 'lfs', fsck: 'clean', state: 1, lfs: { objects: 8 } });
+    assert.deepEqual(judgeClones(record({ ops: [clean, lfs] })).violations, []);
+    assert.match(judgeClones(record({ ops: [lfs] })).summary, /8 LFS files checked/);
+    const judged = judgeClones(
+      record({
+        ops: [
+          op({ fsck: 'error in commit 1234: missingAuthor' }),
+          op({ state: null }),
+          op({ kind: 'checkout', refKnown: false }),
+          op({ ...lfs, lfs: { objects: 8, problem: 'assets/asset-1.bin has 133 bytes' } }),
+          // A failed operation is ops-succeed's to judge, not this one's.
+          op({ ok: false, fsck: 'broken', state: null }),
+        ],
+      }),
+    );
+    assert.equal(judged.violations.length, 4, judged.violations.join('\n'));
+    assert.match(
+      judged.violations[3]!,
+      /^lfs lfs via p1 at 0\.0 s: LFS: assets\/asset-1\.bin has 133 bytes$/,
+    );
+  });
+
+  it('fail every final invariant when the final checks did not run, and each on its own list', () => {
+    assert.deepEqual(
+      judgeFinal(record()).map((r) => r.ok),
+      [false, false, false],
+    );
+    const final = {
+      mirrorsEqualUpstream: [],
+      snapshotsWhole: ['LFS gitmirror/lfs/ab/abc is 3 bytes'],
+      leftovers: [],
+      multipartUploads: [],
+      orphanedProcesses: ['p1: sleep 86400'],
+      checkedAt: START,
+    };
+    assert.deepEqual(
+      judgeFinal(record({ final })).map((r) => [r.id, r.ok]),
+      [
+        ['mirrors-equal-upstream', true],
+        ['snapshots-whole', false],
+        ['nothing-left-over', false],
+      ],
+    );
   });
 });

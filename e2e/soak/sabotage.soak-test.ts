@@ -27,12 +27,13 @@ const EXPECTED: Record<Sabotage, RegExp> = {
   'operator-memory-leak': /^operator .*memory grows/,
   'ready-early': /Ready: .* is not on its disk/,
   'two-writers': /writers gitmirror-cache-.*, gitmirror-cache-/,
-  flaky: /^(clone|checkout|partial|fetch|ls-remote) .* via gitmirror-cache-/,
+  flaky: /^(clone|checkout|partial|fetch|lfs|ls-remote) .* via gitmirror-cache-/,
   stale: /s behind$/,
   'bad-object': /fsck: .*missingAuthor/,
   'temp-leftover': /tmp\/sabotage-\d+/,
   orphan: /sleep 86400/,
   'disk-hog': /over its budget/,
+  'no-restore': /: \S+\/medium came from clone/,
 };
 
 describe('a soak of sabotaged builds', { timeout: 40 * 60_000 }, () => {

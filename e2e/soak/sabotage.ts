@@ -31,6 +31,9 @@ export const SABOTAGES = {
   orphan: { target: 'fleet', catches: 'nothing-left-over' },
   // 2 MiB a second written into the data dir.
   'disk-hog': { target: 'fleet', catches: 'data-budget' },
+  // Downloads of the medium repository's archives ask for a key that is not there: its
+  // restores fail and the pod clones it from upstream instead.
+  'no-restore': { target: 'fleet', catches: 'restores-not-clones' },
 } as const;
 
 export type Sabotage = keyof typeof SABOTAGES;
@@ -93,6 +96,13 @@ const BODIES: Record<Sabotage, string> = {
 });`,
   'temp-leftover': `setInterval(() => { try { fs.mkdirSync(process.env.GITMIRROR_DATA_DIR + '/tmp/sabotage-' + Date.now(), { recursive: true }); } catch {} }, 20000).unref();`,
   orphan: `setTimeout(() => childProcess.spawn('sleep', ['86400'], { detached: true, stdio: 'ignore' }).unref(), 5000).unref();`,
+  'no-restore': `const request = http.request;
+http.request = function (options, ...rest) {
+  if (options && typeof options === 'object' && (options.method ?? 'GET') === 'GET' && /\\/medium\\/.*\\.tar\\.zst/.test(options.path ?? ''))
+    options = { ...options, path: options.path.replace('.tar.zst', '.sabotaged.tar.zst') };
+  return request.call(this, options, ...rest);
+};
+syncBuiltinESMExports();`,
   'disk-hog': `const chunk = Buffer.alloc(2 * 1024 * 1024, 7); setInterval(() => { try { fs.appendFileSync(process.env.GITMIRROR_DATA_DIR + '/sabotage-hog', chunk); } catch {} }, 1000).unref();`,
 };
 
