@@ -189,12 +189,12 @@ async function waitIdle(options: FinalCheckOptions): Promise<void> {
     .catch((err: Error) => options.log(`final checks: ${err.message}`));
 }
 
-/** Temp dirs, spool files and git's lock and temp files in every fleet pod's data dir. */
+/** Temp dirs, spool files, LFS downloads never finished and git's lock and temp files in every fleet pod's data dir. */
 async function checkLeftovers(options: FinalCheckOptions): Promise<string[]> {
   const problems: string[] = [];
   for (const c of containers(options.kubelet).filter((x) => x.role === 'sidecar')) {
     const root = dataDir(c.worker);
-    for (const sub of ['tmp', 'spool']) {
+    for (const sub of ['tmp', 'spool', 'lfs/tmp']) {
       const entries = await readdir(join(root, sub)).catch(() => [] as string[]);
       for (const e of entries) problems.push(`${c.pod}: ${sub}/${e}`);
     }
