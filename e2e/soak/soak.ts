@@ -358,7 +358,7 @@ async function progress(record: SoakRecord, runMs: number, log: (line: string) =
     const done = record.ops.filter((o) => o.kind !== 'ls-remote' && o.end > 0 && o.end !== o.start);
     log(
       `soak: ${minute} min: ${done.length} operations, ${record.ops.filter((o) => !o.ok && o.end !== o.start).length} failed, ` +
-        `${record.faults.length} faults, ${record.live.length} live violations, load ${loadavg()[0]!.toFixed(2)}`,
+        `${record.skippedTicks.length} ticks skipped, ${record.faults.length} faults, ${record.live.length} live violations, load ${loadavg()[0]!.toFixed(2)}`,
     );
   }
 }
