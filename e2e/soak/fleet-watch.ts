@@ -84,6 +84,8 @@ export class FleetWatch {
   readonly leaders: { at: number; pod: string }[] = [];
   private readonly options: FleetWatchOptions;
   private readonly seenReady = new Set<string>();
+  /** Pod and mirror pairs whose restore source was judged. */
+  private readonly judgedRestores = new Set<string>();
   private readonly pending = new Set<Promise<void>>();
   private stopped = false;
   private loop: Promise<void> | undefined;
@@ -161,6 +163,7 @@ export class FleetWatch {
     this.samples++;
     if (apiOk) this.checkGate(endpoints);
     this.checkWriters();
+    this.checkRestores();
   }
 
   private async pods(selector: string): Promise<PodView[]> {
@@ -206,13 +209,13 @@ export class FleetWatch {
       }
       if (!this.seenReady.has(pod.name)) {
         this.seenReady.add(pod.name);
-        this.track(this.firstReady(pod, list));
+        this.track(this.firstReady(pod));
       }
     }
   }
 
-  /** When a pod is first seen Ready: its mirrors are on disk, and restored if they could be. */
-  private async firstReady(pod: PodView, list: MirrorStatus[] | undefined): Promise<void> {
+  /** When a pod is first seen Ready: its mirrors are on disk. */
+  private async firstReady(pod: PodView): Promise<void> {
     const at = this.state.at;
     for (const id of this.options.mirrorIds) {
       const problem = await this.options.checkOnDisk(pod.name, id);
@@ -223,15 +226,28 @@ export class FleetWatch {
           detail: `${pod.name} Ready: ${problem}`,
         });
     }
-    if (pod.createdAt < this.options.snapshotsSince || !list) return;
-    for (const m of list) {
-      if (m.restore.source === 'snapshot') continue;
-      if (this.options.s3DownBetween(pod.createdAt, at)) continue;
-      this.options.violation({
-        at,
-        invariant: 'restores-not-clones',
-        detail: `${pod.name}: ${m.id} came from ${m.restore.source ?? 'nowhere'}${m.restore.error ? ` (${m.restore.error})` : ''}`,
-      });
+  }
+
+  /**
+   * Each mirror of a pod created after the first snapshots, once its sidecar says where the
+   * mirror came from (judged then, not when the pod turns Ready: a sidecar that claims to be
+   * warm early must not hide a clone): a snapshot, unless S3 was down meanwhile.
+   */
+  private checkRestores(): void {
+    const { at, fleet, mirrors } = this.state;
+    for (const pod of fleet) {
+      if (pod.createdAt < this.options.snapshotsSince) continue;
+      for (const m of mirrors.get(pod.name) ?? []) {
+        const key = `${pod.name} ${m.id}`;
+        if (!m.restore.source || this.judgedRestores.has(key)) continue;
+        this.judgedRestores.add(key);
+        if (m.restore.source === 'snapshot' || this.options.s3DownBetween(pod.createdAt, at)) continue;
+        this.options.violation({
+          at,
+          invariant: 'restores-not-clones',
+          detail: `${pod.name}: ${m.id} came from ${m.restore.source}${m.restore.error ? ` (${m.restore.error})` : ''}`,
+        });
+      }
     }
   }
 
