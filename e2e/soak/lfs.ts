@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { git } from '../../testing/git.ts';
 import { commitLfsFiles, lfsEnvironment } from '../../testing/lfs-client.ts';
 import { type LfsTestServer, startLfsTestServer } from '../support/lfs-server.ts';
+import { PushLoop, type PushLoopOptions } from './pusher.ts';
 import type { LfsCheck } from './record.ts';
 import { parseRefs, RefHistory } from './ref-history.ts';
 
@@ -54,6 +54,7 @@ export async function startLfsUpstream(options: {
     await git(['clone', '--quiet', `${server.url}/${LFS_REPO}.git`, work], { env: pusherEnv });
     await git(['checkout', '--quiet', '-b', 'main'], { cwd: work, env: pusherEnv });
     const pusher = await LfsPusher.create({
+      name: LFS_REPO,
       bare: join(server.reposDir, `${LFS_REPO}.git`),
       work,
       env: pusherEnv,
@@ -79,28 +80,23 @@ export async function startLfsUpstream(options: {
   }
 }
 
-interface LfsPusherOptions {
+interface LfsPusherOptions extends PushLoopOptions {
   /** The upstream's bare repository on disk (read after a failed push). */
   bare: string;
   /** A clone of it with a work tree, pushing over HTTP. */
   work: string;
   env: NodeJS.ProcessEnv;
-  random: () => number;
-  intervalMs: { min: number; max: number };
-  log: (line: string) => void;
 }
 
-export class LfsPusher {
+export class LfsPusher extends PushLoop {
   readonly history: RefHistory;
   /** Every LFS object uploaded to upstream, oid → size: what upstream holds. */
   readonly held: Map<string, number>;
-  errors = 0;
   private readonly options: LfsPusherOptions;
   private seq = 0;
-  private stopped = false;
-  private loop: Promise<void> | undefined;
 
   private constructor(options: LfsPusherOptions, history: RefHistory, held: Map<string, number>) {
+    super(options);
     this.options = options;
     this.history = history;
     this.held = held;
@@ -118,40 +114,20 @@ export class LfsPusher {
     return new LfsPusher(options, new RefHistory(LFS_REPO, refs, Date.now()), held);
   }
 
-  start(): void {
-    this.loop ??= this.run();
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.loop;
-  }
-
   /** Objects and bytes upstream holds. */
   totals(): { objects: number; bytes: number } {
     return { objects: this.held.size, bytes: [...this.held.values()].reduce((a, b) => a + b, 0) };
   }
 
-  private async run(): Promise<void> {
-    const { min, max } = this.options.intervalMs;
-    while (!this.stopped) {
-      await sleep(min + this.options.random() * (max - min));
-      if (this.stopped) break;
-      try {
-        const n = ++this.seq;
-        await commitAndPush(this.options, { [fileName(n % FILES)]: content(this.options.random) }, this.held);
-        const sha = (await git(['rev-parse', 'HEAD'], { cwd: this.options.work })).trim();
-        this.history.apply({ at: Date.now(), ref: 'refs/heads/main', sha });
-      } catch (err) {
-        this.errors++;
-        this.options.log(`pusher ${LFS_REPO}: ${(err as Error).message.slice(0, 300)}`);
-        await this.resync();
-      }
-    }
+  protected async pushOnce(): Promise<void> {
+    const n = ++this.seq;
+    await commitAndPush(this.options, { [fileName(n % FILES)]: content(this.options.random) }, this.held);
+    const sha = (await git(['rev-parse', 'HEAD'], { cwd: this.options.work })).trim();
+    this.history.apply({ at: Date.now(), ref: 'refs/heads/main', sha });
   }
 
   /** After a failed push: what upstream's main now is, recorded. */
-  private async resync(): Promise<void> {
+  protected async resync(): Promise<void> {
     const actual = await git(['rev-parse', 'refs/heads/main'], { cwd: this.options.bare }).catch(() => '');
     const sha = actual.trim();
     if (sha && this.history.refs().get('refs/heads/main') !== sha)

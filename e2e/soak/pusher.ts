@@ -26,38 +26,27 @@ const BRANCHES = ['soak-a', 'soak-b'];
 const FORCE_BRANCH = 'soak-force';
 const MAX_TAGS = 8;
 
-export interface PusherOptions {
+export interface PushLoopOptions {
   name: string;
-  repo: UpstreamRepo;
   random: () => number;
   /** Pause between pushes: uniform in [min, max]. */
   intervalMs: { min: number; max: number };
   log: (line: string) => void;
 }
 
-export class Pusher {
-  readonly history: RefHistory;
-  readonly counts: Record<PushKind, number> = {
-    'commit-main': 0,
-    'commit-branch': 0,
-    'force-push': 0,
-    'create-tag': 0,
-    'delete-tag': 0,
-  };
+/**
+ * A push every few seconds until stopped, each recorded in `history`; after a failed push,
+ * whatever upstream then holds is recorded (`resync`), so the history stays upstream's.
+ */
+export abstract class PushLoop {
+  abstract readonly history: RefHistory;
   errors = 0;
-  private readonly options: PusherOptions;
-  private seq = 0;
+  private readonly loopOptions: PushLoopOptions;
   private stopped = false;
   private loop: Promise<void> | undefined;
 
-  private constructor(options: PusherOptions, history: RefHistory) {
-    this.options = options;
-    this.history = history;
-  }
-
-  static async create(options: PusherOptions): Promise<Pusher> {
-    const refs = await upstreamRefs(options.repo.bare);
-    return new Pusher(options, new RefHistory(options.name, refs, Date.now()));
+  protected constructor(options: PushLoopOptions) {
+    this.loopOptions = options;
   }
 
   start(): void {
@@ -69,22 +58,57 @@ export class Pusher {
     await this.loop;
   }
 
+  protected abstract pushOnce(): Promise<void>;
+  protected abstract resync(): Promise<void>;
+
   private async run(): Promise<void> {
-    const { min, max } = this.options.intervalMs;
+    const { min, max } = this.loopOptions.intervalMs;
     while (!this.stopped) {
-      await sleep(min + this.options.random() * (max - min));
+      await sleep(min + this.loopOptions.random() * (max - min));
       if (this.stopped) break;
       try {
-        await this.pushOnce(pickWeighted(WEIGHTS, this.options.random()));
+        await this.pushOnce();
       } catch (err) {
         this.errors++;
-        this.options.log(`pusher ${this.options.name}: ${(err as Error).message.slice(0, 300)}`);
+        this.loopOptions.log(`pusher ${this.loopOptions.name}: ${(err as Error).message.slice(0, 300)}`);
         await this.resync();
       }
     }
   }
+}
 
-  private async pushOnce(kind: PushKind): Promise<void> {
+export interface PusherOptions extends PushLoopOptions {
+  repo: UpstreamRepo;
+}
+
+export class Pusher extends PushLoop {
+  readonly history: RefHistory;
+  readonly counts: Record<PushKind, number> = {
+    'commit-main': 0,
+    'commit-branch': 0,
+    'force-push': 0,
+    'create-tag': 0,
+    'delete-tag': 0,
+  };
+  private readonly options: PusherOptions;
+  private seq = 0;
+
+  private constructor(options: PusherOptions, history: RefHistory) {
+    super(options);
+    this.options = options;
+    this.history = history;
+  }
+
+  static async create(options: PusherOptions): Promise<Pusher> {
+    const refs = await upstreamRefs(options.repo.bare);
+    return new Pusher(options, new RefHistory(options.name, refs, Date.now()));
+  }
+
+  protected pushOnce(): Promise<void> {
+    return this.pushKind(pickWeighted(WEIGHTS, this.options.random()));
+  }
+
+  private async pushKind(kind: PushKind): Promise<void> {
     const refs = this.history.refs();
     const n = ++this.seq;
     const main = refs.get('refs/heads/main')!;
@@ -141,7 +165,7 @@ export class Pusher {
   }
 
   /** After a failed push: whatever upstream now holds is recorded, one ref at a time. */
-  private async resync(): Promise<void> {
+  protected async resync(): Promise<void> {
     const actual = await upstreamRefs(this.options.repo.bare).catch(() => undefined);
     if (!actual) return;
     const known = this.history.refs();
