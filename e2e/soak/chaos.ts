@@ -32,6 +32,7 @@ import type { ChaosPlan, PlannedFault } from './schedule.ts';
 
 const RECOVERY_TIMEOUT_MS = 10 * 60_000;
 const RETRY_AFTER_SECONDS = 10;
+const DELETE_ATTEMPTS = 5;
 
 export interface ChaosOptions {
   env: Environment;
@@ -167,16 +168,28 @@ export class Chaos {
   private async crash(pod: string): Promise<void> {
     const { cluster } = this.options.env;
     cluster.kubelet?.crash(NAMESPACE, pod);
-    await cluster.kubectl([
-      'delete',
-      'pod',
-      pod,
-      '-n',
-      NAMESPACE,
-      '--grace-period=0',
-      '--force',
-      '--wait=false',
-    ]);
+    // The crash has happened; the delete is the node controller's part, which keeps trying
+    // through an API server too busy to answer (a TLS handshake timeout at a load of 40).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cluster.kubectl([
+          'delete',
+          'pod',
+          pod,
+          '-n',
+          NAMESPACE,
+          '--grace-period=0',
+          '--force',
+          '--wait=false',
+        ]);
+        return;
+      } catch (err) {
+        if (/NotFound/.test((err as Error).message)) return;
+        if (attempt === DELETE_ATTEMPTS) throw err;
+        this.options.log(`chaos: delete of ${pod} failed (attempt ${attempt}), retrying`);
+        await sleep(2000 * attempt);
+      }
+    }
   }
 
   private async waitEndpointGone(pod: string): Promise<number> {

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { type ArchiveRecord, assertArchiveMatches } from '../../testing/archive-integrity.ts';
 import { git } from '../../testing/git.ts';
 import type { TestKubelet } from '../kubelet/kubelet.ts';
 import { BUCKET, type Environment, STORE_PREFIX } from '../scenarios/support/environment.ts';
@@ -108,15 +109,11 @@ async function checkMirrors(options: FinalCheckOptions): Promise<string[]> {
   return problems;
 }
 
-interface Manifest {
-  key: string;
-  sizeBytes: number;
-  sha256: string;
-}
-
 /**
- * Each mirror's latest.json, read from MinIO itself, names an archive of its size and sha256;
- * every LFS object in the store is one upstream holds, of its size, and hashes to its key.
+ * Each mirror's latest.json, read from MinIO itself, names a whole archive: of its size and,
+ * as a restore checks it, its sha256 (format 1) or its index's sha256 and every piece's
+ * (format 2). Every LFS object in the store is one upstream holds, of its size, and hashes
+ * to its key.
  */
 async function checkSnapshots(options: FinalCheckOptions): Promise<string[]> {
   const problems: string[] = [];
@@ -125,12 +122,15 @@ async function checkSnapshots(options: FinalCheckOptions): Promise<string[]> {
     try {
       const manifest = JSON.parse(
         await readObject(options.env, `${prefix}latest.json`).then(String),
-      ) as Manifest;
-      const { size, sha256 } = await hashObject(options.env, `${STORE_PREFIX}/${manifest.key}`);
-      if (size !== manifest.sizeBytes || sha256 !== manifest.sha256)
+      ) as ArchiveRecord;
+      const archive = await readObject(options.env, `${STORE_PREFIX}/${manifest.key}`);
+      try {
+        assertArchiveMatches(archive, manifest);
+      } catch (err) {
         problems.push(
-          `${repo}: ${manifest.key} is ${size} bytes, sha256 ${sha256}; latest.json says ${manifest.sizeBytes}, ${manifest.sha256}`,
+          `${repo}: ${manifest.key} is ${archive.length} bytes, latest.json says ${manifest.sizeBytes}; it fails the restore's check (${(err as Error).message.split('\n')[0]})`,
         );
+      }
     } catch (err) {
       problems.push(`${repo}: ${(err as Error).message}`);
     }
