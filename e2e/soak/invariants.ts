@@ -145,7 +145,8 @@ export function judgeClones(record: SoakRecord): InvariantResult {
       checked++;
       if (op.fsck !== 'clean') violations.push(`${at}: fsck: ${op.fsck}`);
     }
-    if (op.state === null) violations.push(`${at}: refs that upstream never had`);
+    if (op.state === null)
+      violations.push(`${at}: refs that upstream never had${op.refsDiff ? ` (${op.refsDiff})` : ''}`);
     if (op.refKnown === false) violations.push(`${at}: a commit upstream's branch never pointed at`);
     if (op.lfs) lfsFiles += op.lfs.objects;
     if (op.lfs?.problem) violations.push(`${at}: LFS: ${op.lfs.problem}`);

@@ -234,7 +234,7 @@ export class LoadGenerator {
   private async lsRemote(repo: string, url: string): Promise<Partial<OpRecord>> {
     const refs = parseRefs(await git(['ls-remote', url], { timeoutMs: OP_TIMEOUT_MS }));
     const end = Date.now();
-    return { ok: true, end, state: await this.lookUp(repo, refs) };
+    return { ok: true, end, ...(await this.lookUp(repo, refs)) };
   }
 
   /** After git succeeded: the end time, fsck, and the refs looked up in upstream's history. */
@@ -263,13 +263,15 @@ export class LoadGenerator {
         refKnown: await retryLookup(() => history.everHad('refs/heads/main', sha)),
       };
     }
-    return { ok: true, end, fsck, state: await this.lookUp(repo, refs) };
+    return { ok: true, end, fsck, ...(await this.lookUp(repo, refs)) };
   }
 
-  private async lookUp(repo: string, refs: Refs): Promise<number | null> {
+  private async lookUp(repo: string, refs: Refs): Promise<Pick<OpRecord, 'state' | 'refsDiff'>> {
     const history = this.options.histories.get(repo)!;
-    const found = await retryLookup(() => history.indexOf(refs) !== undefined);
-    return found ? history.indexOf(refs)! : null;
+    if (await retryLookup(() => history.indexOf(refs) !== undefined))
+      return { state: history.indexOf(refs)! };
+    const { state, differences } = history.nearest(refs, Date.now());
+    return { state: null, refsDiff: `nearest state ${state}: ${differences.slice(0, 6).join('; ')}` };
   }
 }
 

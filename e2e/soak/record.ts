@@ -28,6 +28,8 @@ export interface OpRecord {
    * them; absent when the operation gets one ref only (checkout), which `refKnown` judges.
    */
   state?: number | null;
+  /** When `state` is null: how the refs differ from the nearest upstream state (ref-history.ts `nearest`). */
+  refsDiff?: string;
   /** checkout: whether the fetched commit is one that upstream's branch ever pointed at. */
   refKnown?: boolean;
   /** lfs: the LFS files checked out, and what was wrong with them (lfs.ts `verifyLfsCheckout`). */

@@ -105,4 +105,28 @@ describe('an upstream ref history', () => {
       ]),
     );
   });
+
+  it('names how refs that are no state differ from the nearest one', () => {
+    const h = history();
+    // The tag already pruned, main not yet moved: what a fetch stopped half way would leave.
+    const got = new Map([['refs/heads/main', A]]);
+    assert.equal(h.indexOf(got), undefined);
+    assert.deepEqual(h.nearest(got, 2500), {
+      state: 0,
+      differences: ['refs/tags/v1: got none, upstream aaaaaaaaaa'],
+    });
+    assert.deepEqual(
+      h.nearest(
+        new Map([
+          ['refs/heads/main', C],
+          ['refs/heads/x', B],
+        ]),
+        5000,
+      ),
+      {
+        state: 3,
+        differences: ['refs/heads/x: got bbbbbbbbbb, upstream none'],
+      },
+    );
+  });
 });

@@ -87,6 +87,26 @@ export class RefHistory {
     return this.values.get(ref)?.has(sha) ?? false;
   }
 
+  /**
+   * For refs that are no state of upstream's: the state among those around `at` that they
+   * differ least from, and each difference (`ref: got X, upstream Y`), so a report says what
+   * a client saw instead of only that it was wrong.
+   */
+  nearest(refs: Refs, at: number, around = 20): { state: number; differences: string[] } {
+    const center = this.stateAt(at);
+    const from = Math.max(0, center - around);
+    const to = Math.min(this.changes.length, center + around);
+    const state = new Map(Object.entries(this.initial));
+    for (let i = 0; i < from; i++) applyTo(state, this.changes[i]!);
+    let best = { state: from, differences: compare(refs, state) };
+    for (let i = from; i < to; i++) {
+      applyTo(state, this.changes[i]!);
+      const differences = compare(refs, state);
+      if (differences.length < best.differences.length) best = { state: i + 1, differences };
+    }
+    return best;
+  }
+
   /** The newest state that had begun by `at`. */
   stateAt(at: number): number {
     let index = this.changes.length;
@@ -105,6 +125,20 @@ export class RefHistory {
       this.values.set(ref, seen);
     }
   }
+}
+
+function applyTo(refs: Refs, change: RefChange): void {
+  if (change.sha === null) refs.delete(change.ref);
+  else refs.set(change.ref, change.sha);
+}
+
+function compare(got: Refs, upstream: Refs): string[] {
+  const short = (sha: string | undefined) => (sha ? sha.slice(0, 10) : 'none');
+  const names = new Set([...got.keys(), ...upstream.keys()]);
+  return [...names]
+    .filter((ref) => got.get(ref) !== upstream.get(ref))
+    .sort()
+    .map((ref) => `${ref}: got ${short(got.get(ref))}, upstream ${short(upstream.get(ref))}`);
 }
 
 export function digest(refs: Refs): string {
