@@ -25,6 +25,8 @@ export function buildReport(record: SoakRecord): SoakReport {
 }
 
 const s = (ms: number | undefined) => (ms === undefined ? '–' : `${(ms / 1000).toFixed(1)} s`);
+/** A table cell: git's and kubectl's multi-line messages on one line. */
+const oneLine = (text: string) => text.replace(/\s+/g, ' ').replaceAll('|', '\\|');
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
 
 function markdown(record: SoakRecord, results: InvariantResult[], lost: string[]): string {
@@ -45,7 +47,7 @@ function markdown(record: SoakRecord, results: InvariantResult[], lost: string[]
     '| --- | --- | --- |',
     ...results.map(
       (r) =>
-        `| ${r.id} | ${r.ok ? 'held' : '**broken**'} | ${r.summary}${r.ok ? '' : `: ${r.violations.slice(0, 3).join('; ')}${r.violations.length > 3 ? ` (+${r.violations.length - 3} more)` : ''}`} |`,
+        `| ${r.id} | ${r.ok ? 'held' : '**broken**'} | ${r.summary}${r.ok ? '' : `: ${oneLine(r.violations.slice(0, 3).join('; '))}${r.violations.length > 3 ? ` (+${r.violations.length - 3} more)` : ''}`} |`,
     ),
     '',
     failuresLine(record),
@@ -130,7 +132,9 @@ function faultsTable(record: SoakRecord): string[] {
       .sort((a, b) => a.at - b.at)
       .map((f) => {
         const recovery =
-          f.recoveredAt === undefined ? `**no**: ${f.error ?? ''}` : s(f.recoveredAt - (f.endedAt ?? f.at));
+          f.recoveredAt === undefined
+            ? `**no**: ${oneLine(f.error ?? '')}`
+            : s(f.recoveredAt - (f.endedAt ?? f.at));
         return `| ${clock(f.at - record.meta.loadStart)} | ${f.kind} | ${f.detail} | ${recovery} |`;
       }),
   ];
