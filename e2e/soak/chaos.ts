@@ -169,7 +169,7 @@ export class Chaos {
     const { cluster } = this.options.env;
     cluster.kubelet?.crash(NAMESPACE, pod);
     // The crash has happened; the delete is the node controller's part, which keeps trying
-    // through an API server too busy to answer (a TLS handshake timeout at a load of 40).
+    // through an API server too busy to answer (a TLS handshake timeout, in the 60-minute run).
     for (let attempt = 1; ; attempt++) {
       try {
         await cluster.kubectl([
