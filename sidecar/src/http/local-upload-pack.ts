@@ -75,7 +75,7 @@ export async function serveLocalUploadPack(deps: LocalServeDeps, serve: LocalSer
   const cache = deps.packCache;
   if (cache && asksForPack(request.head, protocol)) {
     if (readsSidebandPacks(request.head, protocol))
-      return runCachedUploadPack(deps, cache, serve, { body: request.body, protocol });
+      return runUploadPack(deps, serve, { args: [], protocol, body: request.body, cache });
     cache.noteBypass('no_sideband');
     serve.ctx.pack = 'bypass';
   }
@@ -87,74 +87,61 @@ function asksForPack(head: UploadPackRequestHead, protocol: string | undefined):
   return isV2(protocol) ? head.command === 'fetch' : head.wants.length > 0;
 }
 
-/**
- * upload-pack with the pack cache in pack-objects' place (pack-cache/upload-pack-with-cache.ts):
- * identical requests share one generation, and the pack goes from the cache's file straight
- * into the response. A failure after the status line cuts the response off, so the client
- * reports a failed fetch rather than taking part of a pack for the whole.
- */
-async function runCachedUploadPack(
-  deps: LocalServeDeps,
-  cache: PackCache,
-  { mirror, res, ctx }: LocalServe,
-  request: { body: Readable; protocol: string | undefined },
-): Promise<void> {
-  const started = performance.now();
-  mirror.serveStarted();
-  try {
-    const { pack } = await uploadPackWithCache({
-      git: deps.git,
-      cache,
-      logger: deps.logger,
-      repo: { id: mirror.id, dir: mirror.dir },
-      body: request.body,
-      protocol: request.protocol,
-      out: res,
-      timeoutMs: deps.timeoutMs,
-      // A client that hangs up must not leave upload-pack computing a pack for no one.
-      started: (proc) =>
-        res.on('close', () => {
-          if (!res.writableFinished) proc.kill();
-        }),
-      written: countBytes(ctx, 'local'),
-    });
-    ctx.pack = pack;
-    res.end();
-  } catch (err) {
-    deps.logger.warn(
-      { mirror: mirror.id, route: 'upload_pack', err: describeError(err) },
-      'upload-pack failed',
-    );
-    res.destroy();
-  } finally {
-    mirror.serveFinished();
-    deps.metrics.uploadPackDuration.observe({ source: 'local' }, (performance.now() - started) / 1000);
-  }
+interface UploadPackRun {
+  args: string[];
+  protocol?: string;
+  body?: Readable;
+  /**
+   * With the pack cache in pack-objects' place (pack-cache/upload-pack-with-cache.ts):
+   * identical requests share one generation, and the pack goes from the cache's file
+   * straight into the response. Only for a request with a body and a sideband client.
+   */
+  cache?: PackCache;
 }
 
-async function runUploadPack(
-  deps: LocalServeDeps,
-  { mirror, res, ctx }: LocalServe,
-  run: { args: string[]; protocol?: string; body?: Readable },
-): Promise<void> {
+/**
+ * One upload-pack for one response. A failure after the status line cuts the response
+ * off, so the client reports a failed fetch rather than taking part of a pack for the whole.
+ */
+async function runUploadPack(deps: LocalServeDeps, serve: LocalServe, run: UploadPackRun): Promise<void> {
+  const { mirror, res, ctx } = serve;
   const started = performance.now();
   mirror.serveStarted();
-  const proc = deps.git.spawn({
-    args: ['upload-pack', '--stateless-rpc', ...run.args, mirror.dir],
-    timeoutMs: deps.timeoutMs,
-    env: run.protocol ? { GIT_PROTOCOL: run.protocol } : {},
-    stdin: run.body,
-  });
-  if (!run.body) proc.stdin.end();
-  const count = countBytes(ctx, 'local');
-  proc.stdout.on('data', (chunk: Buffer) => count(chunk.length));
+  const written = countBytes(ctx, 'local');
   // A client that hangs up must not leave upload-pack computing a pack for no one.
-  res.on('close', () => {
-    if (!res.writableFinished) proc.kill();
-  });
-  proc.stdout.pipe(res);
+  const stopWhenClientLeaves = (proc: { kill(): void }) =>
+    res.on('close', () => {
+      if (!res.writableFinished) proc.kill();
+    });
   try {
-    await proc.done;
+    if (run.cache && run.body) {
+      const { pack } = await uploadPackWithCache({
+        git: deps.git,
+        cache: run.cache,
+        logger: deps.logger,
+        repo: { id: mirror.id, dir: mirror.dir },
+        body: run.body,
+        protocol: run.protocol,
+        out: res,
+        timeoutMs: deps.timeoutMs,
+        started: stopWhenClientLeaves,
+        written,
+      });
+      ctx.pack = pack;
+      res.end();
+    } else {
+      const proc = deps.git.spawn({
+        args: ['upload-pack', '--stateless-rpc', ...run.args, mirror.dir],
+        timeoutMs: deps.timeoutMs,
+        env: run.protocol ? { GIT_PROTOCOL: run.protocol } : {},
+        stdin: run.body,
+      });
+      if (!run.body) proc.stdin.end();
+      stopWhenClientLeaves(proc);
+      proc.stdout.on('data', (chunk: Buffer) => written(chunk.length));
+      proc.stdout.pipe(res);
+      await proc.done;
+    }
   } catch (err) {
     const route = ctx.route.replace('-', '_');
     deps.logger.warn({ mirror: mirror.id, route, err: describeError(err) }, 'upload-pack failed');

@@ -166,7 +166,7 @@ export class SidecarMetrics {
     });
     this.packCacheEvictions = new Counter({
       name: 'gitmirror_pack_cache_evictions_total',
-      help: 'Pack cache entries removed, by reason: ttl, budget, mirror_removed, requested',
+      help: 'Pack cache entries removed, by reason: ttl, budget, mirror_removed',
       labelNames: ['reason'],
       registers: r,
     });
@@ -205,8 +205,7 @@ export class SidecarMetrics {
       this.packCacheBypasses.inc({ reason }, 0);
     for (const outcome of ['success', 'failed', 'abandoned']) this.packCacheGenerations.inc({ outcome }, 0);
     for (const role of ['hit', 'miss', 'joined']) this.packCacheServedBytes.inc({ role }, 0);
-    for (const reason of ['ttl', 'budget', 'mirror_removed', 'requested'])
-      this.packCacheEvictions.inc({ reason }, 0);
+    for (const reason of ['ttl', 'budget', 'mirror_removed']) this.packCacheEvictions.inc({ reason }, 0);
     this.budget = new BudgetMetrics(r);
     this.loopDelay.enable();
     const loopDelay = this.loopDelay;

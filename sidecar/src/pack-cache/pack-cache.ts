@@ -1,15 +1,15 @@
-import { openSync } from 'node:fs';
 import { mkdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Clock, systemClock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
+import type { ByteHolder, EvictedEntry, EvictionCandidate } from '../budget/byte-holder.ts';
+import { planEviction } from '../budget/eviction-plan.ts';
 import type { GitRunner } from '../git/git-runner.ts';
-import { chooseEvictions, type EvictionCandidate, expiredKeys } from './eviction.ts';
 import { Generation, type GenerationOutcome } from './generation.ts';
 import { type LeaseRole, PackEntry, PackLease } from './pack-entry.ts';
 import { type PackObjectsRequest, packKey } from './pack-request.ts';
 
-export type EvictionReason = 'ttl' | 'budget' | 'mirror_removed' | 'requested';
+export type EvictionReason = 'ttl' | 'budget' | 'mirror_removed';
 /**
  * disabled: budget 0; budget: full; unsupported: an argument or input it does not take;
  * unavailable: no entry could be created; no_sideband: a client that does not read
@@ -67,9 +67,11 @@ const NOOP_OBSERVER: PackCacheObserver = { lookup() {}, generation() {}, served(
  * completed entry is ever handed out as whole; a failed generation fails its readers and
  * its file is deleted at once. Bytes on disk stay within `maxBytes`: a new generation
  * starts only below it (least-recently-used idle entries are evicted first), and a
- * generation that grows past it is finished for its readers and then dropped.
+ * generation that grows past it is finished for its readers and then dropped. It is also
+ * one of the data budget's holders: its idle entries are what it offers to give up.
  */
-export class PackCache {
+export class PackCache implements ByteHolder {
+  readonly name = 'pack-cache';
   private readonly options: PackCacheOptions;
   private readonly observer: PackCacheObserver;
   private readonly now: () => number;
@@ -79,6 +81,8 @@ export class PackCache {
   private readonly generations = new Map<PackEntry, Generation>();
   private readonly expiry: NodeJS.Timeout;
   private sequence = 0;
+  /** Bytes of every entry in `index` and `retired`, kept as entries grow and files go. */
+  private held = 0;
 
   private constructor(options: PackCacheOptions) {
     this.options = options;
@@ -102,9 +106,11 @@ export class PackCache {
 
   /**
    * A lease on the pack for this request: a completed entry (hit), a generation in progress
-   * (joined) or a new one (miss). Bypassed when the cache is off or full.
+   * (joined) or a new one (miss). Bypassed when the cache is off or full, or when the
+   * entry's file could not be created. Resolves once the file exists, so a lease's path can
+   * always be opened; an identical request arriving meanwhile joins the same entry.
    */
-  acquire(options: { repoId: string; dir: string; request: PackObjectsRequest }): Acquired {
+  async acquire(options: { repoId: string; dir: string; request: PackObjectsRequest }): Promise<Acquired> {
     if (!this.enabled) return this.bypass('disabled');
     const key = packKey({
       gitVersion: this.options.gitVersion,
@@ -112,27 +118,19 @@ export class PackCache {
       request: options.request,
     });
     const found = this.lookup(key);
-    if (found) return { lease: this.lease(found, found.state === 'complete' ? 'hit' : 'joined') };
-    this.makeRoom(Math.max(0, this.options.maxBytes - 1));
-    if (this.bytesHeld >= this.options.maxBytes) return this.bypass('budget');
-    const entry = new PackEntry({
-      key,
-      repoId: options.repoId,
-      path: join(this.options.dir, `${(++this.sequence).toString(36)}-${key.slice(0, 32)}.pack`),
-      now: this.now(),
-    });
-    // Created here, synchronously, so the file exists before any reader is told its path.
-    let fd: number;
-    try {
-      fd = openSync(entry.path, 'wx', 0o600);
-    } catch (err) {
-      this.options.logger.warn({ err: (err as Error).message }, 'pack cache: cannot create an entry');
+    const role: LeaseRole = found ? (found.state === 'complete' ? 'hit' : 'joined') : 'miss';
+    const entry = found ?? this.start(key, options);
+    if (!entry) return this.bypass('budget');
+    // Held from here: the entry is neither evicted nor abandoned while its file is created.
+    entry.readers++;
+    const generation = this.generations.get(entry);
+    if (generation && !(await generation.created)) {
+      this.release(entry, role, 0);
       return this.bypass('unavailable');
     }
-    this.index.set(key, entry);
-    const lease = this.lease(entry, 'miss');
-    this.generate(entry, fd, options.dir, options.request);
-    return { lease };
+    entry.lastUsedAt = this.now();
+    this.observer.lookup(role);
+    return { lease: new PackLease(entry, role, (served) => this.release(entry, role, served)) };
   }
 
   /** Counts a request that could not even be looked up (arguments the cache does not take). */
@@ -141,48 +139,36 @@ export class PackCache {
   }
 
   /** Bytes on disk now, generations in progress and entries still being read included. */
-  get bytesHeld(): number {
-    let bytes = 0;
-    for (const entry of this.index.values()) bytes += entry.bytes;
-    for (const entry of this.retired) bytes += entry.bytes;
-    return bytes;
+  bytesHeld(): number {
+    return this.held;
   }
 
   /**
-   * Evicts idle entries, least recently used first, until at most `targetBytes` are held;
-   * returns the bytes freed. Entries being read or generated are not touched.
+   * Completed entries nobody reads, for the data budget: those past their TTL as `expired`,
+   * the rest as `cache`. Entries being generated or read are never offered.
    */
-  evictTo(targetBytes: number, reason: EvictionReason = 'requested'): number {
-    const before = this.bytesHeld;
-    for (const key of chooseEvictions(this.candidates(), { heldBytes: before, targetBytes })) {
-      const entry = this.index.get(key);
-      if (entry) this.retire(entry, reason);
+  evictionCandidates(): EvictionCandidate[] {
+    const now = this.now();
+    const candidates: EvictionCandidate[] = [];
+    for (const entry of this.index.values()) {
+      if (!entry.idle) continue;
+      const { key, bytes, lastUsedAt } = entry;
+      candidates.push({
+        key,
+        bytes,
+        lastUsedAt,
+        tier: entry.expired(now, this.options.ttlMs) ? 'expired' : 'cache',
+      });
     }
-    return before - this.bytesHeld;
+    return candidates;
   }
 
   /**
-   * Completed entries nobody reads, for the data budget: whether each is past its TTL, when it
-   * was last served and its bytes. Entries being generated or read are never offered.
+   * Evicts these entries (keys from `evictionCandidates`) and resolves with those it removed;
+   * one that is being read meanwhile stays.
    */
-  idleEntries(): { key: string; bytes: number; lastUsedAt: number; expired: boolean }[] {
-    const expired = new Set(expiredKeys(this.candidates(), this.now(), this.options.ttlMs));
-    return this.candidates()
-      .filter((e) => e.completedAt !== undefined && e.readers === 0)
-      .map(({ key, bytes, lastUsedAt }) => ({ key, bytes, lastUsedAt, expired: expired.has(key) }));
-  }
-
-  /** Evicts these entries (keys from `idleEntries`) for the data budget; returns those it retired. */
-  evictKeys(keys: readonly string[]): { key: string; bytes: number }[] {
-    const removed: { key: string; bytes: number }[] = [];
-    for (const key of keys) {
-      const entry = this.index.get(key);
-      if (!entry || entry.readers > 0 || entry.state !== 'complete') continue;
-      const before = this.bytesHeld;
-      this.retire(entry, 'budget');
-      removed.push({ key, bytes: before - this.bytesHeld });
-    }
-    return removed;
+  async evict(keys: readonly string[]): Promise<EvictedEntry[]> {
+    return this.evictKeys(keys, 'budget');
   }
 
   /** A mirror was removed: none of its entries is served again, its generations stop. */
@@ -199,7 +185,7 @@ export class PackCache {
     return {
       maxBytes: this.options.maxBytes,
       ttlSeconds: this.options.ttlMs / 1000,
-      bytesHeld: this.bytesHeld,
+      bytesHeld: this.held,
       entries: live.filter((e) => e.state === 'complete').length,
       generating: live.filter((e) => e.state === 'generating').length,
       readers: [...live, ...this.retired].reduce((n, e) => n + e.readers, 0),
@@ -225,14 +211,11 @@ export class PackCache {
   }
 
   private isExpired(entry: PackEntry): boolean {
-    return expiredKeys([candidate(entry)], this.now(), this.options.ttlMs).length > 0;
+    return entry.expired(this.now(), this.options.ttlMs);
   }
 
-  private lease(entry: PackEntry, role: LeaseRole): PackLease {
-    entry.readers++;
-    entry.lastUsedAt = this.now();
-    this.observer.lookup(role);
-    return new PackLease(entry, role, (served) => this.release(entry, role, served));
+  private holds(entry: PackEntry): boolean {
+    return this.index.get(entry.key) === entry || this.retired.has(entry);
   }
 
   private release(entry: PackEntry, role: LeaseRole, served: number): void {
@@ -245,11 +228,31 @@ export class PackCache {
     if (entry.retired) void this.deleteFile(entry);
   }
 
-  private generate(entry: PackEntry, fd: number, dir: string, request: PackObjectsRequest): void {
+  /** A new entry and its generation, or undefined when the budget has no room for one. */
+  private start(
+    key: string,
+    options: { repoId: string; dir: string; request: PackObjectsRequest },
+  ): PackEntry | undefined {
+    this.makeRoom(Math.max(0, this.options.maxBytes - 1));
+    if (this.held >= this.options.maxBytes) return undefined;
+    const entry = new PackEntry({
+      key,
+      repoId: options.repoId,
+      path: join(this.options.dir, `${(++this.sequence).toString(36)}-${key.slice(0, 32)}.pack`),
+      now: this.now(),
+      resized: (delta) => {
+        if (this.holds(entry)) this.held += delta;
+      },
+    });
+    this.index.set(key, entry);
+    this.generate(entry, options.dir, options.request);
+    return entry;
+  }
+
+  private generate(entry: PackEntry, dir: string, request: PackObjectsRequest): void {
     const started = this.now();
     const generation = new Generation(entry, {
       git: this.options.git,
-      fd,
       dir,
       request,
       timeoutMs: this.options.generationTimeoutMs,
@@ -297,17 +300,39 @@ export class PackCache {
    * is not enough this generation is dropped when it completes (its readers still get it).
    */
   private checkBudget(entry: PackEntry): void {
-    if (this.bytesHeld <= this.options.maxBytes) return;
+    if (this.held <= this.options.maxBytes) return;
     this.makeRoom(this.options.maxBytes);
-    if (this.bytesHeld > this.options.maxBytes) entry.dropWhenComplete = true;
+    if (this.held > this.options.maxBytes) entry.dropWhenComplete = true;
   }
 
+  /**
+   * Expired entries go (read or not: they are not served again); then, if more than
+   * `targetBytes` are held, idle entries as the data budget would choose them, least
+   * recently used first, and none if all of them together would not be enough.
+   */
   private makeRoom(targetBytes: number): void {
-    for (const key of expiredKeys(this.candidates(), this.now(), this.options.ttlMs)) {
+    const now = this.now();
+    for (const entry of [...this.index.values()])
+      if (entry.expired(now, this.options.ttlMs)) this.retire(entry, 'ttl');
+    if (this.held <= targetBytes) return;
+    const candidates = this.evictionCandidates().map((c) => ({ ...c, holder: this.name }));
+    const plan = planEviction(candidates, this.held - targetBytes);
+    this.evictKeys(
+      plan.evictions.map((c) => c.key),
+      'budget',
+    );
+  }
+
+  /** Retires those of these entries that are idle; returns them with the bytes each freed. */
+  private evictKeys(keys: readonly string[], reason: EvictionReason): EvictedEntry[] {
+    const removed: EvictedEntry[] = [];
+    for (const key of keys) {
       const entry = this.index.get(key);
-      if (entry) this.retire(entry, 'ttl');
+      if (!entry?.idle) continue;
+      this.retire(entry, reason);
+      removed.push({ key, bytes: entry.bytes });
     }
-    this.evictTo(targetBytes, 'budget');
+    return removed;
   }
 
   private expire(): void {
@@ -327,6 +352,7 @@ export class PackCache {
   /** Counted as freed at once (the unlink follows), so one eviction never triggers a second. */
   private async deleteFile(entry: PackEntry): Promise<void> {
     if (!this.retired.delete(entry)) return;
+    this.held -= entry.bytes;
     await unlink(entry.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT')
         this.options.logger.warn(
@@ -336,22 +362,8 @@ export class PackCache {
     });
   }
 
-  private candidates(): EvictionCandidate[] {
-    return [...this.index.values()].map(candidate);
-  }
-
   private bypass(reason: BypassReason): Acquired {
     this.observer.lookup('bypass', reason);
     return { bypass: reason };
   }
-}
-
-function candidate(entry: PackEntry): EvictionCandidate {
-  return {
-    key: entry.key,
-    bytes: entry.bytes,
-    lastUsedAt: entry.lastUsedAt,
-    completedAt: entry.state === 'complete' ? entry.completedAt : undefined,
-    readers: entry.readers,
-  };
 }

@@ -31,13 +31,22 @@ export class PackEntry {
   /** Completed over the budget: retire it then instead of keeping it. */
   dropWhenComplete = false;
   private readonly events = new EventEmitter();
+  private readonly resized: (deltaBytes: number) => void;
 
-  constructor(options: { key: string; repoId: string; path: string; now: number }) {
+  constructor(options: {
+    key: string;
+    repoId: string;
+    path: string;
+    now: number;
+    /** Told how much `bytes` changed by, so the cache keeps its total without adding up entries. */
+    resized?: (deltaBytes: number) => void;
+  }) {
     this.key = options.key;
     this.repoId = options.repoId;
     this.path = options.path;
     this.createdAt = options.now;
     this.lastUsedAt = options.now;
+    this.resized = options.resized ?? (() => {});
     this.events.setMaxListeners(0);
   }
 
@@ -53,15 +62,25 @@ export class PackEntry {
     return this.failure;
   }
 
+  /** Whether it completed at least `ttlMs` ago: no longer served, read or not. */
+  expired(now: number, ttlMs: number): boolean {
+    return this.completedAt !== undefined && now - this.completedAt >= ttlMs;
+  }
+
+  /** Completed and read by nobody: the only kind of entry that may be evicted. */
+  get idle(): boolean {
+    return this.currentState === 'complete' && this.readers === 0;
+  }
+
   grew(bytes: number): void {
     if (this.currentState !== 'generating' || bytes <= this.written) return;
-    this.written = bytes;
+    this.resize(bytes);
     this.events.emit('change');
   }
 
   completed(bytes: number, now: number): void {
     if (this.currentState !== 'generating') return;
-    this.written = bytes;
+    this.resize(bytes);
     this.currentState = 'complete';
     this.completedAt = now;
     this.events.emit('change');
@@ -72,6 +91,12 @@ export class PackEntry {
     this.currentState = 'failed';
     this.failure = message;
     this.events.emit('change');
+  }
+
+  private resize(bytes: number): void {
+    const delta = bytes - this.written;
+    this.written = bytes;
+    if (delta !== 0) this.resized(delta);
   }
 
   /** pack-objects' progress output, for readers that asked for progress. */

@@ -122,7 +122,7 @@ async function answerHook(proc: SpawnedProcess, options: CachedUploadPack): Prom
     return bypass(parsed ? parsed.unsupported : 'not a git command');
   }
   try {
-    const acquired = options.cache.acquire({
+    const acquired = await options.cache.acquire({
       repoId: options.repo.id,
       dir: options.repo.dir,
       request: parsed,

@@ -3,13 +3,11 @@ import type { StorageStatus } from '../../../core/admin-api.ts';
 import { formatBytes } from '../../../core/byte-size.ts';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
-import type { ByteHolder } from '../budget/byte-holder.ts';
 import { DiskBudget, describeShortfall } from '../budget/disk-budget.ts';
 import { MeasuredTree } from '../budget/measured-tree.ts';
 import type { SidecarConfig } from '../config/sidecar-config.ts';
 import { ClientLimiter } from '../http/client-limiter.ts';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.ts';
-import type { PackCache } from '../pack-cache/pack-cache.ts';
 import { UpstreamHosts } from '../upstream/host-gate.ts';
 
 /** A file snapshot store under the data dir is re-measured this often (it changes only on publish). */
@@ -98,23 +96,4 @@ async function measuredStore(config: SidecarConfig): Promise<MeasuredTree | unde
   const tree = new MeasuredTree('snapshots', dir);
   await tree.refresh();
   return tree;
-}
-
-/**
- * The pack cache as one of the data budget's holders: its expired entries go first, then its
- * least recently served ones, never one being generated or read.
- */
-export function packCacheHolder(cache: PackCache): ByteHolder {
-  return {
-    name: 'pack-cache',
-    bytesHeld: () => cache.bytesHeld,
-    evictionCandidates: () =>
-      cache.idleEntries().map(({ key, bytes, lastUsedAt, expired }) => ({
-        key,
-        bytes,
-        lastUsedAt,
-        tier: expired ? 'expired' : 'cache',
-      })),
-    evict: async (keys) => cache.evictKeys(keys),
-  };
 }

@@ -31,7 +31,7 @@ import type { PackCache } from '../pack-cache/pack-cache.ts';
 import { startPackCache } from '../pack-cache/pack-cache-service.ts';
 import { killAllChildren } from '../process/child-process.ts';
 import type { SnapshotService } from '../snapshot/snapshot-service.ts';
-import { type Budgets, createBudgets, packCacheHolder } from './budgets.ts';
+import { type Budgets, createBudgets } from './budgets.ts';
 import { errorHandler } from './error-handler.ts';
 import { startLfs } from './lfs-routes.ts';
 import { requestLog } from './request-log.ts';
@@ -117,7 +117,7 @@ export async function startSidecar(
   mirrors.on('ready', (mirror) => shared.dropMirror(mirror.id));
   const packCache = await openPackCache({ config, dir: layout.packCacheDir, git, logger, metrics, clock });
   mirrors.on('removed', (mirror) => packCache?.dropRepository(mirror.id));
-  if (packCache) budgets.disk.add(packCacheHolder(packCache));
+  if (packCache) budgets.disk.add(packCache);
   await mirrors.discoverExisting();
   const standalone = config.mirrors.map((url) => mirrors.adopt(url));
   for (const mirror of standalone) void mirrors.warm(mirror).catch(() => {});

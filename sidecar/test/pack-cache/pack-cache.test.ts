@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Clock } from '../../../core/clock.ts';
@@ -96,14 +96,15 @@ describe('pack cache: one generation per identical request', () => {
     const counts = new Counts();
     const { cache } = await openCache(git, { observer: counts });
     const req = await request();
-    const leases = Array.from({ length: 5 }, () => leaseOf(cache.acquire(req)));
+    // Asked at once: the later four join while the first one's file is still being created.
+    const leases = (await Promise.all(Array.from({ length: 5 }, () => cache.acquire(req)))).map(leaseOf);
     assert.deepEqual(
       leases.map((l) => l.role),
       ['miss', 'joined', 'joined', 'joined', 'joined'],
     );
     const packs = await Promise.all(leases.map(readLease));
     for (const [i, lease] of leases.entries()) lease.release(packs[i]!.length);
-    const hit = leaseOf(cache.acquire(req));
+    const hit = leaseOf(await cache.acquire(req));
     assert.equal(hit.role, 'hit');
     const fromDisk = await readLease(hit);
     hit.release(fromDisk.length);
@@ -120,8 +121,8 @@ describe('pack cache: one generation per identical request', () => {
     const git = new RecordingGit({ stallAfterBytes: 64 * 1024, releaseFile });
     const { cache, dir } = await openCache(git);
     const req = await request();
-    const first = leaseOf(cache.acquire(req));
-    const second = leaseOf(cache.acquire(req));
+    const first = leaseOf(await cache.acquire(req));
+    const second = leaseOf(await cache.acquire(req));
     const reads = [readLease(first), readLease(second)].map((p) =>
       p.then(
         () => 'whole',
@@ -136,8 +137,8 @@ describe('pack cache: one generation per identical request', () => {
     first.release();
     second.release();
     await waitFor('the failed entry deleted', async () => (await readdir(dir)).length === 0);
-    assert.equal(cache.bytesHeld, 0);
-    const again = leaseOf(cache.acquire(req));
+    assert.equal(cache.bytesHeld(), 0);
+    const again = leaseOf(await cache.acquire(req));
     assert.equal(again.role, 'miss', 'a failed generation is never served');
     const pack = await readLease(again);
     again.release();
@@ -151,8 +152,8 @@ describe('pack cache: one generation per identical request', () => {
     const counts = new Counts();
     const { cache, dir } = await openCache(git, { observer: counts });
     const req = await request();
-    const leaving = leaseOf(cache.acquire(req));
-    const staying = leaseOf(cache.acquire(req));
+    const leaving = leaseOf(await cache.acquire(req));
+    const staying = leaseOf(await cache.acquire(req));
     await waitFor('generation started', () => staying.bytes > 0, { timeoutMs: 20_000 });
     leaving.release();
     await new Promise((r) => setTimeout(r, 200));
@@ -171,15 +172,24 @@ describe('pack cache: one generation per identical request', () => {
     const counts = new Counts();
     const { cache } = await openCache(git, { ttlMs: 60_000, clock, observer: counts });
     const req = await request();
-    const first = leaseOf(cache.acquire(req));
+    const first = leaseOf(await cache.acquire(req));
     await readLease(first);
     first.release();
     clock.advance(59_000);
-    const hit = leaseOf(cache.acquire(req));
+    const hit = leaseOf(await cache.acquire(req));
     assert.equal(hit.role, 'hit');
     hit.release();
+    assert.deepEqual(
+      cache.evictionCandidates().map((c) => c.tier),
+      ['cache'],
+    );
     clock.advance(1_000);
-    const expired = leaseOf(cache.acquire(req));
+    // Past its TTL it is offered to the data budget first, before it is even asked for again.
+    assert.deepEqual(
+      cache.evictionCandidates().map((c) => c.tier),
+      ['expired'],
+    );
+    const expired = leaseOf(await cache.acquire(req));
     assert.equal(expired.role, 'miss');
     await readLease(expired);
     expired.release();
@@ -199,7 +209,7 @@ describe('pack cache: one generation per identical request', () => {
       observer: counts,
     });
     const fetchBranch = async (branch: string) => {
-      const lease = leaseOf(cache.acquire(await request([branch])));
+      const lease = leaseOf(await cache.acquire(await request([branch])));
       await readLease(lease);
       lease.release();
       return lease;
@@ -212,7 +222,7 @@ describe('pack cache: one generation per identical request', () => {
     assert.equal((await fetchBranch('alpha')).role, 'hit', 'the recently used entry stayed');
     assert.equal((await fetchBranch('gamma')).role, 'hit');
     assert.equal((await fetchBranch('beta')).role, 'miss', 'the least recently used one went');
-    assert.ok(cache.bytesHeld <= 250 * 1024);
+    assert.ok(cache.bytesHeld() <= 250 * 1024);
     await cache.close();
   });
 
@@ -236,7 +246,7 @@ describe('pack cache: one generation per identical request', () => {
     await Promise.all(
       Array.from({ length: clients }, async () => {
         for (let stdin = queue.shift(); stdin; stdin = queue.shift()) {
-          const acquired = cache.acquire(await request(stdin));
+          const acquired = await cache.acquire(await request(stdin));
           if (!('lease' in acquired)) continue;
           const pack = await readLease(acquired.lease);
           largestPack = Math.max(largestPack, pack.length);
@@ -247,8 +257,11 @@ describe('pack cache: one generation per identical request', () => {
     );
     clearInterval(sampler);
     assert.ok(counts.evictions.length > 0, 'entries were evicted');
-    assert.ok(cache.bytesHeld <= maxBytes, `held ${cache.bytesHeld}`);
+    assert.ok(cache.bytesHeld() <= maxBytes, `held ${cache.bytesHeld()}`);
     assert.ok((await diskBytes(dir)) <= maxBytes);
+    // The running total never drifted from the files through all the growth and evictions
+    // (a retired entry counts as freed before its unlink is done).
+    await waitFor('bytes held equal to the files', async () => cache.bytesHeld() === (await diskBytes(dir)));
     // Only generations already running when the budget filled can take it past the limit.
     assert.ok(peakOnDisk <= maxBytes + clients * largestPack, `peak ${peakOnDisk}`);
     await cache.close();
@@ -257,19 +270,50 @@ describe('pack cache: one generation per identical request', () => {
   it('removes a deleted mirror’s entries and frees idle bytes on request, never under a reader', async () => {
     const git = new RecordingGit();
     const { cache, dir } = await openCache(git);
-    const reading = leaseOf(cache.acquire(await request(['alpha'])));
+    const reading = leaseOf(await cache.acquire(await request(['alpha'])));
     await readLease(reading);
-    const idle = leaseOf(cache.acquire(await request(['beta'])));
+    const idle = leaseOf(await cache.acquire(await request(['beta'])));
     await readLease(idle);
     idle.release();
-    const held = cache.bytesHeld;
-    assert.equal(cache.evictTo(0), idle.bytes);
-    assert.equal(cache.bytesHeld, held - idle.bytes);
+    const held = cache.bytesHeld();
+    const offered = cache.evictionCandidates();
+    assert.deepEqual(
+      offered.map((c) => [c.key, c.tier]),
+      [[idle.key, 'cache']],
+      'only the idle entry is offered',
+    );
+    assert.deepEqual(await cache.evict(offered.map((c) => c.key)), [{ key: idle.key, bytes: idle.bytes }]);
+    assert.equal(cache.bytesHeld(), held - idle.bytes);
     cache.dropRepository('example.com/org/repo');
     assert.equal((await readdir(dir)).length, 1, 'the file being read stays until its reader is done');
-    assert.equal(leaseOf(cache.acquire(await request(['alpha']))).role, 'miss');
+    assert.equal(leaseOf(await cache.acquire(await request(['alpha']))).role, 'miss');
     reading.release();
     await waitFor('the dropped entry deleted', async () => (await readdir(dir)).length <= 1);
+    await cache.close();
+  });
+
+  it('bypasses a request whose entry cannot be created, and every identical one that came meanwhile', async () => {
+    const git = new RecordingGit();
+    const counts = new Counts();
+    const { cache, dir } = await openCache(git, { observer: counts });
+    const req = await request();
+    // The file is created without blocking the event loop, so a gone directory shows only then.
+    await rm(dir, { recursive: true });
+    const both = await Promise.all([cache.acquire(req), cache.acquire(req)]);
+    assert.deepEqual(both, [{ bypass: 'unavailable' }, { bypass: 'unavailable' }]);
+    assert.deepEqual(counts.lookups, ['bypass', 'bypass']);
+    await waitFor('the failed generation counted', () => counts.generations.length === 1);
+    assert.deepEqual(counts.generations, ['failed']);
+    assert.equal(git.generations.length, 0, 'pack-objects never ran');
+    assert.equal(cache.bytesHeld(), 0);
+    await mkdir(dir);
+    const next = leaseOf(await cache.acquire(req));
+    assert.equal(next.role, 'miss');
+    assert.deepEqual(
+      await objectsInPack(await readLease(next), join(root, `index-${n}`)),
+      await objectsOf(bare),
+    );
+    next.release();
     await cache.close();
   });
 
@@ -292,7 +336,7 @@ describe('pack cache: one generation per identical request', () => {
 
   it('bypasses everything when its budget is 0', async () => {
     const { cache } = await openCache(new RecordingGit(), { maxBytes: 0 });
-    assert.deepEqual(cache.acquire(await request()), { bypass: 'disabled' });
+    assert.deepEqual(await cache.acquire(await request()), { bypass: 'disabled' });
     await cache.close();
   });
 });

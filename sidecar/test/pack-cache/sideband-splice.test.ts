@@ -78,12 +78,12 @@ describe('a cached pack written into a response as side-band packets', () => {
     });
     const request = parsePackObjectsArgs([...CLONE_ARGS, ...extra], await cloneStdin(bare, ['main']));
     assert.ok(!('unsupported' in request));
-    const again = (): PackLease => {
-      const acquired = cache.acquire({ repoId: 'r', dir: bare, request });
+    const again = async (): Promise<PackLease> => {
+      const acquired = await cache.acquire({ repoId: 'r', dir: bare, request });
       assert.ok('lease' in acquired);
       return acquired.lease;
     };
-    return { lease: again(), cache, again };
+    return { lease: await again(), cache, again };
   }
 
   it('frames the whole pack in packets of at most 65520 bytes while it is generated, with progress', async () => {
@@ -107,7 +107,7 @@ describe('a cached pack written into a response as side-band packets', () => {
       .sort();
     assert.deepEqual(await objectsInPack(pack, join(root, `index-${n}`)), expected);
     lease.release(sent);
-    const hit = acquire();
+    const hit = await acquire();
     assert.equal(hit.role, 'hit');
     const again = collect();
     await writeSidebandPack(hit, again.out, { progress: true, keepaliveMs: 5_000 });

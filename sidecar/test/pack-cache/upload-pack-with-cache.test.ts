@@ -88,7 +88,7 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
     });
     const { url, cache, observer } = await serve({ git: recording, maxBytes: 1024 });
     const filling = run(['clone', '--bare', '--quiet', url, join(root, `filling-${n}`)]);
-    await waitFor('the budget used up', () => cache.bytesHeld >= 1024, { timeoutMs: 20_000 });
+    await waitFor('the budget used up', () => cache.bytesHeld() >= 1024, { timeoutMs: 20_000 });
     const before = await packObjectsStarted(trace);
     const other = join(root, `bypassed-${n}`);
     await git(['clone', '--bare', '--quiet', '--depth', '1', url, other]);
