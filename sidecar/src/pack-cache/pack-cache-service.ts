@@ -2,6 +2,7 @@ import { mkdir, rm, statfs } from 'node:fs/promises';
 import type { Clock } from '../../../core/clock.ts';
 import type { Logger } from '../../../core/log.ts';
 import type { GitRunner } from '../git/git-runner.ts';
+import { FileSender } from './file-sender.ts';
 import { PackCache, type PackCacheObserver } from './pack-cache.ts';
 
 /** A tenth of the data volume: room for several full packs of a large mirror, far from filling it. */
@@ -32,6 +33,7 @@ export async function startPackCache(options: PackCacheStart): Promise<PackCache
     return undefined;
   }
   const gitVersion = (await options.git.version()).text;
+  const fileSender = await FileSender.find();
   const cache = await PackCache.open({
     dir: options.dir,
     maxBytes,
@@ -42,8 +44,14 @@ export async function startPackCache(options: PackCacheStart): Promise<PackCache
     generationTimeoutMs: options.generationTimeoutMs,
     observer: options.observer,
     clock: options.clock,
+    fileSender,
   });
-  options.logger.info({ maxBytes, ttlSeconds: options.ttlMs / 1000, gitVersion }, 'pack cache on');
+  options.logger.info(
+    { maxBytes, ttlSeconds: options.ttlMs / 1000, gitVersion, sendfile: fileSender !== undefined },
+    fileSender
+      ? 'pack cache on'
+      : 'pack cache on; completed packs are copied (no perl to send them with sendfile)',
+  );
   return cache;
 }
 

@@ -5,6 +5,7 @@ import type { Logger } from '../../../core/log.ts';
 import type { ByteHolder, EvictedEntry, EvictionCandidate } from '../budget/byte-holder.ts';
 import { planEviction } from '../budget/eviction-plan.ts';
 import type { GitRunner } from '../git/git-runner.ts';
+import type { FileSender } from './file-sender.ts';
 import { Generation, type GenerationOutcome } from './generation.ts';
 import { type LeaseRole, PackEntry, PackLease } from './pack-entry.ts';
 import { type PackObjectsRequest, packKey } from './pack-request.ts';
@@ -44,6 +45,8 @@ export interface PackCacheOptions {
   clock?: Clock;
   /** Size sampling of running generations (default 20 ms). */
   pollMs?: number;
+  /** Sends completed packs into responses without a copy through the sidecar (else they are copied). */
+  fileSender?: FileSender;
 }
 
 export type Acquired = { lease: PackLease } | { bypass: BypassReason };
@@ -102,6 +105,10 @@ export class PackCache implements ByteHolder {
 
   get enabled(): boolean {
     return this.options.maxBytes > 0;
+  }
+
+  get fileSender(): FileSender | undefined {
+    return this.options.fileSender;
   }
 
   /**

@@ -1,6 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { GitMirrorError } from '../errors/gitmirror-error.ts';
+import { type FileSender, rawResponse } from './file-sender.ts';
 import type { PackLease } from './pack-entry.ts';
 
 /** side-band-64k (and protocol v2's packfile section): 65520-byte packets, 1 band byte. */
@@ -34,6 +35,8 @@ export interface SpliceOptions {
   keepaliveMs: number;
   /** Told the size of each piece written to the response (packets, progress, keepalives). */
   written?(bytes: number): void;
+  /** Sends a completed pack without copying it through the sidecar, where the response allows. */
+  sender?: { files: FileSender; timeoutMs: number };
 }
 
 /**
@@ -70,7 +73,9 @@ export async function writeSidebandPack(
             : 'gitmirror: joined a pack generation already under way\n',
         ),
       );
-    return await copyFramed({ file, lease, out, send, keepaliveMs: options.keepaliveMs });
+    if (options.sender && lease.state === 'complete' && lease.bytes > DATA_MAX)
+      return await sendByHelper({ file, lease, out, send, keepaliveMs: options.keepaliveMs }, options);
+    return await copyFramed({ file, lease, out, send, keepaliveMs: options.keepaliveMs }, 0);
   } finally {
     stopProgress();
     await file.close();
@@ -85,11 +90,36 @@ interface Copy {
   keepaliveMs: number;
 }
 
-async function copyFramed({ file, lease, out, send, keepaliveMs }: Copy): Promise<number> {
+/**
+ * A completed pack: its first packet goes out through the response (whose write callback
+ * tells that everything before it reached the socket), the rest by the file sender straight
+ * from the page cache into the socket, when the response allows; else it is copied.
+ */
+async function sendByHelper(copy: Copy, options: SpliceOptions): Promise<number> {
+  const { file, lease, out, send } = copy;
+  const first = Buffer.allocUnsafe(PACKET_MAX);
+  const bytesRead = await readFramed(file, first, 0, DATA_MAX);
+  if (bytesRead === 0) throw new GitMirrorError('PROCESS_FAILED', 'the cached pack is shorter than its size');
+  await send(first.subarray(0, framedLength(first, bytesRead)));
+  const target = rawResponse(out);
+  if (!target || !options.sender) return copyFramed(copy, bytesRead);
+  const sent = await options.sender.files.send({
+    path: lease.path,
+    offset: bytesRead,
+    length: lease.bytes - bytesRead,
+    target,
+    timeoutMs: options.sender.timeoutMs,
+  });
+  options.written?.(sent);
+  return lease.bytes;
+}
+
+/** Copies the pack from `from` on, through the sidecar, following a generation as it grows. */
+async function copyFramed({ file, lease, out, send, keepaliveMs }: Copy, from: number): Promise<number> {
   // Two frames in turn: one is being written to the socket while the next is read into.
   const frames = [0, 1].map(() => Buffer.allocUnsafeSlow(PACKET_MAX * PACKETS_PER_WRITE));
   const writing: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
-  let position = 0;
+  let position = from;
   for (let turn = 0; ; ) {
     if (out.destroyed) throw new GitMirrorError('ABORTED', 'the client went away');
     const available = lease.bytes - position;

@@ -80,10 +80,12 @@ export async function uploadPackWithCache(options: CachedUploadPack): Promise<Ca
     }
     handed = answer;
     if (!tail.equals(FLUSH)) throw new Error('upload-pack did not end with a flush packet after its hook');
+    const files = options.cache.fileSender;
     const sent = await writeSidebandPack(handed.lease, options.out, {
       progress: handed.progress,
       keepaliveMs: options.keepaliveMs ?? KEEPALIVE_MS,
       written,
+      sender: files && { files, timeoutMs: options.timeoutMs },
     });
     options.out.write(FLUSH);
     handed.lease.release(sent);

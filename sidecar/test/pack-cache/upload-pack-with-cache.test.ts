@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { writeFile } from 'node:fs/promises';
+import { readdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { silentLogger } from '../../../core/log.ts';
@@ -9,6 +9,7 @@ import { objectsOf } from '../../../testing/git-repos.ts';
 import { removeDir, tempDir } from '../../../testing/temp-dir.ts';
 import { waitFor } from '../../../testing/wait.ts';
 import { pktLine } from '../../src/http/pkt-line.ts';
+import { FileSender } from '../../src/pack-cache/file-sender.ts';
 import { PackCache } from '../../src/pack-cache/pack-cache.ts';
 import { recordingObserver, startCacheGitServer } from './cache-git-server.ts';
 import { createPackRepo, packObjectsStarted, RecordingGit } from './fixtures.ts';
@@ -50,12 +51,19 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
   });
 
   async function serve(
-    options: { git?: RecordingGit; maxBytes?: number; keepaliveMs?: number; maxStdinBytes?: number } = {},
+    options: {
+      git?: RecordingGit;
+      maxBytes?: number;
+      keepaliveMs?: number;
+      maxStdinBytes?: number;
+      fileSender?: FileSender;
+    } = {},
   ) {
+    const dir = join(root, `cache-${++n}`);
     const observer = recordingObserver();
     const gitRunner = options.git ?? new RecordingGit({ env: { GIT_TRACE2_EVENT: trace } });
     const cache = await PackCache.open({
-      dir: join(root, `cache-${++n}`),
+      dir,
       maxBytes: options.maxBytes ?? 1 << 30,
       ttlMs: 60_000,
       git: gitRunner,
@@ -64,6 +72,7 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
       generationTimeoutMs: 60_000,
       observer,
       pollMs: 5,
+      fileSender: options.fileSender,
     });
     const server = await startCacheGitServer({
       repoDir: bare,
@@ -76,7 +85,7 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
       await server.close();
       await cache.close();
     });
-    return { url: server.url, cache, observer, git: gitRunner };
+    return { url: server.url, cache, observer, git: gitRunner, dir };
   }
 
   it('lets the hook run pack-objects itself when the cache is full', async () => {
@@ -108,6 +117,61 @@ describe('upload-pack with the pack cache, real clients over HTTP', () => {
     assert.deepEqual(await objectsOf(target), await objectsOf(bare));
     assert.equal((await packObjectsStarted(trace)) - before, 1, 'the hook ran its own pack-objects');
     assert.deepEqual(observer.lookups, ['bypass'], 'counted as a bypass');
+  });
+
+  /** The sender found on this machine, counting the bytes it was asked to send. */
+  async function countingSender(): Promise<{ sender: FileSender; sent: number[] }> {
+    const sender = await FileSender.find();
+    assert.ok(sender, 'perl with syscall.ph (git depends on perl) finds sendfile');
+    const sent: number[] = [];
+    const send = sender.send.bind(sender);
+    sender.send = (options) => {
+      sent.push(options.length);
+      return send(options);
+    };
+    return { sender, sent };
+  }
+
+  it('sends a completed pack with sendfile, byte for byte the response the copy makes', async () => {
+    const tips = [
+      ...new Set((await git(['for-each-ref', '--format=%(objectname)'], { cwd: bare })).trim().split('\n')),
+    ];
+    const request = `${pktLine('command=fetch\n')}0001${tips.map((t) => pktLine(`want ${t}\n`)).join('')}${pktLine('ofs-delta\n')}${pktLine('done\n')}0000`;
+    const v2 = { 'Git-Protocol': 'version=2' };
+    const copied = await serve();
+    await post(copied.url, request, v2);
+    const byCopy = await post(copied.url, request, v2);
+    const { sender, sent } = await countingSender();
+    const sending = await serve({ fileSender: sender });
+    await post(sending.url, request, v2);
+    const bySendfile = await post(sending.url, request, v2);
+    assert.ok(sent.length >= 1, 'the hit went through the file sender');
+    assert.ok(bySendfile.equals(byCopy), 'identical responses');
+    // Real clients over both protocols: the second clone of each is a hit, whole and fsck clean.
+    for (const version of ['0', '2']) {
+      const before = sent.length;
+      for (const attempt of ['miss', 'hit']) {
+        const target = join(root, `sendfile-v${version}-${attempt}-${n}`);
+        await git(['-c', `protocol.version=${version}`, 'clone', '--bare', '--quiet', sending.url, target]);
+        await git(['fsck', '--strict', '--no-progress'], { cwd: target });
+        assert.deepEqual(await objectsOf(target), await objectsOf(bare));
+      }
+      assert.ok(sent.length > before, `protocol v${version}: the hit went through the file sender`);
+    }
+  });
+
+  it('cuts the response off when the file sender cannot send the whole pack', async () => {
+    const { sender, sent } = await countingSender();
+    const { url, dir } = await serve({ fileSender: sender });
+    await git(['clone', '--bare', '--quiet', url, join(root, `whole-${n}`)]);
+    // The completed entry loses its end on disk: the sender finds the file shorter than the pack.
+    const [name] = await readdir(dir);
+    await truncate(join(dir, name!), 80 * 1024);
+    const target = join(root, `cut-${n}`);
+    const result = await run(['clone', '--bare', '--quiet', url, target]);
+    assert.notEqual(result.code, 0, 'the clone fails rather than taking part of a pack for the whole');
+    assert.ok(sent.length >= 1);
+    assert.deepEqual(await readdir(root).then((names) => names.includes(`cut-${n}`)), false);
   });
 
   it('keeps a client that joined a slow generation alive with keepalives, and tells it so', async () => {
