@@ -45,7 +45,9 @@ export interface SpliceOptions {
  * generation in progress has nothing new. The file is read in 1 MiB steps straight into the
  * packets' data slots of two frames used in turn, one written while the next is read, so a
  * byte costs a read and a socket write and the heap sees no new buffers: `out` must be done
- * with a chunk when its write callback runs, as sockets and HTTP responses are. Resolves with the pack
+ * with a chunk when its write callback runs, as sockets and HTTP responses are. A completed
+ * pack is handed to `sender` after its first packet where the response allows (see
+ * file-sender.ts): no byte of it then passes through the sidecar. Resolves with the pack
  * bytes sent once the whole pack is out; if the generation fails it writes the reason on
  * band 3 (the client stops with "remote error") and rejects, so no one mistakes a part for
  * the whole.
