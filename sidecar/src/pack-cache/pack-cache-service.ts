@@ -32,8 +32,9 @@ export async function startPackCache(options: PackCacheStart): Promise<PackCache
     await rm(options.dir, { recursive: true, force: true });
     return undefined;
   }
-  const gitVersion = (await options.git.version()).text;
-  const fileSender = await FileSender.find();
+  // Both start a process: side by side, so the sidecar's start waits for one.
+  const [version, fileSender] = await Promise.all([options.git.version(), FileSender.find()]);
+  const gitVersion = version.text;
   const cache = await PackCache.open({
     dir: options.dir,
     maxBytes,
