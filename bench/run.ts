@@ -10,7 +10,7 @@ import { measureColdStart } from './cold-start.ts';
 import type { BenchContext } from './context.ts';
 import { LFS_OBJECTS, lfsServerBinary, measureLfsPull } from './lfs.ts';
 import { type BenchOptions, parseBenchArgs, USAGE } from './options.ts';
-import { benchCacheDir, ensureBenchRepo, paramsHash } from './repo-cache.ts';
+import { ensureBenchRepo, paramsHash } from './repo-cache.ts';
 import { type BenchReport, checkTargets, machineInfo, markdownTable } from './report.ts';
 import { measureRestorePipeline } from './restore-pipeline.ts';
 import { type BenchS3, startSeededS3 } from './s3.ts';
@@ -36,7 +36,9 @@ async function main(options: BenchOptions): Promise<BenchReport> {
   const upstream = await startHttpBackend(repo.root);
   const workDir = await mkdtemp(join(resolve(options.workDir ?? tmpdir()), 'gitmirror-bench-'));
   log(`scratch dir ${workDir}`);
-  const compileCache = await warmCompileCache(join(benchCacheDir(), 'node-compile-cache'));
+  // Filled afresh each run, as the image build fills it: a cache kept between runs would also
+  // hold what earlier sidecars compiled at run time, which a new pod's read-only cache does not.
+  const compileCache = await warmCompileCache(join(workDir, 'node-compile-cache'));
   // The restore pipeline runs in this process; its worker threads read this at start-up, so
   // they load their modules as the image's sidecar does.
   process.env.NODE_COMPILE_CACHE = compileCache;

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { isIgnored, parseDockerignore } from '../../image/context.ts';
 import { entryPoints, importClosure, topLevel } from '../../image/imports.ts';
+import { SIDECAR_NODE_FLAGS } from '../../testing/sidecar-process.ts';
 
 /**
  * What can be checked of the image without a Docker engine: the Dockerfile's promises against
@@ -121,8 +122,15 @@ describe('Dockerfile', () => {
     assert.deepEqual(JSON.parse(entrypoints[0]!.args), ['/usr/bin/tini', '--']);
     assert.ok(aptInstalled(runtime).includes('tini'));
     const cmd = runtime.find((i) => i.op === 'CMD');
-    assert.deepEqual(JSON.parse(cmd!.args), ['node', 'sidecar/src/main.ts']);
-    assert.equal(packageJson.scripts.start, 'node sidecar/src/main.ts');
+    // The same node flags everywhere the sidecar runs, tests and the benchmark included.
+    const sidecar = ['node', ...SIDECAR_NODE_FLAGS, 'sidecar/src/main.ts'];
+    assert.deepEqual(JSON.parse(cmd!.args), sidecar);
+    assert.equal(packageJson.scripts.start, sidecar.join(' '));
+    assert.deepEqual(
+      parse(read('charts/gitmirror/templates/fleet/deployment.yaml').match(/args: (\[.*\])/)![1]!),
+      sidecar,
+    );
+    assert.match(read('charts/gitmirror/README.md'), new RegExp(`args: \\[${sidecar.join(', ')}\\]`));
     assert.equal(runtime.filter((i) => i.op === 'WORKDIR').at(-1)?.args, '/app');
   });
 
@@ -130,7 +138,9 @@ describe('Dockerfile', () => {
     const templates = ['operator/deployment.yaml', 'fleet/deployment.yaml'].map((t) =>
       read(`charts/gitmirror/templates/${t}`),
     );
-    const commands = templates.flatMap((t) => [...t.matchAll(/args: \[node, ([^\]]+)\]/g)].map((m) => m[1]!));
+    const commands = templates.flatMap((t) =>
+      [...t.matchAll(/args: \[node, ([^\]]+)\]/g)].map((m) => m[1]!.split(', ').at(-1)!),
+    );
     assert.deepEqual(commands.sort(), ['operator/src/main.ts', 'sidecar/src/main.ts']);
     const copied = runtime.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).map((i) => i.args);
     for (const path of [...commands, 'package.json']) {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { parse } from 'yaml';
+import { SIDECAR_NODE_FLAGS } from '../../testing/sidecar-process.ts';
 import {
   CHART_DIR,
   helm,
@@ -149,7 +150,7 @@ describe('default values', async () => {
 
   test('the sidecar: probes on the git port, preStop sleep, grace above the shutdown timeout', () => {
     const c = container(fleet, 'gitmirror');
-    assert.deepEqual(c.args, ['node', 'sidecar/src/main.ts']);
+    assert.deepEqual(c.args, ['node', ...SIDECAR_NODE_FLAGS, 'sidecar/src/main.ts']);
     const ports = Object.fromEntries(c.ports.map((p: Obj) => [p.name, p.containerPort]));
     assert.deepEqual(ports, { http: 8080, 'gitmirror-admin': 9090 });
     assert.deepEqual(

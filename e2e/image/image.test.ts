@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { BASE_REF } from '../../image/base.ts';
 import { imageCacheDir, REPO_ROOT } from '../../image/build.ts';
 import { entryPoints, importClosure } from '../../image/imports.ts';
+import { SIDECAR_NODE_FLAGS } from '../../testing/sidecar-process.ts';
 import { requiredEnv } from '../cluster/cluster.ts';
 import { loadImage, type NodeImage } from '../kubelet/image.ts';
 
@@ -73,7 +74,7 @@ describe('the image built from the Dockerfile', { timeout: 900_000, skip }, () =
     assert.match(stdout.trim(), /^v24\.\d+\.\d+$/);
     assert.equal(stdout.trim(), `v${image.config.env.NODE_VERSION}`);
     assert.deepEqual(image.config.entrypoint, ['/usr/bin/tini', '--'], 'a PID 1 that reaps orphans');
-    assert.deepEqual(image.config.cmd, ['node', 'sidecar/src/main.ts']);
+    assert.deepEqual(image.config.cmd, ['node', ...SIDECAR_NODE_FLAGS, 'sidecar/src/main.ts']);
   });
 
   test('runs as uid 10001, and the root file system cannot be written', async () => {
@@ -98,10 +99,17 @@ describe('the image built from the Dockerfile', { timeout: 900_000, skip }, () =
 
   test('uses the compile cache filled at build time, on a read-only root', async () => {
     // Node's own debug output (NODE_DEBUG_NATIVE=COMPILE_CACHE) says, per module, whether the
-    // cache had code for it; the sidecar's modules must come from the cache, not be compiled.
-    const { stderr } = await inImage(image.ref, ['node', '-e', "import('./sidecar/src/server/sidecar.ts')"], {
+    // cache had code for it; the sidecar's modules, its entry point included, must come from
+    // the cache, not be compiled (a missed .ts file also loads the type stripper for good).
+    // The image's command exits at its first check, a bad listen address, after every import.
+    const { stderr } = await inImage(image.ref, image.config.cmd, {
       NODE_DEBUG_NATIVE: 'COMPILE_CACHE',
-    });
+      GITMIRROR_LISTEN: 'not-an-address',
+    }).catch((err: { stderr: string }) => err);
+    assert.match(
+      stderr,
+      /retrieving transpile cache for StrippedTypeScript file:\/\/\/app\/sidecar\/src\/main\.ts\.\.\.success/,
+    );
     const ours = stderr.split('\n').filter((l) => l.includes('/app/sidecar/src/'));
     const hits = ours.filter((l) => /was accepted/.test(l));
     assert.ok(
