@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { http } from '../../core/node-http.ts';
 import { isSigned, providerOf } from './webhook.ts';
 import {
   MAX_WEBHOOK_BODY_BYTES,
@@ -65,7 +66,7 @@ export function startWebhookServer<T extends WebhookTarget>(
   receiver: WebhookReceiver<T>,
   observe?: (answer: WebhookAnswer) => void,
 ): Promise<Server> {
-  const server = createServer(webhookHandler(receiver, observe));
+  const server = http.createServer(webhookHandler(receiver, observe));
   // GitHub gives up after 10 s; nothing legitimate takes longer to send.
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;

@@ -1,8 +1,8 @@
-import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type { Agent, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
+import { http, https } from '../../../core/node-http.ts';
 import { GitMirrorError, redactUrl } from '../errors/gitmirror-error.ts';
 import type { HostGate } from '../upstream/host-gate.ts';
 
@@ -21,10 +21,11 @@ export interface UpstreamRequest {
   gate?: HostGate;
 }
 
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
-  'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
-};
+const agents: Partial<Record<'http:' | 'https:', Agent>> = {};
+function agentFor(protocol: 'http:' | 'https:'): Agent {
+  agents[protocol] ??= new (protocol === 'http:' ? http : https()).Agent({ keepAlive: true, maxSockets: 64 });
+  return agents[protocol];
+}
 
 /** Request headers passed to upstream: what git needs, and the client's credentials. */
 const FORWARDED_REQUEST_HEADERS = [
@@ -73,12 +74,13 @@ export async function requestUpstream(request: UpstreamRequest): Promise<Incomin
 
 function send(request: UpstreamRequest): Promise<IncomingMessage> {
   const url = new URL(request.url);
-  const transport = url.protocol === 'http:' ? http : https;
+  const protocol = url.protocol === 'http:' ? 'http:' : 'https:';
+  const transport = protocol === 'http:' ? http : https();
   return new Promise((resolve, reject) => {
     const req = transport.request(url, {
       method: request.method,
       headers: request.headers,
-      agent: agents[url.protocol as 'http:' | 'https:'],
+      agent: agentFor(protocol),
       timeout: request.idleTimeoutMs,
     });
     req.on('timeout', () =>
