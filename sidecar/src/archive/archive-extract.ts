@@ -93,8 +93,6 @@ class RestoreRun {
   private readonly slots: Slot[] = [];
   private tasks: ExtractTask[] = [];
   private running = 0;
-  /** Layout 2: the index frame as read first. */
-  private index: Buffer | undefined;
   private bytesDone = 0;
   private failure: Error | undefined;
   private stopping = false;
@@ -180,7 +178,7 @@ class RestoreRun {
       slot.task = undefined;
       if (--this.running === 0) this.settle.resolve();
       else if (this.source.fd !== undefined) this.dispatch(slot);
-      else slot.wake?.();
+      slot.wake?.();
     }
   }
 
@@ -198,61 +196,33 @@ class RestoreRun {
   }
 
   /**
-   * Port mode: the whole archive as one read (a store picks its fastest way: S3 reads
-   * ranges in parallel, pinned to one version, and retries a broken one), each task's bytes
-   * handed to the next free worker in archive order, with a bounded amount unacknowledged
-   * per worker. The index at the end was read already and must come again unchanged.
+   * Port mode: each worker is fed one task at a time, and each task's bytes are read as a range
+   * of their own, straight from the store's response to the worker. The workers' reads run at
+   * once (S3: one GET each, resumed where a connection broke), no range waits for an earlier
+   * one, and no byte is gathered or copied on this thread. Layout 1 is one task: the store
+   * reads the whole archive its fastest way.
    */
   private async feedAll(): Promise<void> {
-    const { sizeBytes } = this.check;
-    const stream = await this.source.read({ start: 0, end: sizeBytes - 1 }, this.abort.signal);
-    let received = 0;
-    let slot: Slot | undefined;
-    let left = 0;
-    const trailer: Buffer[] = [];
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        if (this.failure) return;
-        received += chunk.length;
-        if (received > sizeBytes) throw this.mismatch(`more than the expected ${sizeBytes} bytes`);
-        let at = 0;
-        while (at < chunk.length) {
-          if (left === 0) {
-            const task = this.tasks.shift();
-            if (!task) {
-              trailer.push(chunk.subarray(at));
-              break;
-            }
-            slot = await this.freeSlot();
-            if (!slot) return;
-            slot.task = task;
-            slot.worker.postMessage(task satisfies ExtractRequest);
-            left = taskBytes(task);
-          }
-          const n = Math.min(left, chunk.length - at);
-          await this.send(slot!, chunk.subarray(at, at + n));
-          at += n;
-          left -= n;
-          if (left === 0) slot!.worker.postMessage({ type: 'end' } satisfies ExtractRequest);
-        }
-      }
-    } finally {
-      stream.destroy();
-    }
-    if (received !== sizeBytes) throw this.mismatch(`${received} bytes instead of ${sizeBytes}`);
-    if (this.index && !Buffer.concat(trailer).equals(this.index))
-      throw this.mismatch('the index changed while it was read');
+    await Promise.all(this.slots.map((slot) => this.feedSlot(slot)));
   }
 
-  /** A worker with no task, once there is one; undefined once the restore failed. */
-  private async freeSlot(): Promise<Slot | undefined> {
-    for (;;) {
-      if (this.failure) return undefined;
-      const free = this.slots.find((s) => s.task === undefined);
-      if (free) return free;
-      await new Promise<void>((resolve) => {
-        for (const s of this.slots) s.wake = resolve;
+  private async feedSlot(slot: Slot): Promise<void> {
+    for (let task = this.tasks.shift(); task && !this.failure; task = this.tasks.shift()) {
+      slot.task = task;
+      slot.worker.postMessage(task satisfies ExtractRequest);
+      const start = task.pieces[0]!.offset;
+      const bytes = taskBytes(task);
+      const stream = await this.source.read({ start, end: start + bytes - 1 }, this.abort.signal);
+      let received = 0;
+      await eachChunk(stream, async (chunk) => {
+        received += chunk.length;
+        if (received > bytes) throw this.mismatch(`more than the expected ${bytes} bytes at offset ${start}`);
+        if (!this.failure) await this.send(slot, chunk);
       });
+      if (this.failure) return;
+      if (received !== bytes) throw this.mismatch(`${received} bytes instead of ${bytes} at offset ${start}`);
+      slot.worker.postMessage({ type: 'end' } satisfies ExtractRequest);
+      while (slot.task === task && !this.failure) await new Promise<void>((r) => (slot.wake = r));
     }
   }
 
@@ -286,7 +256,6 @@ class RestoreRun {
       this.abort.signal,
     );
     const frame = Buffer.concat(await stream.toArray());
-    this.index = frame;
     if (frame.length !== indexBytes)
       throw this.mismatch(`an index of ${frame.length} bytes instead of ${indexBytes}`);
     const sha256 = createHash('sha256').update(frame).digest('hex');
@@ -372,6 +341,28 @@ class RestoreRun {
   private mismatch(detail: string): GitMirrorError {
     return new GitMirrorError('SNAPSHOT_CORRUPT', `${this.label} does not match its manifest: ${detail}`);
   }
+}
+
+/**
+ * Calls `each` for every chunk as the stream delivered it, one at a time, the stream paused
+ * meanwhile. (Async iteration would hand over everything buffered as one concatenated copy.)
+ */
+function eachChunk(stream: Readable, each: (chunk: Buffer) => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    stream.on('data', (chunk: Buffer) => {
+      stream.pause();
+      each(chunk).then(
+        () => stream.resume(),
+        (err: unknown) => {
+          reject(err);
+          stream.destroy();
+        },
+      );
+    });
+    stream.once('end', resolve);
+    stream.once('error', reject);
+    stream.once('close', () => reject(new GitMirrorError('ABORTED', 'the archive read was closed')));
+  }).finally(() => stream.destroy());
 }
 
 function taskBytes(task: ExtractTask): number {

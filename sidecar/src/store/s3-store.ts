@@ -258,29 +258,55 @@ export class S3SnapshotStore implements SnapshotStore {
       if (signal?.aborted) throw new GitMirrorError('ABORTED', `download of ${key} was cancelled`);
       throw this.readFailure(key, err);
     }
-    return Readable.from(this.typedBody(key, body, signal), { objectMode: false });
+    // A range that breaks off is asked for again from where it stopped: its reader (a restore
+    // worker's run of pieces) cannot start over, and sees one unbroken stream.
+    const resume = range
+      ? (received: number) =>
+          this.sendGet(key, { start: range.start + received, end: range.end }, etag, signal)
+      : undefined;
+    return Readable.from(this.typedBody({ key, body, signal, resume }), { objectMode: false });
   }
 
   /**
    * The SDK's body, with a break mid-read (connection reset, socket timeout) reported as
    * the store's failure: the raw error says only "aborted", as if someone had cancelled.
+   * With `resume`, a break is first retried (CHUNK_ATTEMPTS in all) from the next byte.
    */
-  private async *typedBody(key: string, body: Readable, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  private async *typedBody(read: {
+    key: string;
+    body: Readable;
+    signal?: AbortSignal;
+    resume?: (received: number) => Promise<Readable>;
+  }): AsyncGenerator<Buffer> {
+    const { key, signal, resume } = read;
+    let body = read.body;
     let received = 0;
-    try {
-      for await (const chunk of body) {
-        received += (chunk as Buffer).length;
-        yield chunk as Buffer;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        for await (const chunk of body) {
+          received += (chunk as Buffer).length;
+          yield chunk as Buffer;
+        }
+        return;
+      } catch (err) {
+        if (signal?.aborted) throw new GitMirrorError('ABORTED', `download of ${key} was cancelled`);
+        if (!resume || attempt >= CHUNK_ATTEMPTS) throw this.brokeOff(key, received, err);
+        body = await resume(received).catch((again: unknown) => {
+          throw signal?.aborted
+            ? new GitMirrorError('ABORTED', `download of ${key} was cancelled`)
+            : this.readFailure(key, again);
+        });
       }
-    } catch (err) {
-      if (signal?.aborted) throw new GitMirrorError('ABORTED', `download of ${key} was cancelled`);
-      const { message, code } = err as { message?: string; code?: string };
-      const detail = [message ?? String(err), code && code !== message ? `(${code})` : undefined];
-      throw new GitMirrorError(
-        'SNAPSHOT_STORE_FAILED',
-        `S3 get ${this.location(key)} broke off after ${received} bytes: ${detail.filter(Boolean).join(' ')}`,
-      );
     }
+  }
+
+  private brokeOff(key: string, received: number, err: unknown): GitMirrorError {
+    const { message, code } = err as { message?: string; code?: string };
+    const detail = [message ?? String(err), code && code !== message ? `(${code})` : undefined];
+    return new GitMirrorError(
+      'SNAPSHOT_STORE_FAILED',
+      `S3 get ${this.location(key)} broke off after ${received} bytes: ${detail.filter(Boolean).join(' ')}`,
+    );
   }
 
   private async sendGet(
