@@ -41,33 +41,37 @@ describe('a soak of sabotaged builds', { timeout: 40 * 60_000 }, () => {
   let outDir: string;
   const broken = (id: InvariantId) => result.report.results.find((r) => r.id === id)!;
 
-  before(async () => {
-    outDir = await mkdtemp(join(tmpdir(), 'gitmirror-soak-sabotage-'));
-    const runMs = 3 * 60_000;
-    result = await runSoak({
-      minutes: 3,
-      seed: 1,
-      rate: 12,
-      outDir,
-      sabotage: Object.keys(SABOTAGES) as Sabotage[],
-      dataBudgetMiB: 256,
-      plan: {
+  before(
+    async () => {
+      outDir = await mkdtemp(join(tmpdir(), 'gitmirror-soak-sabotage-'));
+      const runMs = 3 * 60_000;
+      result = await runSoak({
+        minutes: 3,
         seed: 1,
-        runMs,
-        chaosStartMs: 0,
-        chaosEndMs: runMs,
-        faults: [{ kind: 'scale', atMs: 20_000, durationMs: 30_000, pick: 0 }],
-      },
-      beforeLoad: async (env) => {
-        env.faults!.s3.inject(
-          { kind: 'latency', bytesPerSecond: 512 * 1024 },
-          { method: 'GET', path: /\.tar\.zst/ },
-        );
-      },
-      beforeFinalChecks: damageStore,
-      log: (line) => console.error(line),
-    });
-  });
+        rate: 12,
+        outDir,
+        sabotage: Object.keys(SABOTAGES) as Sabotage[],
+        dataBudgetMiB: 256,
+        plan: {
+          seed: 1,
+          runMs,
+          chaosStartMs: 0,
+          chaosEndMs: runMs,
+          faults: [{ kind: 'scale', atMs: 20_000, durationMs: 30_000, pick: 0 }],
+        },
+        beforeLoad: async (env) => {
+          env.faults!.s3.inject(
+            { kind: 'latency', bytesPerSecond: 512 * 1024 },
+            { method: 'GET', path: /\.tar\.zst/ },
+          );
+        },
+        beforeFinalChecks: damageStore,
+        log: (line) => console.error(line),
+      });
+      // The whole soak runs in this hook: `npm run e2e`'s per-test timeout (15 min) is too short.
+    },
+    { timeout: 40 * 60_000 },
+  );
 
   after(async () => {
     if (outDir) await rm(outDir, { recursive: true, force: true });

@@ -29,7 +29,8 @@ export const SABOTAGES = {
   'temp-leftover': { target: 'fleet', catches: 'nothing-left-over' },
   // A detached `sleep` the sidecar never waits for.
   orphan: { target: 'fleet', catches: 'nothing-left-over' },
-  // 2 MiB a second written into the data dir.
+  // 2 MiB a second written into the data dir until it holds 5% more than the sidecar's budget
+  // (still short of the volume's size, where the kubelet would evict the pod, again and again).
   'disk-hog': { target: 'fleet', catches: 'data-budget' },
   // Downloads of the medium repository's archives ask for a key that is not there: its
   // restores fail and the pod clones it from upstream instead.
@@ -103,7 +104,17 @@ http.request = function (options, ...rest) {
   return request.call(this, options, ...rest);
 };
 syncBuiltinESMExports();`,
-  'disk-hog': `const chunk = Buffer.alloc(2 * 1024 * 1024, 7); setInterval(() => { try { fs.appendFileSync(process.env.GITMIRROR_DATA_DIR + '/sabotage-hog', chunk); } catch {} }, 1000).unref();`,
+  'disk-hog': `const chunk = Buffer.alloc(2 * 1024 * 1024, 7);
+const dir = process.env.GITMIRROR_DATA_DIR;
+const budget = Number(process.env.GITMIRROR_DATA_BUDGET);
+const used = (path) => {
+  let bytes = 0;
+  for (const e of fs.readdirSync(path, { withFileTypes: true })) {
+    try { bytes += e.isDirectory() ? used(path + '/' + e.name) : fs.lstatSync(path + '/' + e.name).blocks * 512; } catch {}
+  }
+  return bytes;
+};
+setInterval(() => { try { if (used(dir) < budget * 1.05) fs.appendFileSync(dir + '/sabotage-hog', chunk); } catch {} }, 1000).unref();`,
 };
 
 /** The ES module that applies `names` (all of one target), run only in the main thread. */

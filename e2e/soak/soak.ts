@@ -45,7 +45,7 @@ export interface SoakOptions {
   rate: number;
   outDir: string;
   sabotage: Sabotage[];
-  /** The fleet's data volume (`fleet.dataVolume.size`), the budget its data dirs are judged by [1024]. */
+  /** The fleet's data volume (`fleet.dataVolume.size`) [1024]; data dirs are judged by the sidecar's budget, 90% of it. */
   dataBudgetMiB?: number;
   /** A chaos plan of the caller's instead of the seed's (a sabotage test wants only some faults). */
   plan?: ChaosPlan;
@@ -64,6 +64,8 @@ export interface SoakResult {
 }
 
 const DATA_BUDGET_MIB = 1024;
+/** The chart's `fleet.dataVolume.headroomPercent`: the sidecar's budget is the volume less this. */
+const DATA_HEADROOM_PERCENT = 10;
 const REF_CHECK_INTERVAL_MS = 5000;
 const FRESHNESS_WAIT_MS = 30_000;
 const MAX_IN_FLIGHT = 8;
@@ -400,7 +402,9 @@ function emptyRecord(options: SoakOptions, ctx: RunContext, repos: RepoInfo[]): 
       lagBoundMs: 0,
       refCheckIntervalMs: REF_CHECK_INTERVAL_MS,
       fetchBoundMs: 0,
-      dataBudgetBytes: (options.dataBudgetMiB ?? DATA_BUDGET_MIB) * 2 ** 20,
+      dataBudgetBytes: Math.floor(
+        ((options.dataBudgetMiB ?? DATA_BUDGET_MIB) * 2 ** 20 * (100 - DATA_HEADROOM_PERCENT)) / 100,
+      ),
       sabotage: options.sabotage,
     },
     ctx.plan,
