@@ -107,12 +107,18 @@ export interface FetchOptions {
   lowSpeedAbort: boolean;
 }
 
-const PRUNE_ORIGIN = ['--prune', '--prune-tags', '--quiet', 'origin'];
+/**
+ * `--atomic`: without it git prunes before the pack arrives and then updates each ref on its
+ * own, so a fetch that fails or is killed mid-way leaves refs upstream never had (a deleted
+ * tag gone, the branch moved before it not), served until the next fetch succeeds. Since git
+ * 2.36 the one transaction covers pruning too.
+ */
+const PRUNE_ORIGIN = ['--atomic', '--prune', '--prune-tags', '--quiet', 'origin'];
 
 export async function fetchMirror(ctx: MirrorGitContext, options: FetchOptions): Promise<void> {
   const speed = options.lowSpeedAbort ? ['-c', 'http.lowSpeedLimit=1000', '-c', 'http.lowSpeedTime=120'] : [];
   // From the writer: every ref as it has them, pruned like origin's mirror refspec prunes.
-  const from = ctx.peer ? ['--prune', '--quiet', ctx.upstream, '+refs/*:refs/*'] : PRUNE_ORIGIN;
+  const from = ctx.peer ? ['--atomic', '--prune', '--quiet', ctx.upstream, '+refs/*:refs/*'] : PRUNE_ORIGIN;
   await atUpstream(ctx, 'transfer', options.signal, async (http) =>
     ctx.git.run({
       args: [...speed, 'fetch', ...from],
