@@ -30,6 +30,11 @@ export interface GitUpstream {
   failWith(status: number | undefined, headers?: Record<string, string>): void;
   /** Hold every upload-pack response this long before git starts answering (a slow upstream). */
   delayUploadPack(ms: number): void;
+  /**
+   * Answer every request for a pack (a fetch command) with 500 while ref listings still work:
+   * a fetch that fails after upstream listed its refs.
+   */
+  refusePacks(refuse: boolean): void;
   close(): Promise<void>;
 }
 
@@ -55,10 +60,9 @@ export async function startGitUpstream(
   } = {},
 ): Promise<GitUpstream> {
   const requests: UpstreamRequestRecord[] = [];
-  let failure: { status: number; headers?: Record<string, string> } | undefined;
-  let delayMs = 0;
+  const faults: Faults = { delayMs: 0, refusePacks: false };
   const server: Server = createServer((req, res) => {
-    handle(root, req, res, options, requests, failure, delayMs).catch(() => {
+    handle(root, req, res, options, requests, { ...faults }).catch(() => {
       if (!res.headersSent) res.writeHead(500);
       res.end();
     });
@@ -81,10 +85,13 @@ export async function startGitUpstream(
           r.authorized,
       ).length,
     failWith: (status, headers) => {
-      failure = status === undefined ? undefined : { status, headers };
+      faults.failure = status === undefined ? undefined : { status, headers };
     },
     delayUploadPack: (ms) => {
-      delayMs = ms;
+      faults.delayMs = ms;
+    },
+    refusePacks: (refuse) => {
+      faults.refusePacks = refuse;
     },
     close: () =>
       new Promise((resolve) => {
@@ -94,15 +101,22 @@ export async function startGitUpstream(
   };
 }
 
+/** What the test asked the upstream to get wrong, as of a request's arrival. */
+interface Faults {
+  failure?: { status: number; headers?: Record<string, string> };
+  delayMs: number;
+  refusePacks: boolean;
+}
+
 async function handle(
   root: string,
   req: IncomingMessage,
   res: ServerResponse,
   options: Parameters<typeof startGitUpstream>[1] & object,
   requests: UpstreamRequestRecord[],
-  failure: { status: number; headers?: Record<string, string> } | undefined,
-  delayMs: number,
+  faults: Faults,
 ): Promise<void> {
+  const { failure, delayMs } = faults;
   const body = await readAll(req);
   const url = new URL(req.url ?? '/', 'http://upstream');
   if (failure === undefined && (await options.extraRoutes?.(req, res, url, body))) return;
@@ -127,6 +141,10 @@ async function handle(
   }
   if (!authorized) {
     res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="upstream"' }).end();
+    return;
+  }
+  if (faults.refusePacks && requests.at(-1)?.command === 'fetch') {
+    res.writeHead(500).end('pack generation failed');
     return;
   }
   if (delayMs > 0 && url.pathname.endsWith('/git-upload-pack'))

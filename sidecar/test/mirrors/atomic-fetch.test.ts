@@ -12,20 +12,11 @@ describe('a mirror fetch that fails after upstream listed its refs', () => {
   let root: string;
   let upstream: GitUpstream;
   let work: string;
-  /** Upstream lists refs but refuses to send the pack: the fetch fails mid-way. */
-  let refusePacks = false;
 
   before(async () => {
     root = await tempDir();
     ({ work } = await createUpstreamRepo(join(root, 'upstream', 'org'), 'repo', 3));
-    upstream = await startGitUpstream(join(root, 'upstream'), {
-      extraRoutes: async (req, res, url, body) => {
-        const fetching = url.pathname.endsWith('/git-upload-pack') && body.includes('command=fetch');
-        if (!refusePacks || req.method !== 'POST' || !fetching) return false;
-        res.writeHead(500).end('pack generation failed');
-        return true;
-      },
-    });
+    upstream = await startGitUpstream(join(root, 'upstream'));
   });
 
   after(async () => {
@@ -43,7 +34,7 @@ describe('a mirror fetch that fails after upstream listed its refs', () => {
     await addCommit(work, 'next.txt', 'next\n');
     await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
     await git(['push', '--quiet', 'origin', ':refs/tags/v1'], { cwd: work });
-    refusePacks = true;
+    upstream.refusePacks(true);
 
     const ctx = { git: new ProcessGitRunner(), dir: mirror, upstream: upstream.url('org/repo.git') };
     await assert.rejects(fetchMirror(ctx, { timeoutMs: 60_000, lowSpeedAbort: false }));

@@ -16,20 +16,11 @@ describe('a forced restore whose catch-up fails', () => {
   let sidecar: RunningSidecar;
   let repoId: string;
   let work: string;
-  /** Upstream answers ref listings but refuses to send packs: a fetch fails, ls-remote works. */
-  let refusePacks = false;
 
   before(async () => {
     root = await tempDir();
     ({ work } = await createUpstreamRepo(join(root, 'upstream', 'org'), 'repo', 10));
-    upstream = await startGitUpstream(join(root, 'upstream'), {
-      extraRoutes: async (req, res, url, body) => {
-        const fetching = url.pathname.endsWith('/git-upload-pack') && body.includes('command=fetch');
-        if (!refusePacks || req.method !== 'POST' || !fetching) return false;
-        res.writeHead(500).end('pack generation failed');
-        return true;
-      },
-    });
+    upstream = await startGitUpstream(join(root, 'upstream'));
     repoId = `${upstream.host}/org/repo`;
     sidecar = await startTestSidecar({
       GITMIRROR_DATA_DIR: join(root, 'data'),
@@ -53,7 +44,7 @@ describe('a forced restore whose catch-up fails', () => {
     await addCommit(work, 'after-snapshot.txt', 'new\n');
     await git(['push', '--quiet', 'origin', 'main'], { cwd: work });
     const served = await refsOf(mirror.dir);
-    refusePacks = true;
+    upstream.refusePacks(true);
 
     const outcome = await sidecar.mirrors.warm(mirror, { key: manifest.key, force: true }).then(
       () => 'warmed',
