@@ -130,12 +130,15 @@ describe('a fleet whose data volume is too small for a GitMirror', { timeout: 1_
   it('raising the size limit (helm upgrade) makes it Ready on every replica', async () => {
     await env.upgrade({ fleet: { dataVolume: { size: '64Mi' } } });
     await waitFor(
-      'Ready on 2/2 replicas',
+      'Ready on 2/2 replicas, the rollout done',
       async () => {
-        await watchPods();
+        // The GitMirror can be Ready on the two new pods before the Deployment has deleted an
+        // old one (4Mi, never warm, its gate opened on the timeout): wait until only two are left.
+        const left = (await watchPods()).filter((p) => !p.metadata.deletionTimestamp);
         const gm = await getGitMirror(env, REPO);
         const c = gm.status?.conditions?.find((x) => x.type === 'Ready');
-        return c?.status === 'True' && gm.status?.replicas?.warm === 2 ? gm : undefined;
+        const done = c?.status === 'True' && gm.status?.replicas?.warm === 2 && left.length === 2;
+        return done ? gm : undefined;
       },
       { timeoutMs: 400_000, intervalMs: 1000 },
     );
